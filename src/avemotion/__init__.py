@@ -1,0 +1,3 @@
+"""avemotion: audio-visual emotion recognition on talking-face clips."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from avemotion.cli import main
+
+sys.exit(main())

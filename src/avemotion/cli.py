@@ -1,0 +1,105 @@
+"""The `avemotion` command: one subcommand per pipeline stage, each a thin layer over its module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from avemotion import __version__
+
+
+def _index(args: argparse.Namespace) -> int:
+    from avemotion.index import index_dataset, write_metadata
+
+    result = index_dataset(args.data_dir)
+    print(result.summary())
+    failures = result.strict_failures()
+    if args.strict and failures:
+        print(f"avemotion index: --strict: {len(failures)} problems, nothing written", file=sys.stderr)
+        return 1
+    write_metadata(result.table, args.output)
+    if result.problems:
+        problems_path = args.output.with_name(args.output.stem + "_problems.csv")
+        result.problems_table().to_csv(problems_path, index=False)
+        print(f"problems listed in {problems_path}")
+    print(f"wrote {len(result.table)} rows to {args.output}")
+    return 0
+
+
+def _eda(args: argparse.Namespace) -> int:
+    from avemotion.eda import run_eda
+    from avemotion.index import read_metadata
+
+    report = run_eda(read_metadata(args.metadata), args.output)
+    print(f"wrote {report}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from avemotion.demo import run_demo
+
+    report = run_demo(args.output, args.data_dir)
+    print(f"demo report: {report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="avemotion",
+        description="Audio-visual emotion recognition on talking-face clips (CREMA-D first).",
+    )
+    parser.add_argument("--version", action="version", version=f"avemotion {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser(
+        "index", help="list every clip of a dataset folder in a metadata table",
+        description="Walk DATA_DIR and write one row per audio-video clip (both CREMA-D layouts). "
+        "Defects are counted and listed, never fatal unless --strict.",
+    )
+    index.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder of clips")
+    index.add_argument("-o", "--output", type=Path, default=Path("metadata.csv"),
+                       help="metadata table to write, .csv or .parquet (default: metadata.csv)")
+    index.add_argument("--strict", action="store_true",
+                       help="fail on unparseable names, unknown codes, missing demographics, stray files")
+    index.set_defaults(run=_index)
+
+    eda = commands.add_parser(
+        "eda", help="value counts and charts of a metadata table",
+        description="Write value counts, bar and pie charts of statement, emotion, intensity and "
+        "gender, and one HTML report showing them.",
+    )
+    eda.add_argument("metadata", type=Path, metavar="METADATA", help="table written by `index`")
+    eda.add_argument("-o", "--output", type=Path, default=Path("eda"),
+                     help="folder for the report (default: eda)")
+    eda.set_defaults(run=_eda)
+
+    demo = commands.add_parser(
+        "demo", help="run the pipeline end to end on the bundled clips (or DATA_DIR)",
+        description="Run the pipeline on the bundled CREMA-D sample clips, or on DATA_DIR, and write "
+        "one report linking every output.",
+    )
+    demo.add_argument("data_dir", type=Path, nargs="?", metavar="DATA_DIR",
+                      help="folder of clips (default: the bundled samples)")
+    demo.add_argument("-o", "--output", type=Path, default=Path("demo-output"),
+                      help="folder for every output (default: demo-output)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse arguments, run the stage, turn expected errors into one clear line."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (OSError, ValueError, ImportError) as error:
+        print(f"avemotion {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"avemotion {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from avemotion.cli import build_parser, main
+
+SUBCOMMANDS = ["index", "eda", "demo"]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: avemotion " + command in capsys.readouterr().out
+
+
+def test_top_level_help_lists_the_stages():
+    text = build_parser().format_help()
+    for command in SUBCOMMANDS:
+        assert command in text
+
+
+def test_demo_end_to_end_on_bundled_clips(tmp_path):
+    out = tmp_path / "demo"
+    completed = subprocess.run(
+        [sys.executable, "-m", "avemotion", "demo", "-o", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "6 audio-video clips, 1 actors" in completed.stdout
+    assert len(pd.read_csv(out / "metadata.csv")) == 6
+    assert (pd.read_csv(out / "index_problems.csv")["kind"] == "audio_only").sum() == 6
+    page = (out / "index.html").read_text()
+    assert 'href="eda/report.html"' in page
+    assert (out / "eda" / "report.html").is_file()
+    assert (out / "eda" / "emotion_bar.png").stat().st_size > 5000
+
+
+def test_eda_on_a_missing_table_is_one_clear_line(tmp_path, capsys):
+    assert main(["eda", str(tmp_path / "absent.csv"), "-o", str(tmp_path)]) == 2
+    assert "absent.csv: no such metadata file" in capsys.readouterr().err

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from avemotion.cli import main
+from avemotion.cremad import parse_clip_name
+from avemotion.index import index_dataset, read_metadata, write_metadata
+
+from conftest import make_tree, write_demographics
+
+
+def kinds(result) -> dict[str, list[str]]:
+    """Problem kind -> file names, for compact assertions."""
+    found: dict[str, list[str]] = {}
+    for problem in result.problems:
+        found.setdefault(problem.kind, []).append(Path(problem.path).name)
+    return found
+
+
+def test_bundled_samples_give_six_male_rows_and_six_audio_only(samples):
+    result = index_dataset(samples)
+    table = result.table
+    assert len(table) == 6
+    assert set(table["actor_id"]) == {1001}
+    assert set(table["gender"]) == {"male"}
+    assert set(table["age"]) == {51}
+    assert sorted(table["emotion"]) == ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
+    assert all(Path(p).is_file() and p.endswith(".flv") for p in table["video_path"])
+    audio_only = kinds(result)["audio_only"]
+    assert sorted(audio_only) == [f"1002_DFA_{e}_XX.mp3" for e in ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]]
+    assert result.strict_failures() == []
+
+
+def test_converted_layout_takes_gender_from_last_code(tmp_path):
+    make_tree(tmp_path, ["1001_DFA_ANG_XX_01.mp4", "1002_IEO_HAP_HI_02.mp4", "1003_TIE_SAD_LO_01.mp4"])
+    result = index_dataset(tmp_path)
+    genders = dict(zip(result.table["actor_id"], result.table["gender"]))
+    assert genders == {1001: "male", 1002: "female", 1003: "male"}
+    assert result.problems == []
+    assert "age" not in result.table.columns and "audio_path" not in result.table.columns
+
+
+def test_original_layout_joins_demographics_wav_and_crowd_votes(tmp_path):
+    make_tree(tmp_path, [
+        "VideoFlash/1001_DFA_ANG_XX.flv", "VideoFlash/1002_DFA_HAP_HI.flv",
+        "AudioWAV/1001_DFA_ANG_XX.wav", "AudioMP3/1001_DFA_ANG_XX.mp3", "AudioMP3/1002_DFA_HAP_HI.mp3",
+        "README.md", "LICENSE.txt",
+    ])
+    write_demographics(tmp_path / "VideoDemographics.csv", [(1001, 51, "Male"), (1002, 21, "Female")])
+    votes = tmp_path / "processedResults" / "summaryTable.csv"
+    votes.parent.mkdir()
+    votes.write_text(
+        '"","FileName","VoiceVote","VoiceLevel","FaceVote","FaceLevel","MultiModalVote","MultiModalLevel"\n'
+        '"1","1001_DFA_ANG_XX","A","60","A:D","50","A","70"\n'
+    )
+    result = index_dataset(tmp_path)
+    table = result.table.set_index("clip")
+    assert result.problems == []
+    assert table.loc["1001_DFA_ANG_XX", "audio_path"].endswith("AudioWAV/1001_DFA_ANG_XX.wav")
+    assert table.loc["1002_DFA_HAP_HI", "audio_path"].endswith("AudioMP3/1002_DFA_HAP_HI.mp3")
+    assert table.loc["1002_DFA_HAP_HI", "gender"] == "female"
+    assert table.loc["1002_DFA_HAP_HI", "age"] == 21
+    assert table.loc["1001_DFA_ANG_XX", "crowd_face_vote"] == "ANG:DIS"
+    assert table.loc["1001_DFA_ANG_XX", "crowd_av_vote"] == "ANG"
+    assert pd.isna(table.loc["1002_DFA_HAP_HI", "crowd_av_vote"])
+
+
+def test_every_defect_is_listed_and_none_is_fatal(tmp_path):
+    make_tree(tmp_path, [
+        "VideoFlash/1001_DFA_ANG_XX.flv",
+        "VideoFlash/1001_DFA_ANG_XX.mp4",       # the same clip in a second format
+        "VideoFlash/interview.flv",             # not a clip name
+        "VideoFlash/1001_DFA_ANG.flv",          # a code missing
+        "VideoFlash/1001_DFA_XYZ_XX.flv",       # unknown emotion
+        "VideoFlash/1001_DFA_ANG_ZZ.flv",       # unknown intensity
+        "VideoFlash/1001_QQQ_ANG_XX.flv",       # unknown statement
+        "VideoFlash/1001_DFA_SAD_XX_07.mp4",    # unknown gender code
+        "VideoFlash/1099_DFA_HAP_XX.flv",       # actor not in the demographics file
+        "VideoFlash/.DS_Store", "VideoFlash/notes.docx",
+    ])
+    write_demographics(tmp_path / "VideoDemographics.csv", [(1001, 51, "Male")])
+    result = index_dataset(tmp_path)
+    found = kinds(result)
+    assert found["duplicate"] == ["1001_DFA_ANG_XX.flv"]
+    assert sorted(found["unparseable_name"]) == ["1001_DFA_ANG.flv", "interview.flv"]
+    assert sorted(found["unknown_code"]) == [
+        "1001_DFA_ANG_ZZ.flv", "1001_DFA_SAD_XX_07.mp4", "1001_DFA_XYZ_XX.flv", "1001_QQQ_ANG_XX.flv"]
+    assert found["missing_demographics"] == ["1099_DFA_HAP_XX.flv"]
+    assert sorted(found["stray_file"]) == [".DS_Store", "notes.docx"]
+    table = result.table.set_index("clip")
+    assert list(table.index) == ["1001_DFA_ANG_XX", "1099_DFA_HAP_XX"]
+    assert table.loc["1001_DFA_ANG_XX", "video_path"].endswith(".mp4")
+    assert table.loc["1099_DFA_HAP_XX", "gender"] == "unknown"
+    summary = result.summary()
+    for kind in ["duplicate", "unparseable_name", "unknown_code", "missing_demographics", "stray_file"]:
+        assert str(len(found[kind])) in summary
+
+
+def test_no_demographics_and_no_gender_code_gives_unknown(tmp_path):
+    make_tree(tmp_path, ["1005_ITS_FEA_MD.flv"])
+    result = index_dataset(tmp_path)
+    assert list(result.table["gender"]) == ["unknown"]
+    assert result.problems == []
+
+
+def test_cli_strict_refuses_defects_and_default_writes(tmp_path, capsys):
+    data = make_tree(tmp_path / "data", ["1001_DFA_ANG_XX_01.mp4", "oops.mp4"])
+    out = tmp_path / "meta.csv"
+    assert main(["index", str(data), "-o", str(out), "--strict"]) == 1
+    assert not out.exists()
+    assert main(["index", str(data), "-o", str(out)]) == 0
+    assert len(read_metadata(out)) == 1
+    problems = pd.read_csv(tmp_path / "meta_problems.csv")
+    assert list(problems["kind"]) == ["unparseable_name"]
+    assert "oops.mp4" in capsys.readouterr().out
+
+
+def test_cli_missing_folder_is_one_clear_line(tmp_path, capsys):
+    assert main(["index", str(tmp_path / "nowhere")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "nowhere" in error and "no such folder" in error
+
+
+def test_metadata_round_trip_and_bad_table(tmp_path, samples):
+    table = index_dataset(samples).table
+    write_metadata(table, tmp_path / "m.csv")
+    assert read_metadata(tmp_path / "m.csv").equals(table)
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        read_metadata(tmp_path / "bad.csv")
+
+
+@pytest.mark.parametrize("stem, expected", [
+    ("1001_DFA_ANG_XX", (1001, "DFA", "ANG", "XX", None)),
+    ("1091_WSI_NEU_XX_02", (1091, "WSI", "NEU", "XX", "02")),
+    ("1001_DFA_ANG", None),
+    ("1001-DFA-ANG-XX", None),
+    ("01001_DFA_ANG_XX", None),
+])
+def test_parse_clip_name(stem, expected):
+    name = parse_clip_name(stem)
+    if expected is None:
+        assert name is None
+    else:
+        assert (name.actor_id, name.statement, name.emotion, name.intensity, name.gender_code) == expected
