@@ -32,3 +32,11 @@ def write_demographics(path: Path, rows: list[tuple[int, int, str]]) -> None:
     lines += [f'{actor},{age},"{sex}","Caucasian","Not Hispanic"' for actor, age, sex in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="session")
+def sample_table(samples):
+    """The metadata table of the bundled clips."""
+    from avemotion.index import index_dataset
+
+    return index_dataset(samples).table

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from avemotion import __version__
+from avemotion.features import FRAME_SIZE, HOP_LENGTH, N_FRAMES
 
 
 def _index(args: argparse.Namespace) -> int:
@@ -34,6 +35,20 @@ def _eda(args: argparse.Namespace) -> int:
     report = run_eda(read_metadata(args.metadata), args.output)
     print(f"wrote {report}")
     return 0
+
+
+def _preprocess(args: argparse.Namespace) -> int:
+    from avemotion.features import FeatureSettings
+    from avemotion.index import read_metadata
+    from avemotion.preprocess import preprocess
+
+    settings = FeatureSettings(
+        n_frames=args.frames, frame_size=args.frame_size, hop_length=args.hop_length,
+        face_crop=args.face_crop,
+    )
+    report = preprocess(read_metadata(args.metadata), args.cache, settings, workers=args.workers)
+    print(report.summary())
+    return 1 if report.failures else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -74,6 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
     eda.add_argument("-o", "--output", type=Path, default=Path("eda"),
                      help="folder for the report (default: eda)")
     eda.set_defaults(run=_eda)
+
+    pre = commands.add_parser(
+        "preprocess", help="extract 8 frames and a log-Mel spectrogram per clip, once, into a cache",
+        description="Decode every clip of METADATA once: 8 equally spaced RGB frames and a 64x128 "
+        "log-Mel spectrogram of its audio at 16 kHz, stored under CACHE in a folder named by a hash "
+        "of the settings. Resumable; failed clips are listed in failures.csv and make the exit "
+        "status 1.",
+    )
+    pre.add_argument("metadata", type=Path, metavar="METADATA", help="table written by `index`")
+    pre.add_argument("--cache", type=Path, required=True, help="cache folder")
+    pre.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    pre.add_argument("--face-crop", action="store_true",
+                     help="crop a square around the detected face before resizing")
+    pre.add_argument("--frames", type=int, default=N_FRAMES, help=f"frames per clip ({N_FRAMES})")
+    pre.add_argument("--frame-size", type=int, default=FRAME_SIZE,
+                     help=f"frame side in pixels ({FRAME_SIZE})")
+    pre.add_argument("--hop-length", type=int, default=HOP_LENGTH,
+                     help=f"samples between FFT windows ({HOP_LENGTH})")
+    pre.set_defaults(run=_preprocess)
 
     demo = commands.add_parser(
         "demo", help="run the pipeline end to end on the bundled clips (or DATA_DIR)",

@@ -1,0 +1,295 @@
+"""Per-clip features: 8 RGB frames spread over the whole clip and a log-Mel spectrogram of its voice.
+
+Pure functions of a file and a :class:`FeatureSettings`; preprocessing (cached, over a dataset) and
+prediction (one new clip) both call :func:`extract_features`, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+import cv2
+import librosa
+import numpy as np
+import soxr
+from av.video.reformatter import VideoReformatter
+
+SAMPLE_RATE = 16_000  # Hz, the audio front end's rate
+N_MELS = 64  # Mel bins
+N_FFT = 1024  # samples per FFT window (64 ms at 16 kHz)
+HOP_LENGTH = 256  # samples between windows (16 ms at 16 kHz)
+MEL_FRAMES = 128  # time steps of the spectrogram after resizing
+N_FRAMES = 8  # video frames per clip
+FRAME_SIZE = 224  # pixels, height and width of each frame
+# Decoded frames held at once while looking for the last one; longer clips are thinned evenly so
+# memory stays bounded (clips up to this many frames are sampled exactly).
+MAX_HELD_FRAMES = 256
+# A file whose decoded media ends before this fraction of the length its header states is truncated.
+TRUNCATED_FRACTION = 0.8
+FACE_MARGIN = 0.25  # fraction of the face box added on every side before the square crop
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Everything that determines a clip's arrays; its hash names the cache."""
+
+    n_frames: int = N_FRAMES  # video frames sampled from first to last
+    frame_size: int = FRAME_SIZE  # side of the square RGB frames, pixels
+    sample_rate: int = SAMPLE_RATE  # audio rate after resampling, Hz
+    n_mels: int = N_MELS  # Mel bins
+    n_fft: int = N_FFT  # FFT window, samples
+    hop_length: int = HOP_LENGTH  # hop between FFT windows, samples
+    mel_frames: int = MEL_FRAMES  # time steps after resizing the spectrogram
+    top_db: float = 80.0  # dynamic range kept by the dB conversion
+    face_crop: bool = False  # crop a square around the detected face before resizing
+
+    def digest(self) -> str:
+        """A short hash of the settings: equal settings, equal digest; any change, a new one."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class MediaError(ValueError):
+    """A clip that cannot give features; the message names the file and the problem."""
+
+
+@dataclass
+class ClipFeatures:
+    """The arrays of one clip, in the cache's and the model's form."""
+
+    frames: np.ndarray  # uint8 (n_frames, 3, frame_size, frame_size), RGB
+    mel: np.ndarray  # float16 (1, n_mels, mel_frames), dB
+    face_found: bool | None = None  # None when face cropping was off
+
+
+def extract_features(
+    video_path: str | Path, settings: FeatureSettings, audio_path: str | Path | None = None
+) -> ClipFeatures:
+    """Frames and log-Mel of one clip; audio from audio_path when given, else from the clip's track."""
+    video_path = Path(video_path)
+    if audio_path is None:
+        video_frames, waveform, rate = _decode(video_path, want_video=True, want_audio=True)
+    else:
+        video_frames, _, _ = _decode(video_path, want_video=True, want_audio=False)
+        _, waveform, rate = _decode(Path(audio_path), want_video=False, want_audio=True)
+    frames, face_found = _frames_to_array(video_frames, settings)
+    mel = log_mel(resample(waveform, rate, settings.sample_rate), settings)
+    return ClipFeatures(frames=frames, mel=mel[np.newaxis].astype(np.float16), face_found=face_found)
+
+
+def sample_frames(video_path: str | Path, settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
+    """The clip's frames at equally spaced positions, first to last: uint8 (n, 3, size, size)."""
+    video_frames, _, _ = _decode(Path(video_path), want_video=True, want_audio=False)
+    return _frames_to_array(video_frames, settings)[0]
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A file's audio track as mono float32 at sample_rate."""
+    _, waveform, rate = _decode(Path(path), want_video=False, want_audio=True)
+    return resample(waveform, rate, sample_rate)
+
+
+def resample(waveform: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """Resample mono audio with soxr (high quality); a no-op at the target rate."""
+    if rate == target_rate:
+        return waveform.astype(np.float32, copy=False)
+    return soxr.resample(waveform, rate, target_rate).astype(np.float32, copy=False)
+
+
+def log_mel(waveform: np.ndarray, settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
+    """Mel power spectrogram in dB, resized bilinearly to (n_mels, mel_frames): float32."""
+    power = librosa.feature.melspectrogram(
+        y=waveform,
+        sr=settings.sample_rate,
+        n_fft=settings.n_fft,
+        hop_length=settings.hop_length,
+        n_mels=settings.n_mels,
+        power=2.0,
+    )
+    decibels = librosa.power_to_db(power, ref=1.0, top_db=settings.top_db)
+    # cv2 sizes are (width, height): time becomes mel_frames wide, Mel bins stay n_mels high.
+    size = (settings.mel_frames, settings.n_mels)
+    return cv2.resize(decibels, size, interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+def _decode(
+    path: Path, want_video: bool, want_audio: bool
+) -> tuple[list[av.VideoFrame], np.ndarray | None, int]:
+    """One sequential pass over a file: spread-out video frames and the whole mono waveform."""
+    _check_readable(path)
+    try:
+        with av.open(str(path)) as container:
+            video = _stream(container.streams.video, "video", path) if want_video else None
+            audio = _stream(container.streams.audio, "audio", path) if want_audio else None
+            streams = [stream for stream in (video, audio) if stream is not None]
+            held = _SpreadFrames(MAX_HELD_FRAMES)
+            chunks = []
+            decoded_until = 0.0  # seconds
+            for packet in container.demux(*streams):
+                for frame in packet.decode():
+                    decoded_until = max(decoded_until, frame.time or 0.0)
+                    if isinstance(frame, av.VideoFrame):
+                        held.add(frame)
+                    else:
+                        chunks.append(_mono(frame))
+            rate = audio.codec_context.sample_rate if audio is not None else 0
+            _check_complete(path, decoded_until, container.duration)
+    except av.FFmpegError as error:
+        raise MediaError(f"{path}: could not be decoded ({error})") from error
+    if want_video and held.count == 0:
+        raise MediaError(f"{path}: no video frame could be decoded")
+    waveform = None
+    if want_audio:
+        if not chunks or sum(len(chunk) for chunk in chunks) == 0:
+            raise MediaError(f"{path}: no audio could be decoded")
+        waveform = np.concatenate(chunks).astype(np.float32, copy=False)
+    return held.spread(), waveform, rate
+
+
+def _check_readable(path: Path) -> None:
+    """Turn a missing, unreadable or empty file into a clear MediaError before decoding."""
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise MediaError(f"{path}: cannot be read ({error.strerror})") from error
+    if size == 0:
+        raise MediaError(f"{path}: empty file (0 bytes)")
+
+
+def _check_complete(path: Path, decoded_until: float, header_duration: int | None) -> None:
+    """A file that decodes cleanly but stops well short of its stated length is truncated."""
+    if not header_duration:
+        return
+    stated = header_duration / av.time_base
+    if decoded_until < TRUNCATED_FRACTION * stated - 0.1:
+        raise MediaError(f"{path}: truncated (decoded {decoded_until:.2f} s of {stated:.2f} s)")
+
+
+def _stream(streams, kind: str, path: Path):
+    """The first stream of a kind (whatever comes before it in the file), or a clear MediaError."""
+    if not streams:
+        raise MediaError(f"{path}: no {kind} track")
+    return streams[0]
+
+
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded audio frame's channels averaged into float32 mono samples in [-1, 1]."""
+    samples = frame.to_ndarray()
+    if not frame.format.is_planar:  # packed: (1, samples * channels), channels interleaved
+        samples = samples.reshape(-1, len(frame.layout.channels)).T
+    if np.issubdtype(samples.dtype, np.integer):
+        samples = samples.astype(np.float32) / np.iinfo(samples.dtype).max
+    return samples.astype(np.float32, copy=False).mean(axis=0)
+
+
+class _SpreadFrames:
+    """Holds at most `capacity` decoded frames spread evenly over everything seen, plus the last."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.stride = 1
+        self.held: list[tuple[int, av.VideoFrame]] = []
+        self.last: tuple[int, av.VideoFrame] | None = None
+        self.count = 0
+
+    def add(self, frame: av.VideoFrame) -> None:
+        """See one more frame in decoding order."""
+        index = self.count
+        self.count += 1
+        self.last = (index, frame)
+        if index % self.stride:
+            return
+        self.held.append((index, frame))
+        if len(self.held) > self.capacity:
+            self.stride *= 2
+            self.held = [(i, f) for i, f in self.held if i % self.stride == 0]
+
+    def spread(self) -> list[tuple[int, av.VideoFrame]]:
+        """The held frames with their indices, the last decoded frame always included."""
+        if self.last is not None and self.held[-1][0] != self.last[0]:
+            return [*self.held, self.last]
+        return list(self.held)
+
+
+# One converter per process: it keeps its scaler between frames instead of building one per frame.
+_TO_RGB = VideoReformatter()
+
+
+def frame_positions(frame_count: int, n_frames: int) -> np.ndarray:
+    """Indices of n_frames equally spaced frames from the first (0) to the last (frame_count - 1)."""
+    return np.linspace(0, frame_count - 1, n_frames).round().astype(int)
+
+
+def _frames_to_array(
+    held: list[tuple[int, av.VideoFrame]], settings: FeatureSettings
+) -> tuple[np.ndarray, bool | None]:
+    """Pick the sampled frames from those held, convert to RGB, crop faces if asked, resize."""
+    indices = np.array([index for index, _ in held])
+    wanted = frame_positions(indices[-1] + 1, settings.n_frames)
+    chosen = [held[i][1] for i in np.abs(indices[np.newaxis] - wanted[:, np.newaxis]).argmin(axis=1)]
+    size = settings.frame_size
+    face_found = None
+    if settings.face_crop:
+        images, face_found = crop_faces([_to_rgb(frame) for frame in chosen])
+        images = [cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images]
+    else:  # convert and shrink in one scaler pass: three times faster than converting at full size
+        images = [_to_rgb(frame, size) for frame in chosen]
+    return np.stack(images).transpose(0, 3, 1, 2).copy(), face_found
+
+
+def _to_rgb(frame: av.VideoFrame, size: int | None = None) -> np.ndarray:
+    """A decoded frame as an RGB uint8 array, at full size or squeezed to size x size."""
+    width = height = size
+    rgb = _TO_RGB.reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
+    return rgb.to_ndarray()
+
+
+_face_detector: cv2.CascadeClassifier | None = None
+
+
+def _detector() -> cv2.CascadeClassifier:
+    """OpenCV's bundled frontal-face Haar cascade, loaded once per process."""
+    global _face_detector
+    if _face_detector is None:
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        _face_detector = cv2.CascadeClassifier(str(path))
+    return _face_detector
+
+
+def detect_face(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The largest frontal face in an RGB image as (x, y, width, height), or None."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    min_side = max(24, min(gray.shape) // 8)
+    faces = _detector().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
+                                         minSize=(min_side, min_side))
+    if len(faces) == 0:
+        return None
+    return tuple(int(v) for v in max(faces, key=lambda box: box[2] * box[3]))
+
+
+def crop_faces(images: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
+    """Crop every frame to a square around the clip's face; the full frames when none is found.
+
+    One box serves the whole clip (the median of the per-frame detections), so a frame where the
+    detector misses still gets the face, and the crop does not jitter from frame to frame.
+    """
+    boxes = [box for box in map(detect_face, images) if box is not None]
+    if not boxes:
+        return images, False
+    x, y, width, height = np.median(np.array(boxes), axis=0)
+    side = max(width, height) * (1 + 2 * FACE_MARGIN)
+    centre_x, centre_y = x + width / 2, y + height / 2
+    return [_square_crop(image, centre_x, centre_y, side) for image in images], True
+
+
+def _square_crop(image: np.ndarray, centre_x: float, centre_y: float, side: float) -> np.ndarray:
+    """A square of the given side around a centre, shifted (and if need be shrunk) to fit the image."""
+    image_height, image_width = image.shape[:2]
+    side = int(min(side, image_width, image_height))
+    left = int(np.clip(centre_x - side / 2, 0, image_width - side))
+    top = int(np.clip(centre_y - side / 2, 0, image_height - side))
+    return image[top : top + side, left : left + side]

@@ -1,0 +1,236 @@
+"""Stage 3, preprocess: every indexed clip's frames and log-Mel, computed once into an on-disk cache.
+
+The cache lives in ``CACHE/features-<digest>/``, where the digest hashes the feature settings, so a
+change of any setting starts a new cache and never reuses stale arrays. Each clip is one ``.npz``
+file written under a temporary name and renamed into place, so an interrupted run leaves either a
+whole entry or none; the next run does only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from avemotion.features import ClipFeatures, FeatureSettings, MediaError, extract_features
+
+SETTINGS_FILE = "settings.json"
+FAILURES_FILE = "failures.csv"
+CLIPS_FOLDER = "clips"
+TEMPORARY_PREFIX = ".partial-"
+
+
+@dataclass(frozen=True)
+class FeatureCache:
+    """The cached arrays of one feature setting: one .npz per clip, random access by clip name."""
+
+    root: Path
+    settings: FeatureSettings
+
+    @classmethod
+    def open(cls, cache_dir: str | Path, settings: FeatureSettings) -> FeatureCache:
+        """The cache of these settings under cache_dir, created (with its settings.json) if new."""
+        root = Path(cache_dir) / f"features-{settings.digest()}"
+        (root / CLIPS_FOLDER).mkdir(parents=True, exist_ok=True)
+        settings_path = root / SETTINGS_FILE
+        if not settings_path.exists():
+            settings_path.write_text(json.dumps(asdict(settings), indent=2) + "\n")
+        return cls(root=root, settings=settings)
+
+    def path(self, clip: str) -> Path:
+        """Where a clip's entry lives."""
+        return self.root / CLIPS_FOLDER / f"{clip}.npz"
+
+    def has(self, clip: str) -> bool:
+        """Whether a clip's entry is complete on disk."""
+        return self.path(clip).is_file()
+
+    def write(self, clip: str, features: ClipFeatures) -> None:
+        """Store a clip's arrays atomically: a reader sees the whole entry or none."""
+        final = self.path(clip)
+        partial = final.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{final.name}")
+        with open(partial, "wb") as handle:
+            np.savez(handle, frames=features.frames, mel=features.mel,
+                     face_found=np.int8(-1 if features.face_found is None else features.face_found))
+        os.replace(partial, final)
+
+    def read(self, clip: str) -> ClipFeatures:
+        """Load a clip's arrays (no media decoding)."""
+        with np.load(self.path(clip)) as entry:
+            face_found = int(entry["face_found"])
+            return ClipFeatures(frames=entry["frames"], mel=entry["mel"],
+                                face_found=None if face_found < 0 else bool(face_found))
+
+    def remove_partial_entries(self) -> int:
+        """Delete entries an interrupted run left half-written; return how many there were."""
+        leftovers = list((self.root / CLIPS_FOLDER).glob(f"{TEMPORARY_PREFIX}*"))
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return len(leftovers)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One clip to preprocess: what a worker needs, and nothing it has to send back."""
+
+    clip: str
+    video_path: str
+    audio_path: str | None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    clip: str
+    video_path: str
+    error: str | None = None  # None when the entry was written
+    face_found: bool | None = None
+
+
+@dataclass
+class PreprocessReport:
+    """What one run did: entries written, entries already cached, clips that failed and why."""
+
+    cache: FeatureCache
+    done: int = 0
+    cached: int = 0
+    failures: list[_Outcome] = field(default_factory=list)
+    faces_missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One paragraph for the terminal."""
+        rate = self.done / self.seconds if self.seconds else 0.0
+        lines = [
+            f"cache: {self.cache.root}",
+            f"{self.done} clips preprocessed ({rate:.1f} clips/s), {self.cached} already cached, "
+            f"{len(self.failures)} failed",
+        ]
+        if self.faces_missing:
+            lines.append(f"{len(self.faces_missing)} clips had no detectable face: full frames used")
+        if self.failures:
+            lines.append(f"failures listed in {self.cache.root / FAILURES_FILE}:")
+            lines += [f"  {failure.error}" for failure in self.failures[:5]]
+            if len(self.failures) > 5:
+                lines.append(f"  … and {len(self.failures) - 5} more")
+        return "\n".join(lines)
+
+
+def preprocess(
+    table: pd.DataFrame,
+    cache_dir: str | Path,
+    settings: FeatureSettings = FeatureSettings(),
+    workers: int | None = None,
+    progress: bool = True,
+) -> PreprocessReport:
+    """Compute the features of every clip of the table not yet cached, on `workers` processes."""
+    cache = FeatureCache.open(cache_dir, settings)
+    cache.remove_partial_entries()
+    jobs = [job for job in _jobs(table) if not cache.has(job.clip)]
+    report = PreprocessReport(cache=cache, cached=len(table) - len(jobs))
+    started = time.perf_counter()
+    bar = tqdm(total=len(jobs), unit="clip", desc="preprocess", disable=not progress)
+    with bar:
+        for outcome in _run(jobs, cache, workers or os.cpu_count() or 1):
+            _record(report, outcome)
+            bar.update()
+    report.seconds = time.perf_counter() - started
+    _write_failures(report)
+    return report
+
+
+def _jobs(table: pd.DataFrame) -> list[_Job]:
+    """One job per row of a metadata table; a missing audio_path means the clip's own track."""
+    audio = table["audio_path"] if "audio_path" in table else pd.Series(None, index=table.index)
+    clips = table["clip"] if "clip" in table else table["video_path"].map(lambda p: Path(p).stem)
+    return [
+        _Job(clip=str(clip), video_path=str(video), audio_path=None if pd.isna(wav) else str(wav))
+        for clip, video, wav in zip(clips, table["video_path"], audio)
+    ]
+
+
+def _run(jobs: list[_Job], cache: FeatureCache, workers: int):
+    """Yield each job's outcome as it finishes, in this process or on a pool of workers."""
+    if workers <= 1 or len(jobs) <= 1:
+        _init_worker(cache)
+        yield from map(_process, jobs)
+        return
+    # A plain fork would copy FFmpeg's and BLAS's thread pools without their threads and can hang;
+    # the fork server forks workers from a clean process that has only imported this module.
+    # Each worker writes its own entries, and only a few strings come back.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with context.Pool(workers, initializer=_init_worker, initargs=(cache,)) as pool:
+        yield from pool.imap_unordered(_process, jobs, chunksize=2)
+
+
+_worker_cache: FeatureCache | None = None
+
+
+def _init_worker(cache: FeatureCache) -> None:
+    """Give a worker its cache, and one thread for OpenCV and BLAS: the parallelism is across
+    clips, and each worker's BLAS spreading over every core halves the throughput of two workers."""
+    global _worker_cache
+    _worker_cache = cache
+    cv2.setNumThreads(1)
+    threadpool_limits(limits=1)
+
+
+def _process(job: _Job) -> _Outcome:
+    """Compute and store one clip's features; any failure becomes a recorded reason, never a crash."""
+    try:
+        features = extract_features(job.video_path, _worker_cache.settings, job.audio_path)
+        _worker_cache.write(job.clip, features)
+    except MediaError as error:
+        return _Outcome(job.clip, job.video_path, error=str(error))
+    except Exception as error:  # noqa: BLE001 - one bad clip must not stop a run over thousands
+        return _Outcome(job.clip, job.video_path, error=f"{job.video_path}: {type(error).__name__}: {error}")
+    return _Outcome(job.clip, job.video_path, face_found=features.face_found)
+
+
+def _record(report: PreprocessReport, outcome: _Outcome) -> None:
+    """Count one outcome in the report."""
+    if outcome.error is not None:
+        report.failures.append(outcome)
+        return
+    report.done += 1
+    if outcome.face_found is False:
+        report.faces_missing.append(outcome.clip)
+
+
+def _write_failures(report: PreprocessReport) -> None:
+    """List this run's failed clips (and clips without a face) in failures.csv beside the cache."""
+    rows = [(f.clip, f.video_path, f.error) for f in report.failures]
+    rows += [(clip, "", "warning: no face found, full frames used") for clip in report.faces_missing]
+    table = pd.DataFrame(rows, columns=["clip", "video_path", "reason"])
+    table.to_csv(report.cache.root / FAILURES_FILE, index=False)
+
+
+class CachedClips:
+    """A map-style dataset over cached clips (usable by torch's DataLoader): frames, mel, label."""
+
+    def __init__(self, table: pd.DataFrame, cache: FeatureCache, labels: list[str]) -> None:
+        missing = [clip for clip in table["clip"] if not cache.has(clip)]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} clips are not in {cache.root} (first: {missing[0]}); "
+                "run `avemotion preprocess` with the same settings first"
+            )
+        self.clips = list(table["clip"])
+        self.targets = [labels.index(emotion) for emotion in table["emotion"]]
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
+        features = self.cache.read(self.clips[index])
+        return features.frames, features.mel.astype(np.float32), self.targets[index]

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import av
+import cv2
+import librosa
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from avemotion.features import (
+    FeatureSettings,
+    MediaError,
+    _SpreadFrames,
+    extract_features,
+    frame_positions,
+    load_audio,
+    log_mel,
+    sample_frames,
+)
+from avemotion.samples import sample_audio, sample_videos
+
+from media import write_clip
+
+SMALL = FeatureSettings(frame_size=64)
+
+
+def decode_all_frames(path, size):
+    """Every frame of a clip, decoded independently of avemotion and resized the OpenCV way."""
+    with av.open(str(path)) as container:
+        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    return np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images])
+
+
+@pytest.mark.parametrize("video", sample_videos(), ids=lambda p: p.stem)
+def test_features_of_real_clips_have_model_shapes(video):
+    features = extract_features(video, FeatureSettings())
+    assert features.frames.shape == (8, 3, 224, 224) and features.frames.dtype == np.uint8
+    assert features.mel.shape == (1, 64, 128) and features.mel.dtype == np.float16
+    assert np.isfinite(features.mel).all()
+    assert features.frames.std() > 10  # real pictures, not a flat fill
+    assert features.mel.max() - features.mel.min() > 30  # speech spans tens of dB
+    assert features.face_found is None
+
+
+def test_sampled_frames_are_first_to_last_equally_spaced():
+    video = sample_videos()[0]
+    sampled = sample_frames(video, SMALL).transpose(0, 2, 3, 1).astype(int)
+    every = decode_all_frames(video, 64).astype(int)
+    # which decoded frame each sampled frame is closest to
+    distance = np.abs(sampled[:, None] - every[None]).mean(axis=(2, 3, 4))
+    matched = distance.argmin(axis=1)
+    assert list(matched) == list(frame_positions(len(every), 8))
+    assert matched[0] == 0 and matched[-1] == len(every) - 1
+    assert distance.min(axis=1).max() < 2.0  # equal up to the scaler's rounding
+
+
+def test_frame_count_comes_from_decoding_not_the_header(tmp_path):
+    clip = write_clip(tmp_path / "grey.mp4", frames=45)
+    levels = sample_frames(clip, SMALL)[:, 0, 32, 32].astype(int)
+    expected = (frame_positions(45, 8) * 7) % 256
+    assert np.abs(levels - expected).max() <= 3
+
+
+def test_spread_frames_is_exact_for_short_clips_and_bounded_for_long_ones():
+    short = _SpreadFrames(capacity=16)
+    for i in range(10):
+        short.add(i)
+    assert [i for i, _ in short.spread()] == list(range(10))
+    long = _SpreadFrames(capacity=16)
+    for i in range(1000):
+        long.add(i)
+    held = [i for i, _ in long.spread()]
+    assert len(held) <= 17 and held[0] == 0 and held[-1] == 999
+    gaps = np.diff(held[:-1])
+    assert len(set(gaps)) == 1  # evenly spread
+
+
+def test_log_mel_matches_an_independent_librosa_computation():
+    waveform = load_audio(sample_videos()[3])
+    assert 1.5 < len(waveform) / 16_000 < 3.0  # CREMA-D sentences last about two seconds
+    ours = log_mel(waveform)
+    stft = librosa.stft(waveform, n_fft=1024, hop_length=256, window="hann", center=True)
+    filters = librosa.filters.mel(sr=16_000, n_fft=1024, n_mels=64)
+    power = filters @ (np.abs(stft) ** 2)
+    decibels = 10 * np.log10(np.maximum(power, 1e-10))
+    decibels = np.maximum(decibels, decibels.max() - 80.0)
+    reference = ndimage.zoom(decibels, (1, 128 / decibels.shape[1]), order=1, grid_mode=True,
+                             mode="nearest")
+    assert ours.shape == reference.shape == (64, 128)
+    assert np.abs(ours - reference).mean() < 0.5
+    assert np.abs(ours - reference).max() < 6.0
+
+
+def test_audio_is_mono_16k_whatever_the_source(tmp_path):
+    clip = write_clip(tmp_path / "stereo.mkv", frames=30, audio_rate=44_100, channels=2)
+    waveform = load_audio(clip)
+    assert waveform.ndim == 1 and waveform.dtype == np.float32
+    assert abs(len(waveform) / 16_000 - 1.0) < 0.1
+    assert 0.15 < np.abs(waveform).max() < 0.45  # the 0.3 tone survives the downmix
+    mp3 = load_audio(sample_audio()[0])
+    assert 1.5 < len(mp3) / 16_000 < 4.0
+
+
+def test_short_and_long_audio_still_give_64_by_128():
+    for seconds in (0.3, 2.3, 20.0):
+        waveform = np.random.default_rng(0).normal(size=int(16_000 * seconds)).astype(np.float32)
+        assert log_mel(waveform).shape == (64, 128)
+
+
+def test_face_crop_finds_a_face_in_every_sample_clip():
+    for video in sample_videos():
+        cropped = extract_features(video, FeatureSettings(frame_size=64, face_crop=True))
+        full = extract_features(video, SMALL)
+        assert cropped.face_found is True
+        assert cropped.frames.shape == full.frames.shape
+        assert np.abs(cropped.frames.astype(int) - full.frames).mean() > 10
+
+
+def test_face_crop_falls_back_to_full_frames_without_a_face(tmp_path):
+    clip = write_clip(tmp_path / "flat.mp4", frames=20)
+    features = extract_features(clip, FeatureSettings(frame_size=64, face_crop=True))
+    assert features.face_found is False
+    assert features.frames.shape == (8, 3, 64, 64)
+
+
+def test_settings_digest_changes_with_every_setting():
+    base = FeatureSettings()
+    assert base.digest() == FeatureSettings().digest()
+    changed = [FeatureSettings(frame_size=112), FeatureSettings(hop_length=128),
+               FeatureSettings(face_crop=True), FeatureSettings(n_mels=128), FeatureSettings(n_frames=16)]
+    digests = {settings.digest() for settings in changed}
+    assert len(digests) == len(changed) and base.digest() not in digests
+
+
+def bad_media(tmp_path):
+    """One file per kind of bad input, with the words its error must contain."""
+    good = sample_videos()[0].read_bytes()
+    (tmp_path / "empty.flv").write_bytes(b"")
+    (tmp_path / "truncated.flv").write_bytes(good[: len(good) // 2])
+    (tmp_path / "corrupt.flv").write_bytes(b"FLV not really" * 200)
+    return {
+        tmp_path / "empty.flv": "empty file",
+        tmp_path / "truncated.flv": "truncated",
+        tmp_path / "corrupt.flv": "could not be decoded",
+        write_clip(tmp_path / "silent.mp4", audio_rate=None): "no audio track",
+        sample_audio()[0]: "no video track",
+        tmp_path / "missing.flv": "cannot be read",
+    }
+
+
+def test_each_bad_input_is_a_clear_media_error(tmp_path):
+    for path, words in bad_media(tmp_path).items():
+        with pytest.raises(MediaError) as error:
+            extract_features(path, SMALL)
+        assert str(path) in str(error.value) and words in str(error.value)

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from avemotion.cli import main
+from avemotion.cremad import EMOTIONS
+from avemotion.features import FeatureSettings
+from avemotion.index import index_dataset, write_metadata
+from avemotion.preprocess import FAILURES_FILE, CachedClips, FeatureCache, preprocess
+from avemotion.samples import sample_videos
+
+from test_features import bad_media
+
+SMALL = FeatureSettings(frame_size=32)
+
+
+def test_preprocess_bundled_clips_on_two_workers_then_reuse(tmp_path, sample_table):
+    first = preprocess(sample_table, tmp_path, SMALL, workers=2, progress=False)
+    assert (first.done, first.cached, first.failures) == (6, 0, [])
+    cache = first.cache
+    stamps = {clip: cache.path(clip).stat().st_mtime_ns for clip in sample_table["clip"]}
+    second = preprocess(sample_table, tmp_path, SMALL, workers=2, progress=False)
+    assert (second.done, second.cached) == (0, 6)
+    assert "6 already cached" in second.summary()
+    assert stamps == {clip: cache.path(clip).stat().st_mtime_ns for clip in sample_table["clip"]}
+    dataset = CachedClips(sample_table, cache, list(EMOTIONS))
+    frames, mel, target = dataset[3]
+    assert frames.shape == (8, 3, 32, 32) and frames.dtype == np.uint8
+    assert mel.shape == (1, 64, 128) and mel.dtype == np.float32
+    assert EMOTIONS[target] == sample_table["emotion"].iloc[3]
+
+
+def test_changed_settings_never_reuse_stale_arrays(tmp_path, sample_table):
+    table = sample_table.head(2)
+    small = preprocess(table, tmp_path, SMALL, workers=1, progress=False)
+    other = preprocess(table, tmp_path, FeatureSettings(frame_size=48), workers=1, progress=False)
+    assert small.cache.root != other.cache.root
+    assert other.done == 2 and other.cached == 0
+    assert other.cache.read(table["clip"].iloc[0]).frames.shape == (8, 3, 48, 48)
+    assert '"frame_size": 48' in (other.cache.root / "settings.json").read_text()
+
+
+def test_bad_clips_are_recorded_and_do_not_stop_the_others(tmp_path, sample_table):
+    bad = bad_media(tmp_path / "bad")  if (tmp_path / "bad").mkdir() is None else None
+    rows = [{"clip": f"bad_{i}", "video_path": str(path), "emotion": "ANG"} for i, path in enumerate(bad)]
+    table = pd.concat([sample_table, pd.DataFrame(rows)], ignore_index=True)
+    report = preprocess(table, tmp_path / "cache", SMALL, workers=2, progress=False)
+    assert report.done == 6 and len(report.failures) == len(bad)
+    failures = pd.read_csv(report.cache.root / FAILURES_FILE)
+    for path, words in bad.items():
+        reason = failures.loc[failures["video_path"] == str(path), "reason"].item()
+        assert words in reason
+    assert all(report.cache.has(clip) for clip in sample_table["clip"])
+
+
+def test_cli_exit_status_says_whether_any_clip_failed(tmp_path, samples, capsys):
+    metadata = tmp_path / "metadata.csv"
+    table = index_dataset(samples).table
+    write_metadata(table, metadata)
+    args = ["preprocess", str(metadata), "--cache", str(tmp_path / "cache"), "--frame-size", "32"]
+    assert main(args + ["--workers", "1"]) == 0
+    broken = table.copy()
+    broken.loc[0, "clip"] = "1001_DFA_XXX_XX"
+    broken.loc[0, "video_path"] = str(tmp_path / "gone.flv")
+    write_metadata(broken, metadata)
+    assert main(args) == 1
+    output = capsys.readouterr().out
+    assert "1 failed" in output and "gone.flv" in output and "5 already cached" in output
+
+
+def test_a_crash_while_writing_leaves_no_entry_that_reads_as_good(tmp_path, sample_table, monkeypatch):
+    real_savez = np.savez
+
+    def savez_then_crash(handle, **arrays):
+        real_savez(handle, **arrays)
+        handle.truncate(1000)  # half an entry reached the disk
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", savez_then_crash)
+    crashed = preprocess(sample_table.head(1), tmp_path, SMALL, workers=1, progress=False)
+    assert crashed.done == 0 and "disk full" in crashed.failures[0].error
+    assert not crashed.cache.has(sample_table["clip"].iloc[0])
+    monkeypatch.setattr(np, "savez", real_savez)
+    resumed = preprocess(sample_table.head(1), tmp_path, SMALL, workers=1, progress=False)
+    assert resumed.done == 1
+    assert not list((resumed.cache.root / "clips").glob(".partial-*"))
+
+
+@pytest.fixture
+def corpus_metadata(tmp_path):
+    """24 real clips: the six samples copied under new actors' names."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for i in range(24):
+        source = sample_videos()[i % 6]
+        shutil.copy(source, folder / f"{2000 + i // 6}_DFA_{source.stem.split('_')[2]}_XX.flv")
+    metadata = tmp_path / "metadata.csv"
+    write_metadata(index_dataset(folder).table, metadata)
+    return metadata
+
+
+def test_a_killed_run_resumes_without_corrupt_entries(tmp_path, corpus_metadata):
+    cache_dir = tmp_path / "cache"
+    command = [sys.executable, "-m", "avemotion", "preprocess", str(corpus_metadata),
+               "--cache", str(cache_dir), "--frame-size", "32", "--workers", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    clips = cache_dir / f"features-{SMALL.digest()}" / "clips"
+    deadline = time.monotonic() + 120
+    while len(list(clips.glob("*.npz"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before = len([p for p in clips.glob("*.npz") if not p.name.startswith(".")])
+    assert 3 <= finished_before < 24
+    (clips / ".partial-999-2005_DFA_ANG_XX.npz").write_bytes(b"half an entry")
+    table = pd.read_csv(corpus_metadata)
+    report = preprocess(table, cache_dir, SMALL, workers=2, progress=False)
+    assert report.cached == finished_before and report.done == 24 - finished_before
+    assert not report.failures
+    assert not list(clips.glob(".partial-*"))
+    for clip in table["clip"]:
+        assert report.cache.read(clip).frames.shape == (8, 3, 32, 32)
