@@ -40,3 +40,35 @@ def sample_table(samples):
     from avemotion.index import index_dataset
 
     return index_dataset(samples).table
+
+
+TEST_IMAGE_SIZE = 64  # small frames keep model tests fast on two cores
+
+
+@pytest.fixture(scope="session")
+def sample_cache(tmp_path_factory, sample_table):
+    """The bundled clips preprocessed at the tests' small frame size."""
+    from avemotion.features import FeatureSettings
+    from avemotion.preprocess import preprocess
+
+    settings = FeatureSettings(frame_size=TEST_IMAGE_SIZE)
+    report = preprocess(sample_table, tmp_path_factory.mktemp("cache"), settings, workers=1,
+                        progress=False)
+    assert not report.failures
+    return report.cache
+
+
+@pytest.fixture(scope="session")
+def sample_batch(sample_cache, sample_table):
+    """The six real clips as one model batch: uint8 frames, dB mel, emotion targets."""
+    import numpy as np
+    import torch
+
+    from avemotion.cremad import EMOTIONS
+    from avemotion.preprocess import CachedClips
+
+    items = [CachedClips(sample_table, sample_cache, list(EMOTIONS))[i] for i in range(6)]
+    frames = torch.from_numpy(np.stack([item[0] for item in items]))
+    mel = torch.from_numpy(np.stack([item[1] for item in items]))
+    targets = torch.tensor([item[2] for item in items])
+    return frames, mel, targets

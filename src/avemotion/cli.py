@@ -51,6 +51,13 @@ def _preprocess(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    from avemotion.models import describe_models
+
+    print(describe_models(image_size=args.image_size))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from avemotion.demo import run_demo
 
@@ -108,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--hop-length", type=int, default=HOP_LENGTH,
                      help=f"samples between FFT windows ({HOP_LENGTH})")
     pre.set_defaults(run=_preprocess)
+
+    models = commands.add_parser(
+        "models", help="list the registered models with parameter counts and input shapes",
+        description="List every registered model (the --model choices of train) with its "
+        "backbones, parameter counts and input shapes. Builds each with random weights.",
+    )
+    models.add_argument("--image-size", type=int, default=FRAME_SIZE,
+                        help=f"frame side in pixels ({FRAME_SIZE})")
+    models.set_defaults(run=_models)
 
     demo = commands.add_parser(
         "demo", help="run the pipeline end to end on the bundled clips (or DATA_DIR)",

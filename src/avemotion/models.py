@@ -1,0 +1,290 @@
+"""The hybrid audio-visual networks of the paper, their unimodal ablations, and a registry of them.
+
+Every model is one :class:`EmotionNet`: a video branch (image backbone on each frame, then an LSTM
+over the frame features, last hidden state), an audio branch (image backbone on the one-channel
+log-Mel spectrogram, pooled), concatenation, dropout and one linear layer to the emotion logits.
+The models differ only in their :class:`ModelSettings`, registered by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Log-Mel dB values (top_db 80, reference power 1) are standardised with these fixed constants,
+# measured over the bundled clips' spectrograms (mean -43 dB, standard deviation 17.6 dB).
+MEL_DB_MEAN = -45.0
+MEL_DB_STD = 18.0
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Everything needed to rebuild a model's architecture; saved in every checkpoint."""
+
+    name: str  # registered name
+    video_backbone: str | None  # timm name of the per-frame image backbone; None: no video branch
+    audio_backbone: str | None  # timm name of the spectrogram backbone; None: no audio branch
+    lstm_hidden: int = 256  # LSTM hidden size over the frame features
+    lstm_layers: int = 1  # stacked LSTM layers
+    bidirectional: bool = False  # LSTM reads the frames both ways
+    dropout: float = 0.5  # dropout on the fused features, before the classifier
+    num_classes: int = 6  # emotions
+    image_size: int = 224  # frame side the video backbone expects, pixels
+    pretrained: bool = True  # start from ImageNet weights (see load_pretrained)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The inputs this model reads: ('video', 'audio'), ('video',) or ('audio',)."""
+        present = (("video", self.video_backbone), ("audio", self.audio_backbone))
+        return tuple(name for name, backbone in present if backbone is not None)
+
+
+_HYBRIDS = {
+    # the paper's Hybrid 1: ViT-Tiny on frames, ResNet-18 on the spectrogram
+    "resnet18_vit_lstm": ("vit_tiny_patch16_224", "resnet18"),
+    # the paper's Hybrid 2: EfficientNet-B0 on both
+    "effnet_lstm": ("efficientnet_b0", "efficientnet_b0"),
+}
+
+
+def _registry() -> dict[str, ModelSettings]:
+    """Each hybrid and its audio-only and video-only ablations, sharing the same branch code."""
+    models = {}
+    for name, (video, audio) in _HYBRIDS.items():
+        models[name] = ModelSettings(name, video, audio)
+        models[f"{name}_audio_only"] = ModelSettings(f"{name}_audio_only", None, audio)
+        models[f"{name}_video_only"] = ModelSettings(f"{name}_video_only", video, None)
+    return models
+
+
+MODELS = _registry()
+
+
+def list_models() -> list[str]:
+    """The registered model names (the CLI's --model choices)."""
+    return list(MODELS)
+
+
+def model_settings(name: str, **overrides) -> ModelSettings:
+    """A registered model's settings with some fields changed (lstm_hidden=128, pretrained=False…)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return replace(MODELS[name], **overrides)
+
+
+def create_model(name: str, weights: str | Path | None = None, **overrides) -> EmotionNet:
+    """Build a registered model; `weights` is a local file or folder of ImageNet backbone weights."""
+    return EmotionNet(model_settings(name, **overrides), weights=weights)
+
+
+class FrameEncoder(nn.Module):
+    """An image backbone applied to every frame of a clip at once: uint8 frames -> frame features."""
+
+    def __init__(self, backbone: str, image_size: int, pretrained: bool, weights: Path | None) -> None:
+        super().__init__()
+        extra = {"img_size": image_size} if backbone.startswith("vit") else {}
+        self.backbone = create_backbone(backbone, pretrained, weights, in_chans=3, **extra)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.num_features
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) uint8 -> (B, T, D): one backbone call over all B×T frames."""
+        batch, steps = frames.shape[:2]
+        images = frames.flatten(0, 1).float().div(255.0).sub(self.mean).div(self.std)
+        return self.backbone(images).view(batch, steps, -1)
+
+
+class SpectrogramEncoder(nn.Module):
+    """An image backbone on the one-channel log-Mel spectrogram: dB -> pooled features."""
+
+    def __init__(self, backbone: str, pretrained: bool, weights: Path | None) -> None:
+        super().__init__()
+        self.backbone = create_backbone(backbone, pretrained, weights, in_chans=1)
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.num_features
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, 1, n_mels, time) dB -> (B, D)."""
+        return self.backbone((mel.float() - MEL_DB_MEAN) / MEL_DB_STD)
+
+
+class TemporalEncoder(nn.Module):
+    """An LSTM over a sequence of frame features, summarised by its last hidden state."""
+
+    def __init__(self, input_dim: int, hidden: int, layers: int, bidirectional: bool) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(input_dim, hidden, num_layers=layers, batch_first=True,
+                            bidirectional=bidirectional)
+        self.dim = hidden * (2 if bidirectional else 1)
+
+    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, hidden × directions): the top layer's last hidden state(s)."""
+        _, (hidden, _) = self.lstm(sequence)
+        directions = 2 if self.lstm.bidirectional else 1
+        return hidden[-directions:].transpose(0, 1).flatten(1)
+
+
+class FusionHead(nn.Module):
+    """Late fusion: concatenate the modalities' features, dropout, one linear layer to the logits."""
+
+    def __init__(self, input_dim: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(input_dim, num_classes)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier(self.dropout(torch.cat(features, dim=1)))
+
+
+class EmotionNet(nn.Module):
+    """A late-fusion audio-visual emotion classifier (or one of its unimodal ablations)."""
+
+    def __init__(self, settings: ModelSettings, weights: str | Path | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        weights = Path(weights) if weights is not None else None
+        self.frames = self.temporal = self.spectrogram = None
+        fused = 0
+        if settings.video_backbone is not None:
+            self.frames = FrameEncoder(settings.video_backbone, settings.image_size,
+                                       settings.pretrained, weights)
+            self.temporal = TemporalEncoder(self.frames.dim, settings.lstm_hidden,
+                                            settings.lstm_layers, settings.bidirectional)
+            fused += self.temporal.dim
+        if settings.audio_backbone is not None:
+            self.spectrogram = SpectrogramEncoder(settings.audio_backbone, settings.pretrained, weights)
+            fused += self.spectrogram.dim
+        self.head = FusionHead(fused, settings.num_classes, settings.dropout)
+
+    def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame backbone features (B, T, D): what the frozen-backbone mode caches."""
+        return self.frames(frames)
+
+    def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
+        """Spectrogram backbone features (B, D): what the frozen-backbone mode caches."""
+        return self.spectrogram(mel)
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) uint8 frames -> (B, D_v) clip features."""
+        return self.temporal(self.embed_frames(frames))
+
+    def encode_audio(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, 1, n_mels, time) dB spectrogram -> (B, D_a) clip features."""
+        return self.embed_audio(mel)
+
+    def forward(self, frames: torch.Tensor | None, mel: torch.Tensor | None) -> torch.Tensor:
+        """Emotion logits (B, num_classes); an ablation ignores the input it has no branch for."""
+        return self.forward_embeddings(
+            self.embed_frames(frames) if self.frames is not None else None,
+            self.embed_audio(mel) if self.spectrogram is not None else None,
+        )
+
+    def forward_embeddings(
+        self, frame_features: torch.Tensor | None, audio_features: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Logits from backbone features: the LSTM, fusion and head, the part trained when frozen."""
+        fused = []
+        if self.temporal is not None:
+            fused.append(self.temporal(frame_features))
+        if self.spectrogram is not None:
+            fused.append(audio_features)
+        return self.head(fused)
+
+    def backbones(self) -> list[nn.Module]:
+        """The image backbones, for freezing them."""
+        return [encoder.backbone for encoder in (self.frames, self.spectrogram) if encoder is not None]
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained backbone weights could not be had; the message says what to do."""
+
+
+def create_backbone(
+    name: str, pretrained: bool, weights: Path | None, in_chans: int, **kwargs
+) -> nn.Module:
+    """A timm backbone without its classifier; ImageNet weights from timm's hub/cache or a local file."""
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
+    overlay = {"file": str(_local_weights(name, weights))} if weights is not None else None
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=0, in_chans=in_chans,
+                                 pretrained_cfg_overlay=overlay, **kwargs)
+    except Exception as error:  # the hub client raises many kinds; all mean the same to a user
+        raise WeightsUnavailable(_weights_help(name, weights, error)) from error
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def _local_weights(backbone: str, weights: Path) -> Path:
+    """The weights file of a backbone: `weights` itself, or `<backbone>.<suffix>` inside a folder."""
+    if weights.is_file():
+        return weights
+    candidates = [weights / f"{backbone}{suffix}" for suffix in WEIGHT_SUFFIXES]
+    candidates += [weights / backbone / f"model{suffix}" for suffix in WEIGHT_SUFFIXES]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise WeightsUnavailable(
+        f"no weights for {backbone} in {weights}: expected one of "
+        + ", ".join(str(c.relative_to(weights)) for c in candidates[:2]) + ", …"
+    )
+
+
+def _weights_help(backbone: str, weights: Path | None, error: Exception) -> str:
+    """The one-paragraph message shown when pretrained weights cannot be loaded."""
+    source = f"from {weights}" if weights is not None else "from the Hugging Face hub or its cache"
+    return (
+        f"Could not load ImageNet weights for {backbone} {source} "
+        f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}). "
+        "On a machine with internet access they download once into the hub cache "
+        "(~/.cache/huggingface); offline, download them elsewhere (for example "
+        f"`huggingface-cli download {_hub_name(backbone)}`) and pass the file or a folder "
+        f"holding `{backbone}.safetensors` with --weights PATH, or train from scratch with "
+        "--no-pretrained."
+    )
+
+
+def _hub_name(backbone: str) -> str:
+    """timm's default hub repository for a backbone name."""
+    try:
+        return timm.models.get_pretrained_cfg(backbone).hf_hub_id or f"timm/{backbone}"
+    except Exception:  # noqa: BLE001 - only for the help text
+        return f"timm/{backbone}"
+
+
+def parameter_count(module: nn.Module | None, trainable_only: bool = False) -> int:
+    """Number of parameters of a module (0 for None)."""
+    if module is None:
+        return 0
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def describe_models(image_size: int = 224, n_frames: int = 8, mel_shape: tuple[int, int] = (64, 128)) -> str:
+    """A table of every registered model: backbones, parameter counts, input shapes."""
+    lines = [f"{'model':<30}{'video backbone':<22}{'audio backbone':<17}{'params':>9}  inputs"]
+    for name in list_models():
+        model = create_model(name, pretrained=False, image_size=image_size)
+        settings = model.settings
+        inputs = []
+        if "video" in settings.modalities:
+            inputs.append(f"frames (B, {n_frames}, 3, {image_size}, {image_size}) uint8")
+        if "audio" in settings.modalities:
+            inputs.append(f"mel (B, 1, {mel_shape[0]}, {mel_shape[1]}) dB")
+        lines.append(
+            f"{name:<30}{settings.video_backbone or '-':<22}{settings.audio_backbone or '-':<17}"
+            f"{parameter_count(model) / 1e6:>8.2f}M  {' + '.join(inputs)}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import timm
+import torch
+
+from avemotion.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from avemotion.cli import main
+from avemotion.cremad import EMOTIONS
+from avemotion.features import FeatureSettings
+from avemotion.models import create_model, list_models, parameter_count
+
+from conftest import TEST_IMAGE_SIZE
+
+MODELS = list_models()
+# Published sizes of the backbones without their classifiers (ResNet-18 with one input channel).
+BACKBONE_PARAMETERS = {"resnet18": 11.17e6, "vit_tiny_patch16_224": 5.52e6, "efficientnet_b0": 4.01e6}
+FEATURE_DIMS = {"resnet18": 512, "vit_tiny_patch16_224": 192, "efficientnet_b0": 1280}
+
+
+def small_model(name: str, **overrides):
+    torch.manual_seed(0)
+    return create_model(name, pretrained=False, image_size=TEST_IMAGE_SIZE, **overrides)
+
+
+def test_registry_has_both_hybrids_and_their_ablations():
+    assert set(MODELS) == {
+        "resnet18_vit_lstm", "resnet18_vit_lstm_audio_only", "resnet18_vit_lstm_video_only",
+        "effnet_lstm", "effnet_lstm_audio_only", "effnet_lstm_video_only"}
+    with pytest.raises(ValueError, match="unknown model 'resnet50'.*effnet_lstm"):
+        create_model("resnet50", pretrained=False)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_and_backward_on_real_clips(name, sample_batch):
+    frames, mel, targets = sample_batch
+    model = small_model(name).train()
+    logits = model(frames, mel)
+    assert logits.shape == (6, len(EMOTIONS))
+    assert torch.isfinite(logits).all()
+    torch.nn.functional.cross_entropy(logits, targets).backward()
+    for parameter_name, parameter in model.named_parameters():
+        assert parameter.grad is not None, parameter_name
+        assert torch.isfinite(parameter.grad).all(), parameter_name
+    # timm zero-initialises the last norm of each residual block, which blocks the gradient of
+    # that block's other layers until a first update; after it, every tensor must learn
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(frames, mel), targets).backward()
+    silent = [n for n, p in model.named_parameters() if not p.grad.abs().sum() > 0]
+    assert silent == []
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parameter_counts_match_the_backbones(name):
+    model = create_model(name, pretrained=False)
+    settings = model.settings
+    expected, fused = 0.0, 0
+    if settings.video_backbone:
+        expected += BACKBONE_PARAMETERS[settings.video_backbone]
+        d, h = FEATURE_DIMS[settings.video_backbone], settings.lstm_hidden
+        expected += 4 * (d * h + h * h + 2 * h)  # one LSTM layer: four gates, two bias vectors
+        fused += h
+    if settings.audio_backbone:
+        expected += BACKBONE_PARAMETERS[settings.audio_backbone]
+        fused += FEATURE_DIMS[settings.audio_backbone]
+    expected += fused * len(EMOTIONS) + len(EMOTIONS)
+    assert abs(parameter_count(model) - expected) / expected < 0.02
+
+
+@pytest.mark.parametrize("name", ["resnet18_vit_lstm", "effnet_lstm"])
+def test_encoders_give_clip_features(name, sample_batch):
+    frames, mel, _ = sample_batch
+    model = small_model(name).eval()
+    with torch.no_grad():
+        assert model.encode_video(frames).shape == (6, 256)
+        assert model.encode_audio(mel).shape == (6, FEATURE_DIMS[model.settings.audio_backbone])
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if m.endswith("_only")])
+def test_ablations_ignore_the_other_input(name, sample_batch):
+    frames, mel, _ = sample_batch
+    model = small_model(name).eval()
+    with torch.no_grad():
+        reference = model(frames, mel)
+        if name.endswith("audio_only"):
+            other = model(torch.zeros_like(frames), mel)
+            assert torch.equal(model(None, mel), reference)
+        else:
+            other = model(frames, torch.full_like(mel, -80.0))
+            assert torch.equal(model(frames, None), reference)
+    assert torch.equal(reference, other)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_checkpoint_round_trip_gives_identical_logits(name, sample_batch, tmp_path):
+    frames, mel, _ = sample_batch
+    model = small_model(name, lstm_hidden=64).eval()
+    features = FeatureSettings(frame_size=TEST_IMAGE_SIZE)
+    save_checkpoint(tmp_path / "m.ckpt", model, Checkpoint(model.settings, features, list(EMOTIONS), 3, 0.5))
+    loaded, info = load_checkpoint(tmp_path / "m.ckpt")
+    assert (info.epoch, info.best_metric, info.labels) == (3, 0.5, list(EMOTIONS))
+    assert info.feature_settings == features and info.model_settings.name == name
+    assert info.model_settings.lstm_hidden == 64
+    with torch.no_grad():
+        assert torch.equal(model(frames, mel), loaded(frames, mel))
+
+
+def test_damaged_or_foreign_checkpoints_give_clear_errors(tmp_path):
+    (tmp_path / "garbage.ckpt").write_bytes(b"\x00not a checkpoint" * 50)
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    model = small_model("effnet_lstm_audio_only")
+    save_checkpoint(tmp_path / "future.ckpt", model,
+                    Checkpoint(model.settings, FeatureSettings(), list(EMOTIONS), 1, None))
+    payload = torch.load(tmp_path / "future.ckpt", weights_only=True)
+    payload["version"] = 99
+    torch.save(payload, tmp_path / "future.ckpt")
+    expectations = {"garbage": "not a readable checkpoint", "foreign": "not an avemotion checkpoint",
+                    "future": "format version 99", "absent": "no such checkpoint"}
+    for stem, words in expectations.items():
+        with pytest.raises(CheckpointError, match=words) as error:
+            load_checkpoint(tmp_path / f"{stem}.ckpt")
+        assert f"{stem}.ckpt" in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["resnet18_vit_lstm", "effnet_lstm"])
+def test_hybrid_overfits_the_six_real_clips(name, sample_batch):
+    frames, mel, targets = sample_batch
+    model = small_model(name).train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    correct = []
+    for _ in range(60):
+        logits = model(frames, mel)  # training accuracy, read from the training pass itself
+        correct.append(int((logits.argmax(1) == targets).sum()))
+        if correct[-2:] == [6, 6]:
+            break
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert correct[-2:] == [6, 6], correct
+    assert correct[0] < 6
+
+
+def test_local_weights_file_and_folder_are_loaded(tmp_path):
+    torch.manual_seed(1)
+    imagenet_like = timm.create_model("resnet18", pretrained=False)  # 1000-class, 3-channel
+    torch.save(imagenet_like.state_dict(), tmp_path / "resnet18.pth")
+    model = create_model("resnet18_vit_lstm_audio_only", weights=tmp_path, pretrained=True)
+    loaded = model.spectrogram.backbone.state_dict()
+    source = imagenet_like.state_dict()
+    assert torch.equal(loaded["layer4.1.conv2.weight"], source["layer4.1.conv2.weight"])
+    # the three-channel first convolution is folded into the one-channel input
+    assert torch.allclose(loaded["conv1.weight"], source["conv1.weight"].sum(dim=1, keepdim=True))
+
+
+def test_missing_pretrained_weights_fail_with_one_paragraph():
+    code = ("from avemotion.models import create_model, WeightsUnavailable\n"
+            "try:\n    create_model('effnet_lstm', pretrained=True)\n"
+            "except WeightsUnavailable as error:\n    print('MESSAGE', error)\n")
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               env=environment, timeout=120)
+    message = completed.stdout
+    assert message.startswith("MESSAGE Could not load ImageNet weights for efficientnet_b0")
+    assert "--no-pretrained" in message and "--weights PATH" in message
+    assert message.count("\n") == 1
+
+
+def test_models_command_lists_every_model(capsys):
+    assert main(["models", "--image-size", "64"]) == 0
+    output = capsys.readouterr().out
+    rows = output.strip().splitlines()[1:]
+    assert [row.split()[0] for row in rows] == MODELS
+    assert all(row.split()[3].endswith("M") and float(row.split()[3][:-1]) > 4 for row in rows)
