@@ -37,18 +37,82 @@ def _eda(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preprocess(args: argparse.Namespace) -> int:
+def _feature_settings(args: argparse.Namespace):
     from avemotion.features import FeatureSettings
+
+    return FeatureSettings(n_frames=args.frames, frame_size=args.frame_size,
+                           hop_length=args.hop_length, face_crop=args.face_crop)
+
+
+def _preprocess(args: argparse.Namespace) -> int:
     from avemotion.index import read_metadata
     from avemotion.preprocess import preprocess
 
-    settings = FeatureSettings(
-        n_frames=args.frames, frame_size=args.frame_size, hop_length=args.hop_length,
-        face_crop=args.face_crop,
-    )
+    settings = _feature_settings(args)
     report = preprocess(read_metadata(args.metadata), args.cache, settings, workers=args.workers)
     print(report.summary())
     return 1 if report.failures else 0
+
+
+def _train_settings(args: argparse.Namespace):
+    from avemotion.train import TrainSettings
+
+    return TrainSettings(
+        model=args.model, learning_rate=args.lr, weight_decay=args.weight_decay,
+        batch_size=args.batch_size, max_epochs=args.epochs, patience=args.patience,
+        split=args.split, folds=args.folds, seed=args.seed,
+        freeze_backbones=args.freeze_backbones, pretrained=not args.no_pretrained,
+        weights=str(args.weights) if args.weights else None, lstm_hidden=args.lstm_hidden,
+        accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
+        precision=args.precision, num_workers=args.num_workers,
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from avemotion.index import read_metadata
+    from avemotion.preprocess import FeatureCache
+    from avemotion.train import train
+
+    settings = _train_settings(args)
+    if not settings.pretrained:
+        print("backbones start from random weights (--no-pretrained): not ImageNet-pretrained")
+    cache = FeatureCache.open(args.cache, _feature_settings(args))
+    metrics = train(read_metadata(args.metadata), cache, args.out, settings, resume=args.resume,
+                    metadata_path=str(args.metadata.resolve()))
+    print(_metrics_line(metrics))
+    print(f"run folder: {args.out}")
+    return 0
+
+
+def _metrics_line(metrics: dict) -> str:
+    """Test metrics in one line; mean ± std for cross-validation."""
+    names = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+    if "folds" in metrics:
+        return f"{metrics['folds']}-fold: " + ", ".join(
+            f"{n} {metrics[n]['mean']:.3f} ± {metrics[n]['std']:.3f}" for n in names)
+    return f"test ({metrics['clips']} clips): " + ", ".join(f"{n} {metrics[n]:.3f}" for n in names)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from avemotion.evaluate import evaluate_run
+
+    metrics, out_dir = evaluate_run(args.run_dir, args.metadata, args.cache, args.output)
+    print(_metrics_line(metrics))
+    if "crowd" in metrics:
+        crowd = metrics["crowd"]
+        print(f"agreement with the crowd's audio-visual vote: model {crowd['model_agrees_with_crowd']:.3f}, "
+              f"actors' intended labels {crowd['intended_label_agrees_with_crowd']:.3f}")
+    print(f"wrote {out_dir}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from avemotion.compare import compare_runs
+
+    outputs = compare_runs(args.runs, args.output)
+    print(outputs["table1_md"].read_text())
+    print(f"wrote {args.output}")
+    return 0
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -61,7 +125,7 @@ def _models(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from avemotion.demo import run_demo
 
-    report = run_demo(args.output, args.data_dir)
+    report = run_demo(args.output, args.data_dir, epochs=args.epochs, frame_size=args.frame_size)
     print(f"demo report: {report}")
     return 0
 
@@ -107,14 +171,33 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("metadata", type=Path, metavar="METADATA", help="table written by `index`")
     pre.add_argument("--cache", type=Path, required=True, help="cache folder")
     pre.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    pre.add_argument("--face-crop", action="store_true",
-                     help="crop a square around the detected face before resizing")
-    pre.add_argument("--frames", type=int, default=N_FRAMES, help=f"frames per clip ({N_FRAMES})")
-    pre.add_argument("--frame-size", type=int, default=FRAME_SIZE,
-                     help=f"frame side in pixels ({FRAME_SIZE})")
-    pre.add_argument("--hop-length", type=int, default=HOP_LENGTH,
-                     help=f"samples between FFT windows ({HOP_LENGTH})")
+    _add_feature_arguments(pre)
     pre.set_defaults(run=_preprocess)
+
+    _add_train_parser(commands)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="recompute a run's metrics from its checkpoint",
+        description="Load RUN_DIR/model.ckpt and compute accuracy, macro and per-class "
+        "precision/recall/F1 and the confusion matrix on the run's test split, or on every clip of "
+        "another indexed set (--metadata); with crowd votes, also agreement with the crowd.",
+    )
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="folder written by train")
+    evaluate.add_argument("--metadata", type=Path, help="evaluate on every clip of this table")
+    evaluate.add_argument("--cache", type=Path, help="feature cache (default: the run's)")
+    evaluate.add_argument("-o", "--output", type=Path,
+                          help="output folder (default: RUN_DIR/evaluation[-TABLE])")
+    evaluate.set_defaults(run=_evaluate)
+
+    compare = commands.add_parser(
+        "compare", help="the paper's Table 1 and Fig. 3 for several runs",
+        description="Write Table 1 (model, architecture, accuracy, macro P/R/F1) as Markdown and "
+        "CSV, a per-class F1 table, and the training loss of every run on one plot.",
+    )
+    compare.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders")
+    compare.add_argument("-o", "--output", type=Path, default=Path("comparison"),
+                         help="output folder (default: comparison)")
+    compare.set_defaults(run=_compare)
 
     models = commands.add_parser(
         "models", help="list the registered models with parameter counts and input shapes",
@@ -134,8 +217,68 @@ def build_parser() -> argparse.ArgumentParser:
                       help="folder of clips (default: the bundled samples)")
     demo.add_argument("-o", "--output", type=Path, default=Path("demo-output"),
                       help="folder for every output (default: demo-output)")
+    demo.add_argument("--epochs", type=int, default=3, help="at most this many epochs per model (3)")
+    demo.add_argument("--frame-size", type=int, default=FRAME_SIZE,
+                      help=f"frame side in pixels ({FRAME_SIZE})")
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    """The feature settings; preprocess and train must be given the same ones to share a cache."""
+    group = parser.add_argument_group("feature settings (they name the cache)")
+    group.add_argument("--face-crop", action="store_true",
+                       help="crop a square around the detected face before resizing")
+    group.add_argument("--frames", type=int, default=N_FRAMES, help=f"frames per clip ({N_FRAMES})")
+    group.add_argument("--frame-size", type=int, default=FRAME_SIZE,
+                       help=f"frame side in pixels ({FRAME_SIZE})")
+    group.add_argument("--hop-length", type=int, default=HOP_LENGTH,
+                       help=f"samples between FFT windows ({HOP_LENGTH})")
+
+
+def _add_train_parser(commands) -> None:
+    from avemotion.registry import list_models
+
+    train = commands.add_parser(
+        "train", help="train a model with the paper's recipe on an honest split",
+        description="Train MODEL on the clips of METADATA (features from CACHE, computed first "
+        "where missing) with AdamW, early stopping on validation loss and the best weights kept; "
+        "write config, split, per-epoch history, checkpoint, test predictions, metrics and plots "
+        "to OUT.",
+    )
+    train.add_argument("--model", choices=list_models(), default="effnet_lstm", help="(effnet_lstm)")
+    train.add_argument("--metadata", type=Path, required=True, help="table written by `index`")
+    train.add_argument("--cache", type=Path, required=True, help="feature cache folder")
+    train.add_argument("--out", type=Path, required=True, help="run folder to write")
+    recipe = train.add_argument_group("recipe (the paper's defaults)")
+    recipe.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (5e-5)")
+    recipe.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (1e-2)")
+    recipe.add_argument("--batch-size", type=int, default=8, help="(8)")
+    recipe.add_argument("--epochs", type=int, default=10, help="at most this many epochs (10)")
+    recipe.add_argument("--patience", type=int, default=3,
+                        help="stop after this many epochs without a lower validation loss (3)")
+    recipe.add_argument("--lstm-hidden", type=int, default=256, help="(256)")
+    data = train.add_argument_group("split")
+    data.add_argument("--split", choices=["actor", "random"], default="actor",
+                      help="actor: 70/15/15 %% of actors, gender-balanced, no actor in two splits "
+                      "(default); random: clip-level, stratified by emotion")
+    data.add_argument("--folds", type=int, default=0, help="actor-grouped K-fold cross-validation")
+    data.add_argument("--seed", type=int, default=0, help="split, initialisation, order (0)")
+    modes = train.add_argument_group("modes")
+    modes.add_argument("--freeze-backbones", action="store_true",
+                       help="fast CPU mode: cache backbone embeddings once, train LSTM + head only")
+    modes.add_argument("--no-pretrained", action="store_true",
+                       help="random backbone weights instead of ImageNet's")
+    modes.add_argument("--weights", type=Path, help="local file or folder of backbone weights")
+    modes.add_argument("--resume", action="store_true", help="continue from OUT's last epoch")
+    hardware = train.add_argument_group("hardware (Lightning)")
+    hardware.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    hardware.add_argument("--devices", default="auto", help="count, list (0,1) or auto")
+    hardware.add_argument("--strategy", default="auto", help="auto, ddp, …")
+    hardware.add_argument("--precision", default="32-true", help="32-true, 16-mixed, bf16-mixed")
+    hardware.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0)")
+    _add_feature_arguments(train)
+    train.set_defaults(run=_train)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,11 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (OSError, ValueError, ImportError) as error:
+    except (OSError, ValueError, ImportError, RuntimeError) as error:
         print(f"avemotion {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"avemotion {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interruption:
+        print(f"avemotion {args.command}: {interruption or 'interrupted'}", file=sys.stderr)
         return 130
 
 

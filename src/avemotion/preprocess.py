@@ -56,12 +56,9 @@ class FeatureCache:
 
     def write(self, clip: str, features: ClipFeatures) -> None:
         """Store a clip's arrays atomically: a reader sees the whole entry or none."""
-        final = self.path(clip)
-        partial = final.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{final.name}")
-        with open(partial, "wb") as handle:
-            np.savez(handle, frames=features.frames, mel=features.mel,
-                     face_found=np.int8(-1 if features.face_found is None else features.face_found))
-        os.replace(partial, final)
+        face_found = -1 if features.face_found is None else int(features.face_found)
+        write_npz_atomically(self.path(clip), frames=features.frames, mel=features.mel,
+                             face_found=np.int8(face_found))
 
     def read(self, clip: str) -> ClipFeatures:
         """Load a clip's arrays (no media decoding)."""
@@ -72,10 +69,23 @@ class FeatureCache:
 
     def remove_partial_entries(self) -> int:
         """Delete entries an interrupted run left half-written; return how many there were."""
-        leftovers = list((self.root / CLIPS_FOLDER).glob(f"{TEMPORARY_PREFIX}*"))
-        for path in leftovers:
-            path.unlink(missing_ok=True)
-        return len(leftovers)
+        return remove_partial_files(self.root / CLIPS_FOLDER)
+
+
+def write_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
+    """Write arrays to an .npz under a temporary name, then rename it into place."""
+    partial = path.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{path.name}")
+    with open(partial, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(partial, path)
+
+
+def remove_partial_files(folder: Path) -> int:
+    """Delete what interrupted atomic writes left in a folder; return how many there were."""
+    leftovers = list(folder.glob(f"{TEMPORARY_PREFIX}*"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return len(leftovers)
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,17 @@ def preprocess(
     report.seconds = time.perf_counter() - started
     _write_failures(report)
     return report
+
+
+def ensure_cached(table: pd.DataFrame, cache: FeatureCache, progress: bool = True) -> pd.DataFrame:
+    """Preprocess the clips the cache lacks; return the table without the clips that failed."""
+    if all(cache.has(clip) for clip in table["clip"]):
+        return table
+    report = preprocess(table, cache.root.parent, cache.settings, progress=progress)
+    if report.failures:
+        print(report.summary())
+    failed = {failure.clip for failure in report.failures}
+    return table[~table["clip"].isin(failed)]
 
 
 def _jobs(table: pd.DataFrame) -> list[_Job]:

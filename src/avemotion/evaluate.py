@@ -1,0 +1,185 @@
+"""Stage 5, evaluate: metrics, predictions and pictures of a trained model on an indexed set of clips.
+
+Metrics come from scikit-learn: accuracy, macro precision / recall / F1, the same per class, and the
+confusion matrix. Where the dataset ships the crowd's votes, the predictions are also compared with
+the crowd's audio-visual majority label.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+HISTORY_FILE = "history.csv"
+LOSS_CURVES_FILE = "loss_curves.png"
+CONFUSION_FILE = "confusion_matrix.png"
+
+
+def classification_metrics(true: list[str], predicted: list[str], labels: list[str]) -> dict:
+    """Accuracy, macro and per-class precision/recall/F1, support and the confusion matrix."""
+    macro = precision_recall_fscore_support(true, predicted, labels=labels, average="macro",
+                                            zero_division=0)
+    per_class = precision_recall_fscore_support(true, predicted, labels=labels, zero_division=0)
+    return {
+        "clips": len(true),
+        "accuracy": float(accuracy_score(true, predicted)),
+        "macro_precision": float(macro[0]),
+        "macro_recall": float(macro[1]),
+        "macro_f1": float(macro[2]),
+        "per_class": {
+            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for label, p, r, f, s in zip(labels, *per_class)
+        },
+        "labels": list(labels),
+        "confusion_matrix": confusion_matrix(true, predicted, labels=labels).tolist(),
+    }
+
+
+def predictions_table(clips: list[str], true: list[str], probabilities: np.ndarray,
+                      labels: list[str]) -> pd.DataFrame:
+    """One row per clip: clip, true label, predicted label, and the probability of each label."""
+    table = pd.DataFrame({"clip": clips, "true": true,
+                          "predicted": [labels[i] for i in probabilities.argmax(axis=1)]})
+    for index, label in enumerate(labels):
+        table[f"p_{label}"] = probabilities[:, index].round(6)
+    return table
+
+
+@torch.no_grad()
+def predict_probabilities(network: torch.nn.Module, loader) -> np.ndarray:
+    """Softmax probabilities of every clip a loader yields (first, second, target), in order."""
+    network.eval()
+    device = next(network.parameters()).device
+    outputs = [torch.softmax(network(first.to(device), second.to(device)), dim=1).cpu()
+               for first, second, _ in loader]
+    return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0))
+
+
+def crowd_agreement(predictions: pd.DataFrame, metadata: pd.DataFrame) -> dict | None:
+    """How often the model and the actors' intended labels agree with the crowd's audio-visual vote.
+
+    A tied vote ('ANG:DIS') counts as agreement with either label. None without crowd votes.
+    """
+    if "crowd_av_vote" not in metadata.columns:
+        return None
+    votes = metadata.set_index("clip")["crowd_av_vote"].reindex(predictions["clip"])
+    known = votes.notna().to_numpy() & (votes.astype(str) != "").to_numpy()
+    if not known.any():
+        return None
+    crowd = [set(str(vote).split(":")) for vote in votes[known]]
+    model = predictions.loc[known, "predicted"]
+    intended = predictions.loc[known, "true"]
+    return {
+        "clips_with_votes": int(known.sum()),
+        "model_agrees_with_crowd": float(np.mean([p in c for p, c in zip(model, crowd)])),
+        "intended_label_agrees_with_crowd": float(np.mean([t in c for t, c in zip(intended, crowd)])),
+    }
+
+
+def plot_loss_curves(history: pd.DataFrame, path: Path, title: str = "Loss per epoch") -> None:
+    """Training and validation loss against epoch."""
+    figure = Figure(figsize=(6, 4), dpi=100, layout="constrained")
+    axes = figure.subplots()
+    for column, label in (("train_loss", "training"), ("val_loss", "validation")):
+        if column in history and history[column].notna().any():
+            axes.plot(history["epoch"] + 1, history[column], marker="o", label=label)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("cross-entropy loss")
+    axes.set_title(title)
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.savefig(path)
+
+
+def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: Path) -> None:
+    """The confusion matrix normalised by true label (rows sum to 1), counts in brackets."""
+    counts = np.array(matrix, dtype=float)
+    rows = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    figure = Figure(figsize=(6, 5.2), dpi=100, layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(normalised, vmin=0, vmax=1, cmap="Blues")
+    for (row, column), value in np.ndenumerate(normalised):
+        colour = "white" if value > 0.5 else "black"
+        axes.text(column, row, f"{value:.2f}\n({int(counts[row, column])})", ha="center",
+                  va="center", fontsize=8, color=colour)
+    axes.set_xticks(range(len(labels)), labels)
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title("Confusion matrix (normalised by true label)")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.savefig(path)
+
+
+def write_evaluation(out_dir: Path, predictions: pd.DataFrame, labels: list[str],
+                     metadata: pd.DataFrame | None = None, extra: dict | None = None) -> dict:
+    """Write predictions.csv, metrics.json and the confusion matrix PNG; return the metrics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(out_dir / PREDICTIONS_FILE, index=False)
+    metrics = classification_metrics(list(predictions["true"]), list(predictions["predicted"]), labels)
+    if metadata is not None and (agreement := crowd_agreement(predictions, metadata)):
+        metrics["crowd"] = agreement
+    metrics.update(extra or {})
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_confusion_matrix(metrics["confusion_matrix"], labels, out_dir / CONFUSION_FILE)
+    return metrics
+
+
+def summarise_folds(fold_metrics: list[dict]) -> dict:
+    """Mean and standard deviation over folds of every scalar metric and every per-class F1."""
+    summary = {"folds": len(fold_metrics)}
+    scalars = ["accuracy", "macro_precision", "macro_recall", "macro_f1"]
+    for name in scalars:
+        values = [m[name] for m in fold_metrics]
+        summary[name] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+    summary["per_class_f1"] = {
+        label: {"mean": float(np.mean(v)), "std": float(np.std(v))}
+        for label in fold_metrics[0]["per_class"]
+        for v in [[m["per_class"][label]["f1"] for m in fold_metrics]]
+    }
+    return summary
+
+
+def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
+                 cache_dir: str | Path | None = None, out_dir: str | Path | None = None,
+                 batch_size: int = 8, progress: bool = True) -> tuple[dict, Path]:
+    """Recompute a run's metrics from its checkpoint alone: on its test split, or on every clip of
+    another metadata table. Returns the metrics and the folder they were written to."""
+    from torch.utils.data import DataLoader
+
+    from avemotion.checkpoint import load_checkpoint
+    from avemotion.index import read_metadata
+    from avemotion.preprocess import CachedClips, FeatureCache, ensure_cached
+
+    run_dir = Path(run_dir)
+    model, info = load_checkpoint(run_dir / "model.ckpt")
+    config = json.loads((run_dir / "config.json").read_text())
+    if metadata is None:
+        if not config.get("metadata"):
+            raise ValueError(f"{run_dir}: config.json names no metadata table; pass --metadata")
+        table = read_metadata(config["metadata"])
+        test_clips = pd.read_csv(run_dir / "split.csv").query("split == 'test'")["clip"]
+        table = table[table["clip"].isin(set(test_clips))]
+        out_dir = Path(out_dir) if out_dir else run_dir / "evaluation"
+    else:
+        table = read_metadata(metadata)
+        out_dir = Path(out_dir) if out_dir else run_dir / f"evaluation-{Path(metadata).stem}"
+    cache_dir = cache_dir or Path(config["feature_cache"]).parent
+    cache = FeatureCache.open(cache_dir, info.feature_settings)
+    table = ensure_cached(table, cache, progress)
+    loader = DataLoader(CachedClips(table, cache, info.labels), batch_size=batch_size)
+    probabilities = predict_probabilities(model, loader)
+    predictions = predictions_table(list(table["clip"]), list(table["emotion"]), probabilities,
+                                    info.labels)
+    extra = {"model": info.model_settings.name, "checkpoint": str(run_dir / "model.ckpt")}
+    return write_evaluation(out_dir, predictions, info.labels, metadata=table, extra=extra), out_dir
+

@@ -1,0 +1,124 @@
+"""Train / validation / test splits: actor-independent (default), clip-level random, actor K-fold.
+
+Every split is a Series aligned with the metadata table, holding 'train', 'val' or 'test' per clip,
+and is reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
+
+
+class SplitError(ValueError):
+    """The data cannot be split as asked; the message says why and what to do instead."""
+
+
+def actor_split(
+    table: pd.DataFrame, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, seed: int = 0
+) -> pd.Series:
+    """Assign whole actors to train/val/test in the given proportions, separately per gender."""
+    actors = table.groupby("actor_id")["gender"].first()
+    if len(actors) < 3:
+        raise SplitError(
+            f"an actor-independent split needs at least 3 actors, this table has {len(actors)}; "
+            "use --split random for a clip-level split"
+        )
+    rng = np.random.default_rng(seed)
+    assignment = {}
+    for _, group in actors.groupby(actors):
+        shuffled = rng.permutation(group.index.to_numpy())
+        for actor, split in zip(shuffled, _allocate(len(shuffled), fractions)):
+            assignment[actor] = split
+    _ensure_every_split_has_an_actor(assignment, actors, rng)
+    return table["actor_id"].map(assignment).rename("split")
+
+
+def _allocate(count: int, fractions: tuple[float, float, float]) -> list[str]:
+    """Split labels for `count` items: val and test rounded from their fractions, the rest train."""
+    val = int(round(count * fractions[1]))
+    test = int(round(count * fractions[2]))
+    return ["val"] * val + ["test"] * test + ["train"] * (count - val - test)
+
+
+def _ensure_every_split_has_an_actor(assignment: dict, actors: pd.Series, rng) -> None:
+    """With very few actors per gender, rounding can leave a split empty: move one actor into it."""
+    for split in SPLITS:
+        if split in assignment.values():
+            continue
+        counts = pd.Series(assignment).value_counts()
+        donor = counts.idxmax()
+        candidates = [actor for actor, s in assignment.items() if s == donor]
+        assignment[rng.choice(candidates)] = split
+
+
+def random_split(
+    table: pd.DataFrame, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, seed: int = 0
+) -> pd.Series:
+    """Clip-level split, stratified by emotion where every emotion has enough clips."""
+    if len(table) < 3:
+        raise SplitError(f"a split needs at least 3 clips, this table has {len(table)}")
+    index = table.index.to_numpy()
+    labels = table["emotion"].to_numpy()
+    held_out = max(2, int(round(len(table) * (fractions[1] + fractions[2]))))
+    train, rest = train_test_split(index, test_size=held_out, random_state=seed,
+                                   stratify=_stratify(labels, held_out))
+    rest_labels = table.loc[rest, "emotion"].to_numpy()
+    test_size = max(1, int(round(len(rest) * fractions[2] / (fractions[1] + fractions[2]))))
+    val, test = train_test_split(rest, test_size=test_size, random_state=seed,
+                                 stratify=_stratify(rest_labels, test_size))
+    split = pd.Series("train", index=table.index, name="split")
+    split[val], split[test] = "val", "test"
+    return split
+
+
+def _stratify(labels: np.ndarray, held_out: int) -> np.ndarray | None:
+    """The labels to stratify by, or None where some class is too small or the held-out part too
+    small to hold every class (tiny tables such as the bundled samples)."""
+    _, counts = np.unique(labels, return_counts=True)
+    return labels if counts.min() >= 2 and held_out >= len(counts) else None
+
+
+def actor_folds(table: pd.DataFrame, folds: int, seed: int = 0) -> list[pd.Series]:
+    """Actor-grouped K-fold: each actor is in the test split of exactly one fold; the other actors
+    are split into train and val (val about 15 % of all actors), gender-balanced throughout."""
+    actors = table.groupby("actor_id")["gender"].first()
+    if len(actors) < folds + 1:
+        raise SplitError(f"{folds}-fold cross-validation needs at least {folds + 1} actors, "
+                         f"this table has {len(actors)}")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    actor_ids = actors.index.to_numpy()
+    result = []
+    for fold, (rest, test) in enumerate(splitter.split(actor_ids, actors.to_numpy(), groups=actor_ids)):
+        rest_actors = actors.iloc[rest]
+        val_count = max(1, int(round(len(actors) * DEFAULT_FRACTIONS[1])))
+        val_actors = _gender_balanced_sample(rest_actors, val_count, seed + fold)
+        assignment = {actor: "train" for actor in rest_actors.index}
+        assignment.update({actor: "val" for actor in val_actors})
+        assignment.update({actor: "test" for actor in actor_ids[test]})
+        result.append(table["actor_id"].map(assignment).rename("split"))
+    return result
+
+
+def _gender_balanced_sample(actors: pd.Series, count: int, seed: int) -> list:
+    """`count` actors drawn so that each gender keeps its share."""
+    count = min(count, len(actors) - 1)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for _, group in actors.groupby(actors):
+        share = int(round(count * len(group) / len(actors)))
+        chosen += list(rng.choice(group.index.to_numpy(), size=min(share, len(group)), replace=False))
+    return chosen[:count] if chosen else [rng.choice(actors.index.to_numpy())]
+
+
+def make_split(table: pd.DataFrame, kind: str, seed: int = 0) -> pd.Series:
+    """The split named by the CLI's --split: 'actor' or 'random'."""
+    if kind == "actor":
+        return actor_split(table, seed=seed)
+    if kind == "random":
+        return random_split(table, seed=seed)
+    raise SplitError(f"unknown split {kind!r}; choose actor or random (or --folds K)")
