@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -118,6 +119,16 @@ class EmotionModule(L.LightningModule):
         trainable = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.AdamW(trainable, lr=self.settings.learning_rate,
                                  weight_decay=self.settings.weight_decay)
+
+
+class EpochTimer(L.Callback):
+    """Logs each epoch's wall-clock seconds (training and validation) beside its losses."""
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        module.log("epoch_seconds", time.perf_counter() - self.started, on_epoch=True)
 
 
 def train(table: pd.DataFrame, cache: FeatureCache, out_dir: str | Path, settings: TrainSettings,
@@ -230,7 +241,7 @@ def fit(module: L.LightningModule, train_loader, val_loader, settings: TrainSett
         trainer = L.Trainer(
             max_epochs=settings.max_epochs, accelerator=settings.accelerator,
             devices=_devices(settings.devices), strategy=settings.strategy,
-            precision=settings.precision, callbacks=[best, latest, stopper],
+            precision=settings.precision, callbacks=[best, latest, stopper, EpochTimer()],
             logger=CSVLogger(out_dir / LOGS, name="", version=_next_attempt(out_dir)),
             log_every_n_steps=1, enable_progress_bar=settings.progress,
             enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=out_dir,
@@ -287,7 +298,7 @@ def _write_history(out_dir: Path) -> pd.DataFrame:
     attempts = sorted((out_dir / LOGS).glob("attempt-*/metrics.csv"),
                       key=lambda path: int(path.parent.name.split("-")[1]))
     raw = pd.concat([pd.read_csv(path) for path in attempts], ignore_index=True)
-    columns = [c for c in ("train_loss", "val_loss", "train_acc", "val_acc") if c in raw]
+    columns = [c for c in ("train_loss", "val_loss", "train_acc", "val_acc", "epoch_seconds") if c in raw]
     history = raw.groupby("epoch")[columns].last().reset_index()
     history.to_csv(out_dir / HISTORY_FILE, index=False)
     plot_loss_curves(history, out_dir / LOSS_CURVES_FILE)
