@@ -115,6 +115,53 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from avemotion.predict import expand_inputs, load
+
+    classifier = load(args.checkpoint, onnx=args.onnx)
+    paths = expand_inputs(args.clips)
+    if not paths:
+        print("avemotion predict: no video files found", file=sys.stderr)
+        return 1
+    results = classifier.predict_batch(paths, progress=len(paths) > 1 and sys.stderr.isatty())
+    for result in results:
+        if not result.ok:
+            print(f"avemotion predict: {result.error}", file=sys.stderr)
+    print(_format_predictions([r for r in results if r.ok], classifier.labels, args.format))
+    return 1 if any(not result.ok for result in results) else 0
+
+
+def _format_predictions(results, labels: list[str], style: str) -> str:
+    """Predictions as an aligned table, JSON lines' array, or CSV."""
+    import json
+
+    import pandas as pd
+
+    if style == "json":
+        return json.dumps([result.as_dict() for result in results], indent=2)
+    table = pd.DataFrame(
+        [{"path": r.path, "label": r.label, **{k: round(v, 4) for k, v in r.probabilities.items()}}
+         for r in results], columns=["path", "label", *labels])
+    if style == "csv":
+        return table.to_csv(index=False).rstrip()
+    return table.to_string(index=False) if len(table) else "(no predictions)"
+
+
+def _export(args: argparse.Namespace) -> int:
+    from avemotion.predict import export_onnx
+
+    print(f"wrote {export_onnx(args.checkpoint, args.output)}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from avemotion.serve import serve
+
+    serve(args.checkpoint, host=args.host, port=args.port, onnx=args.onnx,
+          max_upload_mb=args.max_upload_mb)
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from avemotion.models import describe_models
 
@@ -198,6 +245,41 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("-o", "--output", type=Path, default=Path("comparison"),
                          help="output folder (default: comparison)")
     compare.set_defaults(run=_compare)
+
+    predict = commands.add_parser(
+        "predict", help="the emotion of any clip (mp4, flv, webm, mov, mkv) from a checkpoint",
+        description="Print each clip's top emotion and its six probabilities, using the feature "
+        "settings stored in CHECKPOINT. A folder predicts every video in it. Bad files get one "
+        "line each on stderr and make the exit status 1; the others are still printed.",
+    )
+    predict.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="model.ckpt of a run")
+    predict.add_argument("clips", nargs="+", metavar="CLIP", help="video files or folders")
+    predict.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                         help="output format (table)")
+    predict.add_argument("--onnx", type=Path, help="run this exported ONNX model with ONNX Runtime")
+    predict.set_defaults(run=_predict)
+
+    export = commands.add_parser(
+        "export", help="export a checkpoint's network to ONNX",
+        description="Write the network as ONNX (inputs frames uint8 and mel float32, output "
+        "logits, dynamic batch) for `predict --onnx` or any ONNX runtime.",
+    )
+    export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="model.ckpt of a run")
+    export.add_argument("-o", "--output", type=Path, default=Path("model.onnx"),
+                        help="ONNX file to write (model.onnx)")
+    export.set_defaults(run=_export)
+
+    serve = commands.add_parser(
+        "serve", help="a web page to drop a clip on and see its emotion",
+        description="Serve a page where a person uploads a clip and sees the predicted emotion, "
+        "the six probabilities and the 8 frames the model saw; POST /predict answers in JSON.",
+    )
+    serve.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="model.ckpt of a run")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="(8000)")
+    serve.add_argument("--onnx", type=Path, help="run this exported ONNX model with ONNX Runtime")
+    serve.add_argument("--max-upload-mb", type=int, default=100, help="upload size limit (100)")
+    serve.set_defaults(run=_serve)
 
     models = commands.add_parser(
         "models", help="list the registered models with parameter counts and input shapes",
