@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 
 import pandas as pd
@@ -230,3 +232,22 @@ def test_cli_trains_with_actor_kfold(tmp_path, four_actor_metadata, capsys):
                         for k in (1, 2)])
     assert sorted(tested["actor_id"].unique()) == [1001, 1002, 1003, 1004]
     assert tested["clip"].is_unique
+
+
+def test_ddp_on_two_cpu_processes_gives_one_set_of_results(tmp_path, samples):
+    metadata = tmp_path / "metadata.csv"
+    write_metadata(index_dataset(samples).table, metadata)
+    out = tmp_path / "ddp"
+    completed = subprocess.run(
+        [sys.executable, "-m", "avemotion", "train", "--model", "effnet_lstm", "--metadata",
+         str(metadata), "--cache", str(tmp_path / "cache"), "--out", str(out), "--devices", "2",
+         "--strategy", "ddp", "--accelerator", "cpu", "--freeze-backbones", "--no-pretrained",
+         "--split", "random", "--epochs", "2", "--frame-size", "32", "--lstm-hidden", "16"],
+        capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in completed.stdout + completed.stderr
+    assert completed.stdout.count("test (1 clips): accuracy") == 1
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [0, 1]
+    assert not list(out.rglob(".partial-*"))

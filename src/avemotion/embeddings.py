@@ -9,6 +9,7 @@ of their parameters) and by the feature settings, so it is never reused for anot
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ from avemotion.models import EmotionNet
 from avemotion.preprocess import FeatureCache, remove_partial_files, write_npz_atomically
 
 EMBEDDING_BATCH = 16  # clips per backbone call while filling the cache
+CALIBRATION_CLIPS = 256  # training clips whose statistics replace a random backbone's
+BATCHNORM_FILE = "batchnorm.pt"
 
 
 def backbone_digest(model: EmotionNet, feature_digest: str) -> str:
@@ -44,9 +47,15 @@ class EmbeddingCache:
     def path(self, clip: str) -> Path:
         return self.root / f"{clip}.npz"
 
-    def fill(self, clips: list[str], progress: bool = True) -> int:
-        """Compute the embeddings of the clips not yet cached; return how many were computed."""
+    def fill(self, clips: list[str], calibration_clips: list[str] | None = None,
+             progress: bool = True) -> int:
+        """Compute the embeddings of the clips not yet cached; return how many were computed.
+
+        A backbone that is not pretrained first gets its normalisation statistics from
+        `calibration_clips` (see calibrate_batchnorm)."""
         remove_partial_files(self.root)
+        if not self.model.settings.pretrained:
+            self.calibrate_batchnorm(calibration_clips or clips)
         missing = [clip for clip in clips if not self.path(clip).is_file()]
         batches = [missing[i : i + EMBEDDING_BATCH] for i in range(0, len(missing), EMBEDDING_BATCH)]
         self.model.eval()
@@ -55,7 +64,46 @@ class EmbeddingCache:
         return len(missing)
 
     @torch.no_grad()
+    def calibrate_batchnorm(self, clips: list[str]) -> None:
+        """Give randomly initialised backbones' batch norms the statistics of real inputs.
+
+        With their default statistics (mean 0, variance 1) a random EfficientNet in eval mode maps
+        every clip to nearly the same features, leaving a frozen model nothing to learn from. The
+        statistics are averaged over up to CALIBRATION_CLIPS training clips once, saved beside the
+        embeddings, and end up in the run's checkpoint with the rest of the weights."""
+        norms = {name: module for name, module in self.model.named_modules()
+                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)}
+        saved = self.root / BATCHNORM_FILE
+        if not norms:
+            return
+        if saved.is_file():
+            self.model.load_state_dict(torch.load(saved, weights_only=True), strict=False)
+            return
+        momenta = {name: module.momentum for name, module in norms.items()}
+        for module in norms.values():
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over every calibration batch
+        self.model.train()
+        for start in range(0, min(len(clips), CALIBRATION_CLIPS), EMBEDDING_BATCH):
+            self._backbone_outputs(clips[start : start + EMBEDDING_BATCH])
+        self.model.eval()
+        for name, module in norms.items():
+            module.momentum = momenta[name]
+        statistics = {f"{name}.{key}": value for name, module in norms.items()
+                      for key, value in module.state_dict().items() if key.startswith(("running", "num"))}
+        partial = saved.with_name(f".partial-{os.getpid()}-{saved.name}")
+        torch.save(statistics, partial)  # several DDP processes may calibrate at once
+        os.replace(partial, saved)
+
+    @torch.no_grad()
     def _embed_batch(self, clips: list[str]) -> None:
+        arrays = self._backbone_outputs(clips)
+        for index, clip in enumerate(clips):
+            write_npz_atomically(self.path(clip),
+                                 **{k: v[index].astype(np.float16) for k, v in arrays.items()})
+
+    def _backbone_outputs(self, clips: list[str]) -> dict[str, np.ndarray]:
+        """The backbones' features of some clips, as arrays named like the cache's entries."""
         entries = [self.features.read(clip) for clip in clips]
         frames = torch.from_numpy(np.stack([entry.frames for entry in entries]))
         mel = torch.from_numpy(np.stack([entry.mel for entry in entries]).astype(np.float32))
@@ -65,9 +113,7 @@ class EmbeddingCache:
             arrays["frames"] = self.model.embed_frames(frames.to(device)).cpu().numpy()
         if self.model.spectrogram is not None:
             arrays["audio"] = self.model.embed_audio(mel.to(device)).cpu().numpy()
-        for index, clip in enumerate(clips):
-            write_npz_atomically(self.path(clip),
-                                 **{k: v[index].astype(np.float16) for k, v in arrays.items()})
+        return arrays
 
     def load(self, clips: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """All clips' embeddings as two float32 tensors (an empty one for a missing modality)."""

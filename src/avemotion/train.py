@@ -128,7 +128,8 @@ class EpochTimer(L.Callback):
         self.started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, module) -> None:
-        module.log("epoch_seconds", time.perf_counter() - self.started, on_epoch=True)
+        module.log("epoch_seconds", time.perf_counter() - self.started, on_epoch=True,
+                   rank_zero_only=True)
 
 
 def train(table: pd.DataFrame, cache: FeatureCache, out_dir: str | Path, settings: TrainSettings,
@@ -152,8 +153,11 @@ def _cross_validate(table, cache, out_dir, settings, resume, metadata_path) -> d
     for fold, split in enumerate(actor_folds(table, settings.folds, settings.seed), start=1):
         fold_dir = out_dir / f"fold-{fold}"
         fold_dir.mkdir(parents=True, exist_ok=True)
-        _save_split(table, split, fold_dir)
+        if is_first_process():
+            _save_split(table, split, fold_dir)
         results.append(train_one(table, split, cache, fold_dir, settings, resume, metadata_path))
+    if not is_first_process():
+        return {}
     summary = summarise_folds(results)
     _write_config(out_dir, settings, cache, metadata_path)
     (out_dir / "cv_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -161,14 +165,22 @@ def _cross_validate(table, cache, out_dir, settings, resume, metadata_path) -> d
 
 
 def _load_or_make_split(table, out_dir: Path, settings: TrainSettings, resume: bool) -> pd.Series:
-    """The saved split when resuming, else a new one from the settings' kind and seed."""
+    """The saved split when resuming, else a new one from the settings' kind and seed (the same
+    in every DDP process, since it depends on the seed alone)."""
     saved = out_dir / SPLIT_FILE
     if resume and saved.is_file():
         by_clip = pd.read_csv(saved).set_index("clip")["split"]
         return table["clip"].map(by_clip).rename("split")
     split = make_split(table, settings.split, settings.seed)
-    _save_split(table, split, out_dir)
+    if is_first_process():
+        _save_split(table, split, out_dir)
     return split
+
+
+def is_first_process() -> bool:
+    """True except in the extra processes of a multi-process (DDP) run, which Lightning starts
+    with LOCAL_RANK / NODE_RANK set; those must not write the run's files."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def _save_split(table: pd.DataFrame, split: pd.Series, out_dir: Path) -> None:
@@ -179,15 +191,21 @@ def _save_split(table: pd.DataFrame, split: pd.Series, out_dir: Path) -> None:
 
 def train_one(table, split, cache, out_dir: Path, settings: TrainSettings, resume: bool,
               metadata_path: str | None) -> dict:
-    """Fit on the train part, early-stop on val, evaluate the best weights on test."""
+    """Fit on the train part, early-stop on val, evaluate the best weights on test.
+
+    Under DDP every process trains; only the first writes the run's results, and the others
+    return an empty dict."""
     L.seed_everything(settings.seed, workers=True, verbose=False)
     model = create_model(settings.model, weights=settings.weights, pretrained=settings.pretrained,
                          image_size=cache.settings.frame_size, lstm_hidden=settings.lstm_hidden)
-    _write_config(out_dir, settings, cache, metadata_path, model)
+    if is_first_process():
+        _write_config(out_dir, settings, cache, metadata_path, model)
     parts = {name: table[split.to_numpy() == name] for name in ("train", "val", "test")}
     loaders = _loaders(model, parts, cache, settings)
     module = EmotionModule(model, settings)
     best = fit(module, loaders["train"], loaders["val"], settings, out_dir, resume)
+    if not is_first_process():
+        return {}
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     epoch, best_loss = _best_epoch(out_dir)
     save_checkpoint(out_dir / MODEL_FILE, model,
@@ -205,7 +223,7 @@ def _loaders(model: EmotionNet, parts: dict, cache: FeatureCache, settings: Trai
     if settings.freeze_backbones:
         embeddings = EmbeddingCache(cache.root.parent, model, cache)
         embeddings.fill(sorted(set().union(*[set(p["clip"]) for p in parts.values()])),
-                        progress=settings.progress)
+                        calibration_clips=sorted(parts["train"]["clip"]), progress=settings.progress)
         model.train()  # filling left it in eval mode; the frozen backbones are not called again
         datasets = {name: TensorDataset(*embeddings.load(list(part["clip"])),
                                         torch.tensor([LABELS.index(e) for e in part["emotion"]]))
@@ -257,7 +275,8 @@ def fit(module: L.LightningModule, train_loader, val_loader, settings: TrainSett
     if trainer.interrupted:
         raise TrainingInterrupted(f"training interrupted: the last completed epoch is kept in "
                                   f"{last}; continue with --resume")
-    _write_history(out_dir)
+    if trainer.is_global_zero:
+        _write_history(out_dir)
     return Path(best.best_model_path)
 
 
