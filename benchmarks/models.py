@@ -9,7 +9,9 @@ Batch 8 of 8 frames at 224x224 plus a 64x128 spectrogram, random weights, on the
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="*", default=list_models())
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runs = [(torch.device("cpu"), None, f"cpu, {args.threads} threads, fp32")]
@@ -71,10 +74,14 @@ def main() -> None:
         runs += [(torch.device("cuda"), None, f"{gpu}, fp32"), (torch.device("cuda"), torch.bfloat16, f"{gpu}, bf16 autocast")]
     print(f"batch {args.batch}, 8 frames {args.image_size}x{args.image_size}, mel 64x128, random weights")
     print(f"{'model':<30}{'params':>9}{'fwd ms/sample':>15}{'fwd+bwd ms/sample':>19}  device")
+    rows = []
     for device, autocast, label in runs:
         for name in args.models:
             forward, both, params = measure(name, args, device, autocast)
             print(f"{name:<30}{params / 1e6:>8.2f}M{forward:>15.1f}{both:>19.1f}  {label}")
+            rows.append({"model": name, "device": label, "forward_ms": forward, "train_ms": both})
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

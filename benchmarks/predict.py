@@ -9,6 +9,7 @@ the weights' values.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -42,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,6 +67,10 @@ def main() -> None:
     print(f"per clip, end to end, PyTorch:   {torch_latency:.3f} s")
     print(f"per clip, end to end, ONNX RT:   {onnx_latency:.3f} s")
     print(f"PyTorch / ONNX Runtime:          {torch_latency / onnx_latency:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"load_s": load_seconds, "onnx_load_s": onnx_load_seconds,
+                                         "torch_latency_s": torch_latency,
+                                         "onnx_latency_s": onnx_latency}, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ contender runs in a fresh child process so its peak RSS is its own (itself and i
            at 16 kHz (librosa cannot open .flv without a system ffmpeg).
 
     python benchmarks/preprocess.py [--clips 300] [--workers N]
+    python benchmarks/preprocess.py --corpus SYNTH_DIR --naive-clips 744   # e.g. `avemotion synth`
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def run_engine(metadata: str, cache: str, workers: int | None) -> dict:
     return {"clips": len(table), "seconds": seconds}
 
 
-def run_naive(metadata: str) -> dict:
+def run_naive(metadata: str, clips: str = "0") -> dict:
     import cv2
     import librosa
     import numpy as np
@@ -70,6 +71,7 @@ def run_naive(metadata: str) -> dict:
     from avemotion.index import read_metadata
 
     table = read_metadata(metadata)
+    table = table.head(int(clips)) if int(clips) else table
     started = time.perf_counter()
     for path, audio_path in zip(table["video_path"], table["audio_path"]):
         capture = cv2.VideoCapture(path)
@@ -96,7 +98,7 @@ def measure(contender: str, *args: str) -> dict:
 
 
 def child(contender: str, args: list[str]) -> None:
-    result = run_engine(args[0], args[1], int(args[2]) or None) if contender == "engine" else run_naive(args[0])
+    result = run_engine(args[0], args[1], int(args[2]) or None) if contender == "engine" else run_naive(*args)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result["peak_rss_mb"] = max(own, workers) / 1024  # ru_maxrss is in KiB on Linux
@@ -108,13 +110,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=300)
     parser.add_argument("--workers", type=int, default=0, help="0: the engine's default (all cores)")
+    parser.add_argument("--corpus", type=Path, help="an existing folder of clips (with AudioWAV) "
+                        "instead of copies of the samples")
+    parser.add_argument("--naive-clips", type=int, default=0,
+                        help="run the naive reference on only the first N clips (0: all)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1:])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        corpus = build_corpus(tmp / "clips", args.clips)
+        corpus = args.corpus or build_corpus(tmp / "clips", args.clips)
         metadata = tmp / "metadata.csv"
         subprocess.run([sys.executable, "-m", "avemotion", "index", str(corpus), "-o", str(metadata)],
                        check=True, capture_output=True)
@@ -122,9 +129,10 @@ def main() -> None:
         pd.read_csv(metadata).drop(columns="audio_path").to_csv(own_track, index=False)
         engine = measure("engine", str(metadata), str(tmp / "cache"), str(args.workers))
         engine_own = measure("engine", str(own_track), str(tmp / "cache_own"), str(args.workers))
-        naive = measure("naive", str(metadata))
+        naive = measure("naive", str(metadata), str(args.naive_clips))
     workers = args.workers or os.cpu_count()
-    print(f"machine: {os.cpu_count()} cores; {args.clips} clips (bundled samples under new names)")
+    source = f"from {args.corpus}" if args.corpus else "(bundled samples under new names)"
+    print(f"machine: {os.cpu_count()} cores; {engine['clips']} clips {source}")
     print(f"{'contender':<32}{'clips/s':>10}{'peak RSS MB':>14}")
     rows = [(f"engine ({workers} workers)", engine), (f"engine, own track ({workers} workers)", engine_own),
             ("naive reference (1 process)", naive)]
@@ -132,6 +140,9 @@ def main() -> None:
         print(f"{name:<32}{result['clips'] / result['seconds']:>10.1f}{result['peak_rss_mb']:>14.0f}")
     speedup = (engine["clips"] / engine["seconds"]) / (naive["clips"] / naive["seconds"])
     print(f"engine / naive: {speedup:.1f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"workers": workers, "engine": engine, "engine_own_track": engine_own,
+                                         "naive": naive, "speedup": speedup}, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clips", type=int, default=7442)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     table = index_dataset(sample_dir()).table
@@ -92,8 +94,11 @@ def main() -> None:
                  torch.from_numpy(np.stack([i[1] for i in items])), torch.tensor([i[2] for i in items]))
         print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads")
         print("fine-tuning, batch 8 of real clips at 224x224, random weights:")
+        figures = {"finetune_samples_per_second": {}, "frozen_seconds_per_epoch": {}}
         for name in ("resnet18_vit_lstm", "effnet_lstm"):
-            print(f"  {name:<20} {finetune_samples_per_second(name, batch):6.1f} samples/s")
+            rate = finetune_samples_per_second(name, batch)
+            figures["finetune_samples_per_second"][name] = rate
+            print(f"  {name:<20} {rate:6.1f} samples/s")
         corpus = linked_corpus(table, cache, args.clips)
         print(f"--freeze-backbones, {len(corpus)} cached clips, actor split, batch 8:")
         for name in ("resnet18_vit_lstm", "effnet_lstm"):
@@ -105,8 +110,11 @@ def main() -> None:
             train(corpus, cache, run, settings)
             total = time.perf_counter() - started
             seconds = pd.read_csv(run / "history.csv")["epoch_seconds"]
+            figures["frozen_seconds_per_epoch"][name] = float(seconds.median())
             print(f"  {name:<20} {seconds.median():6.1f} s/epoch (train + validation), "
                   f"{total:.0f} s for the whole run of {args.epochs} epochs")
+    if args.json:
+        args.json.write_text(json.dumps({"clips": args.clips, **figures}, indent=2))
 
 
 if __name__ == "__main__":

@@ -116,6 +116,12 @@ class EmotionNet(nn.Module):
             self.spectrogram = SpectrogramEncoder(settings.audio_backbone, settings.pretrained, weights)
             fused += self.spectrogram.dim
         self.head = FusionHead(fused, settings.num_classes, settings.dropout)
+        # Standardisation of the backbone features before the LSTM and the head: the identity
+        # unless the frozen-backbone mode sets it from the training clips' embeddings.
+        for name, encoder in (("frame", self.frames), ("audio", self.spectrogram)):
+            dim = encoder.dim if encoder is not None else 0
+            self.register_buffer(f"{name}_feature_mean", torch.zeros(dim))
+            self.register_buffer(f"{name}_feature_std", torch.ones(dim))
 
     def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Per-frame backbone features (B, T, D): what the frozen-backbone mode caches."""
@@ -127,11 +133,12 @@ class EmotionNet(nn.Module):
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) uint8 frames -> (B, D_v) clip features."""
-        return self.temporal(self.embed_frames(frames))
+        features = self.embed_frames(frames)
+        return self.temporal((features - self.frame_feature_mean) / self.frame_feature_std)
 
     def encode_audio(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, 1, n_mels, time) dB spectrogram -> (B, D_a) clip features."""
-        return self.embed_audio(mel)
+        return (self.embed_audio(mel) - self.audio_feature_mean) / self.audio_feature_std
 
     def forward(self, frames: torch.Tensor | None, mel: torch.Tensor | None) -> torch.Tensor:
         """Emotion logits (B, num_classes); an ablation ignores the input it has no branch for."""
@@ -146,10 +153,21 @@ class EmotionNet(nn.Module):
         """Logits from backbone features: the LSTM, fusion and head, the part trained when frozen."""
         fused = []
         if self.temporal is not None:
+            frame_features = (frame_features - self.frame_feature_mean) / self.frame_feature_std
             fused.append(self.temporal(frame_features))
         if self.spectrogram is not None:
-            fused.append(audio_features)
+            fused.append((audio_features - self.audio_feature_mean) / self.audio_feature_std)
         return self.head(fused)
+
+    def set_feature_standardisation(self, frame_features: torch.Tensor | None,
+                                    audio_features: torch.Tensor | None) -> None:
+        """Standardise backbone features with the mean and spread of these training features."""
+        for name, features in (("frame", frame_features), ("audio", audio_features)):
+            if features is None or features.numel() == 0:
+                continue
+            flat = features.reshape(-1, features.shape[-1])
+            getattr(self, f"{name}_feature_mean").copy_(flat.mean(dim=0))
+            getattr(self, f"{name}_feature_std").copy_(flat.std(dim=0).clamp_min(1e-6))
 
     def backbones(self) -> list[nn.Module]:
         """The image backbones, for freezing them."""

@@ -121,26 +121,28 @@ def render_frames(actor: Actor, emotion: str, intensity: str, rng: np.random.Gen
 
 
 def _draw_face(image, centre, actor: Actor, curve, opening, brow, eye) -> None:
-    """Head, eyes, brows and mouth with OpenCV's drawing functions."""
+    """Head, eyes, brows and mouth with OpenCV's drawing functions, bold enough to survive
+    shrinking to 64 pixels."""
     cx, cy = centre
     s = actor.face_scale
     ink = (20, 20, 20)
-    cv2.ellipse(image, (cx, cy), (int(36 * s), int(46 * s)), 0, 0, 360, actor.skin, -1)
+    cv2.ellipse(image, (cx, cy), (int(44 * s), int(54 * s)), 0, 0, 360, actor.skin, -1)
     for side in (-1, 1):
-        ex, ey = cx + side * int(14 * s), cy - int(10 * s)
-        cv2.ellipse(image, (ex, ey), (int(6 * s), max(1, int(4 * s * eye))), 0, 0, 360, (250, 250, 250), -1)
-        cv2.circle(image, (ex, ey), max(1, int(2 * s)), ink, -1)
-        inner, outer = ex - side * int(7 * s), ex + side * int(7 * s)
-        lift = int(6 * s * brow)
-        cv2.line(image, (inner, ey - int(9 * s) - lift), (outer, ey - int(9 * s) + lift), ink, 2)
-    mouth_y = cy + int(20 * s)
-    half_width = int(14 * s)
-    bend = int(8 * s * curve)
+        ex, ey = cx + side * int(17 * s), cy - int(12 * s)
+        cv2.ellipse(image, (ex, ey), (int(9 * s), max(1, int(6 * s * eye))), 0, 0, 360,
+                    (250, 250, 250), -1)
+        cv2.circle(image, (ex, ey), max(2, int(3 * s)), ink, -1)
+        inner, outer = ex - side * int(10 * s), ex + side * int(10 * s)
+        lift = int(8 * s * brow)
+        cv2.line(image, (inner, ey - int(13 * s) - lift), (outer, ey - int(13 * s) + lift), ink, 4)
+    mouth_y = cy + int(25 * s)
+    half_width = int(20 * s)
+    bend = int(11 * s * curve)
     points = np.array([[cx - half_width, mouth_y - bend], [cx, mouth_y + bend],
                        [cx + half_width, mouth_y - bend]], np.int32)
-    cv2.polylines(image, [points], False, ink, 2)
+    cv2.polylines(image, [points], False, ink, 4)
     if opening > 0.15:
-        cv2.ellipse(image, (cx, mouth_y + bend // 2), (int(8 * s), max(1, int(7 * s * opening))),
+        cv2.ellipse(image, (cx, mouth_y + bend // 2), (int(11 * s), max(2, int(10 * s * opening))),
                     0, 0, 360, (90, 20, 30), -1)
 
 

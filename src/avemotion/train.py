@@ -228,6 +228,7 @@ def _loaders(model: EmotionNet, parts: dict, cache: FeatureCache, settings: Trai
         datasets = {name: TensorDataset(*embeddings.load(list(part["clip"])),
                                         torch.tensor([LABELS.index(e) for e in part["emotion"]]))
                     for name, part in parts.items()}
+        model.set_feature_standardisation(*datasets["train"].tensors[:2])
     else:
         datasets = {name: CachedClips(part, cache, LABELS) for name, part in parts.items()}
     generator = torch.Generator().manual_seed(settings.seed)
