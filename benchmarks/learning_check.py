@@ -22,7 +22,8 @@ from avemotion.train import TrainSettings, train
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus", type=Path, help="a folder written by `avemotion synth`")
     parser.add_argument("--family", default="resnet18_vit_lstm")
     parser.add_argument("--frame-size", type=int, default=64)

@@ -59,7 +59,8 @@ def measure(name: str, args, device: torch.device, autocast: torch.dtype | None)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
@@ -71,7 +72,8 @@ def main() -> None:
     runs = [(torch.device("cpu"), None, f"cpu, {args.threads} threads, fp32")]
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_name()
-        runs += [(torch.device("cuda"), None, f"{gpu}, fp32"), (torch.device("cuda"), torch.bfloat16, f"{gpu}, bf16 autocast")]
+        runs += [(torch.device("cuda"), None, f"{gpu}, fp32"),
+                 (torch.device("cuda"), torch.bfloat16, f"{gpu}, bf16 autocast")]
     print(f"batch {args.batch}, 8 frames {args.image_size}x{args.image_size}, mel 64x128, random weights")
     print(f"{'model':<30}{'params':>9}{'fwd ms/sample':>15}{'fwd+bwd ms/sample':>19}  device")
     rows = []

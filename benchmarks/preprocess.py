@@ -107,7 +107,8 @@ def child(contender: str, args: list[str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=300)
     parser.add_argument("--workers", type=int, default=0, help="0: the engine's default (all cores)")
     parser.add_argument("--corpus", type=Path, help="an existing folder of clips (with AudioWAV) "

@@ -46,14 +46,16 @@ def machine() -> str:
 def table_rows(figures: dict) -> list[tuple[str, str]]:
     """(what, figure) pairs for the README's table."""
     pre, naive = figures["preprocess"], figures["preprocess"]["naive"]
-    rate = lambda result: result["clips"] / result["seconds"]  # noqa: E731
+
+    def speed(result: dict) -> str:
+        return f"{result['clips'] / result['seconds']:.1f} clips/s, peak RSS {result['peak_rss_mb']:.0f} MB"
+
     rows = [
         (f"preprocess, {pre['engine']['clips']} synthetic clips, engine ({pre['workers']} workers)",
-         f"{rate(pre['engine']):.1f} clips/s, peak RSS {pre['engine']['peak_rss_mb']:.0f} MB"),
-        (f"preprocess, same, audio from each clip's own track",
-         f"{rate(pre['engine_own_track']):.1f} clips/s, peak RSS {pre['engine_own_track']['peak_rss_mb']:.0f} MB"),
+         speed(pre["engine"])),
+        ("preprocess, same, audio from each clip's own track", speed(pre["engine_own_track"])),
         (f"preprocess, naive reference (1 process, OpenCV seeks + librosa), {naive['clips']} clips",
-         f"{rate(naive):.1f} clips/s, peak RSS {naive['peak_rss_mb']:.0f} MB"),
+         speed(naive)),
         ("preprocess, engine / naive", f"{pre['speedup']:.1f}×"),
     ]
     train = figures["train"]
@@ -100,7 +102,8 @@ def write_readme(figures: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path(".cache/benchmarks"))
     parser.add_argument("--naive-clips", type=int, default=744, help="clips for the naive reference")
     args = parser.parse_args()

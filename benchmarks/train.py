@@ -15,7 +15,6 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +77,8 @@ def link_embeddings(model_name: str, table: pd.DataFrame, corpus: pd.DataFrame, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clips", type=int, default=7442)
     parser.add_argument("--epochs", type=int, default=2)

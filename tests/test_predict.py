@@ -17,7 +17,7 @@ from avemotion.checkpoint import Checkpoint, save_checkpoint
 from avemotion.cli import main
 from avemotion.cremad import EMOTIONS
 from avemotion.models import create_model
-from avemotion.predict import export_onnx, load
+from avemotion.predict import load
 from avemotion.samples import sample_videos
 from avemotion.serve import create_app
 

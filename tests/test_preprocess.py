@@ -14,7 +14,7 @@ from avemotion.cli import main
 from avemotion.cremad import EMOTIONS
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset, write_metadata
-from avemotion.preprocess import FAILURES_FILE, CachedClips, FeatureCache, preprocess
+from avemotion.preprocess import FAILURES_FILE, CachedClips, preprocess
 from avemotion.samples import sample_videos
 
 from test_features import bad_media
@@ -49,7 +49,8 @@ def test_changed_settings_never_reuse_stale_arrays(tmp_path, sample_table):
 
 
 def test_bad_clips_are_recorded_and_do_not_stop_the_others(tmp_path, sample_table):
-    bad = bad_media(tmp_path / "bad")  if (tmp_path / "bad").mkdir() is None else None
+    (tmp_path / "bad").mkdir()
+    bad = bad_media(tmp_path / "bad")
     rows = [{"clip": f"bad_{i}", "video_path": str(path), "emotion": "ANG"} for i, path in enumerate(bad)]
     table = pd.concat([sample_table, pd.DataFrame(rows)], ignore_index=True)
     report = preprocess(table, tmp_path / "cache", SMALL, workers=2, progress=False)

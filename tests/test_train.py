@@ -12,7 +12,6 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 from torch.utils.data import DataLoader, TensorDataset
 
-from avemotion import train as training
 from avemotion.checkpoint import load_checkpoint
 from avemotion.cli import main
 from avemotion.compare import compare_runs

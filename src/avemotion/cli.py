@@ -64,7 +64,7 @@ def _train_settings(args: argparse.Namespace):
         freeze_backbones=args.freeze_backbones, pretrained=not args.no_pretrained,
         weights=str(args.weights) if args.weights else None, lstm_hidden=args.lstm_hidden,
         accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
-        precision=args.precision, num_workers=args.num_workers,
+        num_nodes=args.num_nodes, precision=args.precision, num_workers=args.num_workers,
     )
 
 
@@ -196,7 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"avemotion {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_index_parser(commands)
+    _add_eda_parser(commands)
+    _add_preprocess_parser(commands)
+    _add_train_parser(commands)
+    _add_evaluate_parser(commands)
+    _add_compare_parser(commands)
+    _add_predict_parser(commands)
+    _add_export_parser(commands)
+    _add_serve_parser(commands)
+    _add_synth_parser(commands)
+    _add_models_parser(commands)
+    _add_demo_parser(commands)
+    return parser
 
+
+def _add_index_parser(commands) -> None:
     index = commands.add_parser(
         "index", help="list every clip of a dataset folder in a metadata table",
         description="Walk DATA_DIR and write one row per audio-video clip (both CREMA-D layouts). "
@@ -209,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fail on unparseable names, unknown codes, missing demographics, stray files")
     index.set_defaults(run=_index)
 
+
+def _add_eda_parser(commands) -> None:
     eda = commands.add_parser(
         "eda", help="value counts and charts of a metadata table",
         description="Write value counts, bar and pie charts of statement, emotion, intensity and "
@@ -219,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder for the report (default: eda)")
     eda.set_defaults(run=_eda)
 
+
+def _add_preprocess_parser(commands) -> None:
     pre = commands.add_parser(
         "preprocess", help="extract 8 frames and a log-Mel spectrogram per clip, once, into a cache",
         description="Decode every clip of METADATA once: 8 equally spaced RGB frames and a 64x128 "
@@ -232,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_arguments(pre)
     pre.set_defaults(run=_preprocess)
 
-    _add_train_parser(commands)
 
+def _add_evaluate_parser(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="recompute a run's metrics from its checkpoint",
         description="Load RUN_DIR/model.ckpt and compute accuracy, macro and per-class "
@@ -247,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="output folder (default: RUN_DIR/evaluation[-TABLE])")
     evaluate.set_defaults(run=_evaluate)
 
+
+def _add_compare_parser(commands) -> None:
     compare = commands.add_parser(
         "compare", help="the paper's Table 1 and Fig. 3 for several runs",
         description="Write Table 1 (model, architecture, accuracy, macro P/R/F1) as Markdown and "
@@ -257,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="output folder (default: comparison)")
     compare.set_defaults(run=_compare)
 
+
+def _add_predict_parser(commands) -> None:
     predict = commands.add_parser(
         "predict", help="the emotion of any clip (mp4, flv, webm, mov, mkv) from a checkpoint",
         description="Print each clip's top emotion and its six probabilities, using the feature "
@@ -270,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--onnx", type=Path, help="run this exported ONNX model with ONNX Runtime")
     predict.set_defaults(run=_predict)
 
+
+def _add_export_parser(commands) -> None:
     export = commands.add_parser(
         "export", help="export a checkpoint's network to ONNX",
         description="Write the network as ONNX (inputs frames uint8 and mel float32, output "
@@ -280,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ONNX file to write (model.onnx)")
     export.set_defaults(run=_export)
 
+
+def _add_serve_parser(commands) -> None:
     serve = commands.add_parser(
         "serve", help="a web page to drop a clip on and see its emotion",
         description="Serve a page where a person uploads a clip and sees the predicted emotion, "
@@ -292,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload-mb", type=int, default=100, help="upload size limit (100)")
     serve.set_defaults(run=_serve)
 
+
+def _add_synth_parser(commands) -> None:
     synth = commands.add_parser(
         "synth", help="write a SYNTHETIC corpus with CREMA-D's names and layout",
         description="Write drawn faces and generated voices, named and laid out like CREMA-D, to "
@@ -310,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     synth.set_defaults(run=_synth)
 
+
+def _add_models_parser(commands) -> None:
     models = commands.add_parser(
         "models", help="list the registered models with parameter counts and input shapes",
         description="List every registered model (the --model choices of train) with its "
@@ -319,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"frame side in pixels ({FRAME_SIZE})")
     models.set_defaults(run=_models)
 
+
+def _add_demo_parser(commands) -> None:
     demo = commands.add_parser(
         "demo", help="run the pipeline end to end on the bundled clips (or DATA_DIR)",
         description="Run the pipeline on the bundled CREMA-D sample clips, or on DATA_DIR, and write "
@@ -332,7 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--frame-size", type=int, default=FRAME_SIZE,
                       help=f"frame side in pixels ({FRAME_SIZE})")
     demo.set_defaults(run=_demo)
-    return parser
 
 
 def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
@@ -386,6 +418,7 @@ def _add_train_parser(commands) -> None:
     hardware.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
     hardware.add_argument("--devices", default="auto", help="count, list (0,1) or auto")
     hardware.add_argument("--strategy", default="auto", help="auto, ddp, …")
+    hardware.add_argument("--num-nodes", type=int, default=1, help="machines in a DDP run (1)")
     hardware.add_argument("--precision", default="32-true", help="32-true, 16-mixed, bf16-mixed")
     hardware.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0)")
     _add_feature_arguments(train)

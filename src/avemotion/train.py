@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -75,6 +74,7 @@ class TrainSettings:
     accelerator: str = "auto"  # Lightning accelerator: cpu, gpu, auto
     devices: str = "auto"  # Lightning devices: a count, a list or auto
     strategy: str = "auto"  # Lightning strategy: ddp, auto…
+    num_nodes: int = 1  # machines in a multi-node DDP run
     precision: str = "32-true"  # Lightning precision: 16-mixed, bf16-mixed on GPU
     num_workers: int = 0  # DataLoader worker processes (cache reads are cheap)
     progress: bool = True  # progress bars
@@ -260,7 +260,8 @@ def fit(module: L.LightningModule, train_loader, val_loader, settings: TrainSett
         trainer = L.Trainer(
             max_epochs=settings.max_epochs, accelerator=settings.accelerator,
             devices=_devices(settings.devices), strategy=settings.strategy,
-            precision=settings.precision, callbacks=[best, latest, stopper, EpochTimer()],
+            num_nodes=settings.num_nodes, precision=settings.precision,
+            callbacks=[best, latest, stopper, EpochTimer()],
             logger=CSVLogger(out_dir / LOGS, name="", version=_next_attempt(out_dir)),
             log_every_n_steps=1, enable_progress_bar=settings.progress,
             enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=out_dir,
