@@ -15,6 +15,7 @@ from avemotion.features import (
     frame_positions,
     load_audio,
     log_mel,
+    mel_decibels,
     sample_frames,
 )
 from avemotion.samples import sample_audio, sample_videos
@@ -89,6 +90,24 @@ def test_log_mel_matches_an_independent_librosa_computation():
     assert ours.shape == reference.shape == (64, 128)
     assert np.abs(ours - reference).mean() < 0.5
     assert np.abs(ours - reference).max() < 6.0
+
+
+@pytest.mark.parametrize(("sample_rate", "n_fft", "hop_length", "n_mels"),
+                         [(16_000, 1024, 256, 64), (22_050, 512, 160, 40), (16_000, 2048, 512, 128)])
+def test_mel_decibels_equal_librosa_for_any_settings(sample_rate, n_fft, hop_length, n_mels):
+    settings = FeatureSettings(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+    for clip in sample_videos():
+        waveform = load_audio(clip, sample_rate)
+        power = librosa.feature.melspectrogram(y=waveform, sr=sample_rate, n_fft=n_fft,
+                                               hop_length=hop_length, n_mels=n_mels)
+        reference = librosa.power_to_db(power, ref=1.0, top_db=80.0)
+        ours = mel_decibels(waveform, settings)
+        assert ours.shape == reference.shape
+        assert np.abs(ours - reference).max() < 1e-3  # dB
+
+
+def test_mel_decibels_of_a_clip_shorter_than_one_window_is_one_column():
+    assert mel_decibels(np.zeros(100, np.float32)).shape == (64, 1)
 
 
 def test_audio_is_mono_16k_whatever_the_source(tmp_path):

@@ -75,11 +75,11 @@ def test_python_api_predicts_real_clips(checkpoint, classifier, sample_batch):
 
 
 @pytest.mark.parametrize("suffix, options", [
-    (".mp4", dict(size=(320, 240), fps=25, audio_rate=44_100, channels=2)),
-    (".webm", dict(size=(96, 128), fps=30)),
-    (".mov", dict(size=(640, 360), fps=24, audio_rate=8_000, channels=1)),
-    (".mkv", dict(frames=15, fps=30, audio_rate=22_050)),            # half a second
-    (".mp4", dict(frames=900, size=(64, 48), fps=10, audio_rate=16_000)),  # a minute and a half
+    (".mp4", {"size": (320, 240), "fps": 25, "audio_rate": 44_100, "channels": 2}),
+    (".webm", {"size": (96, 128), "fps": 30}),
+    (".mov", {"size": (640, 360), "fps": 24, "audio_rate": 8_000, "channels": 1}),
+    (".mkv", {"frames": 15, "fps": 30, "audio_rate": 22_050}),            # half a second
+    (".mp4", {"frames": 900, "size": (64, 48), "fps": 10, "audio_rate": 16_000}),  # a minute and a half
 ])
 def test_any_container_size_rate_and_length(classifier, tmp_path, suffix, options):
     clip = write_clip(tmp_path / f"clip{suffix}", **options)

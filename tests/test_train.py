@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import replace
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -91,7 +92,7 @@ def test_metrics_equal_scikit_learn():
     true = ["ANG", "ANG", "DIS", "FEA", "HAP", "NEU", "SAD", "SAD", "HAP", "FEA"]
     predicted = ["ANG", "DIS", "DIS", "SAD", "HAP", "NEU", "SAD", "FEA", "HAP", "FEA"]
     metrics = classification_metrics(true, predicted, list(EMOTIONS))
-    options = dict(labels=list(EMOTIONS), average="macro", zero_division=0)
+    options = {"labels": list(EMOTIONS), "average": "macro", "zero_division": 0}
     assert metrics["accuracy"] == accuracy_score(true, predicted) == 0.7
     assert metrics["macro_precision"] == pytest.approx(precision_score(true, predicted, **options))
     assert metrics["macro_recall"] == pytest.approx(recall_score(true, predicted, **options))
@@ -113,7 +114,7 @@ def test_crowd_agreement_counts_ties_for_either_label():
 class ScriptedValidation(EmotionModule):
     """Trains for real, but reports a scripted validation loss per epoch and keeps its weights."""
 
-    SCRIPT = [1.0, 0.8, 0.9, 0.85, 0.95, 0.5, 0.4, 0.3]
+    SCRIPT: ClassVar[list[float]] = [1.0, 0.8, 0.9, 0.85, 0.95, 0.5, 0.4, 0.3]
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -242,7 +243,7 @@ def test_ddp_on_two_cpu_processes_gives_one_set_of_results(tmp_path, samples):
          str(metadata), "--cache", str(tmp_path / "cache"), "--out", str(out), "--devices", "2",
          "--strategy", "ddp", "--accelerator", "cpu", "--freeze-backbones", "--no-pretrained",
          "--split", "random", "--epochs", "2", "--frame-size", "32", "--lstm-hidden", "16"],
-        capture_output=True, text=True, timeout=300)
+        check=False, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in completed.stdout + completed.stderr
     assert completed.stdout.count("test (1 clips): accuracy") == 1

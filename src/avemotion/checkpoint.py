@@ -80,7 +80,7 @@ def _read_payload(path: Path, map_location: str) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a damaged file
+    except Exception as error:  # torch raises many kinds for a damaged file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__})") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an avemotion checkpoint")

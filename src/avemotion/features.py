@@ -6,6 +6,7 @@ prediction (one new clip) both call :func:`extract_features`, so the two can nev
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import av
 import cv2
-import librosa
 import numpy as np
 import soxr
 from av.video.reformatter import VideoReformatter
@@ -102,18 +102,75 @@ def resample(waveform: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
 
 def log_mel(waveform: np.ndarray, settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
     """Mel power spectrogram in dB, resized bilinearly to (n_mels, mel_frames): float32."""
-    power = librosa.feature.melspectrogram(
-        y=waveform,
-        sr=settings.sample_rate,
-        n_fft=settings.n_fft,
-        hop_length=settings.hop_length,
-        n_mels=settings.n_mels,
-        power=2.0,
-    )
-    decibels = librosa.power_to_db(power, ref=1.0, top_db=settings.top_db)
+    decibels = mel_decibels(waveform, settings)
     # cv2 sizes are (width, height): time becomes mel_frames wide, Mel bins stay n_mels high.
     size = (settings.mel_frames, settings.n_mels)
     return cv2.resize(decibels, size, interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+# The spectrogram below is librosa's `power_to_db(melspectrogram(...))` with its defaults (centred
+# periodic-Hann STFT, zero padding, Slaney Mel scale and area normalisation), written out in NumPy:
+# librosa's first use costs ~1.4 s per process (scipy.signal and numba imports, JIT compiles),
+# which every preprocessing worker and every one-clip `predict` would pay. The tests hold it to
+# librosa's own output.
+
+
+def mel_decibels(waveform: np.ndarray, settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
+    """Mel power spectrogram in dB, one column per hop: float32 (n_mels, 1 + len // hop_length)."""
+    power = _power_spectrogram(waveform.astype(np.float32, copy=False), settings.n_fft,
+                               settings.hop_length)
+    mel = mel_filterbank(settings.sample_rate, settings.n_fft, settings.n_mels) @ power
+    decibels = 10.0 * np.log10(np.maximum(mel, 1e-10))  # ref 1.0, amin 1e-10
+    return np.maximum(decibels, decibels.max() - settings.top_db).astype(np.float32)
+
+
+def _power_spectrogram(waveform: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+    """|STFT|² of windows centred every hop_length samples: (1 + n_fft // 2, frames)."""
+    padded = np.pad(waveform, n_fft // 2)
+    if len(padded) < n_fft:  # shorter than one window: still one frame
+        padded = np.pad(padded, (0, n_fft - len(padded)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
+    spectrum = np.fft.rfft(windows * _periodic_hann(n_fft), axis=1)
+    return (spectrum.real**2 + spectrum.imag**2).T
+
+
+@functools.lru_cache(maxsize=8)
+def _periodic_hann(length: int) -> np.ndarray:
+    """The Hann window of spectral analysis (periodic: its period is length, not length - 1)."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Triangular filters on the Slaney Mel scale from 0 Hz to Nyquist, each of unit area in Hz:
+    float32 (n_mels, 1 + n_fft // 2)."""
+    bin_hz = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
+    edges_hz = _mel_to_hz(np.linspace(0.0, _hz_to_mel(sample_rate / 2), n_mels + 2))
+    widths = np.diff(edges_hz)
+    rising = (bin_hz[np.newaxis] - edges_hz[:-2, np.newaxis]) / widths[:-1, np.newaxis]
+    falling = (edges_hz[2:, np.newaxis] - bin_hz[np.newaxis]) / widths[1:, np.newaxis]
+    triangles = np.maximum(0.0, np.minimum(rising, falling))
+    return (triangles * (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, np.newaxis]).astype(np.float32)
+
+
+# The Slaney Mel scale: linear below 1 kHz (15 Mel at 1 kHz), logarithmic above (27 Mel per octave
+# of 6.4).
+_LINEAR_HZ_PER_MEL = 200.0 / 3
+_BREAK_HZ = 1000.0
+_BREAK_MEL = _BREAK_HZ / _LINEAR_HZ_PER_MEL
+_LOG_STEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz: float) -> float:
+    if hz < _BREAK_HZ:
+        return hz / _LINEAR_HZ_PER_MEL
+    return _BREAK_MEL + np.log(hz / _BREAK_HZ) / _LOG_STEP
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    linear = mels * _LINEAR_HZ_PER_MEL
+    logarithmic = _BREAK_HZ * np.exp(_LOG_STEP * (mels - _BREAK_MEL))
+    return np.where(mels >= _BREAK_MEL, logarithmic, linear)
 
 
 def _decode(

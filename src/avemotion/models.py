@@ -17,7 +17,7 @@ from torch import nn
 
 from avemotion.registry import MODELS, ModelSettings, list_models, model_settings
 
-__all__ = ["MODELS", "ModelSettings", "list_models", "model_settings", "create_model", "EmotionNet"]
+__all__ = ["MODELS", "EmotionNet", "ModelSettings", "create_model", "list_models", "model_settings"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

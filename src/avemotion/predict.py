@@ -125,7 +125,7 @@ def _onnx_session(path: str | Path):
         raise FileNotFoundError(f"{path}: no such ONNX model (make one with `avemotion export`)")
     try:
         return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+    except Exception as error:  # onnxruntime raises its own untyped errors
         raise ValueError(f"{path}: not a readable ONNX model ({error})") from error
 
 

@@ -121,8 +121,8 @@ class PreprocessReport:
         rate = self.done / self.seconds if self.seconds else 0.0
         lines = [
             f"cache: {self.cache.root}",
-            f"{self.done} clips preprocessed ({rate:.1f} clips/s), {self.cached} already cached, "
-            f"{len(self.failures)} failed",
+            (f"{self.done} clips preprocessed ({rate:.1f} clips/s), {self.cached} already cached, "
+             f"{len(self.failures)} failed"),
         ]
         if self.faces_missing:
             lines.append(f"{len(self.faces_missing)} clips had no detectable face: full frames used")
@@ -180,9 +180,8 @@ def _jobs(table: pd.DataFrame) -> list[_Job]:
 
 def _run(jobs: list[_Job], cache: FeatureCache, workers: int):
     """Yield each job's outcome as it finishes, in this process or on a pool of workers."""
-    if workers <= 1 or len(jobs) <= 1:
-        _init_worker(cache)
-        yield from map(_process, jobs)
+    if workers <= 1 or len(jobs) <= 1:  # here, leaving the caller's thread settings as they are
+        yield from (_process_into(cache, job) for job in jobs)
         return
     # A plain fork would copy FFmpeg's and BLAS's thread pools without their threads and can hang;
     # the fork server forks workers from a clean process that has only imported this module.
@@ -206,10 +205,15 @@ def _init_worker(cache: FeatureCache) -> None:
 
 
 def _process(job: _Job) -> _Outcome:
+    """One job on a worker of the pool."""
+    return _process_into(_worker_cache, job)
+
+
+def _process_into(cache: FeatureCache, job: _Job) -> _Outcome:
     """Compute and store one clip's features; any failure becomes a recorded reason, never a crash."""
     try:
-        features = extract_features(job.video_path, _worker_cache.settings, job.audio_path)
-        _worker_cache.write(job.clip, features)
+        features = extract_features(job.video_path, cache.settings, job.audio_path)
+        cache.write(job.clip, features)
     except MediaError as error:
         return _Outcome(job.clip, job.video_path, error=str(error))
     except Exception as error:  # noqa: BLE001 - one bad clip must not stop a run over thousands

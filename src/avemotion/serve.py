@@ -78,7 +78,7 @@ def _save_upload(file: UploadFile, path: Path, limit: int, max_upload_mb: int) -
 
 def _png_data_url(frame: np.ndarray) -> str:
     """A (3, H, W) RGB frame as a data: URL of a PNG, for an <img> tag."""
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(frame.transpose(1, 2, 0), cv2.COLOR_RGB2BGR))
+    _, encoded = cv2.imencode(".png", cv2.cvtColor(frame.transpose(1, 2, 0), cv2.COLOR_RGB2BGR))
     return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode()
 
 

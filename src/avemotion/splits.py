@@ -40,8 +40,8 @@ def actor_split(
 
 def _allocate(count: int, fractions: tuple[float, float, float]) -> list[str]:
     """Split labels for `count` items: val and test rounded from their fractions, the rest train."""
-    val = int(round(count * fractions[1]))
-    test = int(round(count * fractions[2]))
+    val = round(count * fractions[1])
+    test = round(count * fractions[2])
     return ["val"] * val + ["test"] * test + ["train"] * (count - val - test)
 
 
@@ -64,11 +64,11 @@ def random_split(
         raise SplitError(f"a split needs at least 3 clips, this table has {len(table)}")
     index = table.index.to_numpy()
     labels = table["emotion"].to_numpy()
-    held_out = max(2, int(round(len(table) * (fractions[1] + fractions[2]))))
-    train, rest = train_test_split(index, test_size=held_out, random_state=seed,
+    held_out = max(2, round(len(table) * (fractions[1] + fractions[2])))
+    _train, rest = train_test_split(index, test_size=held_out, random_state=seed,
                                    stratify=_stratify(labels, held_out))
     rest_labels = table.loc[rest, "emotion"].to_numpy()
-    test_size = max(1, int(round(len(rest) * fractions[2] / (fractions[1] + fractions[2]))))
+    test_size = max(1, round(len(rest) * fractions[2] / (fractions[1] + fractions[2])))
     val, test = train_test_split(rest, test_size=test_size, random_state=seed,
                                  stratify=_stratify(rest_labels, test_size))
     split = pd.Series("train", index=table.index, name="split")
@@ -95,7 +95,7 @@ def actor_folds(table: pd.DataFrame, folds: int, seed: int = 0) -> list[pd.Serie
     result = []
     for fold, (rest, test) in enumerate(splitter.split(actor_ids, actors.to_numpy(), groups=actor_ids)):
         rest_actors = actors.iloc[rest]
-        val_count = max(1, int(round(len(actors) * DEFAULT_FRACTIONS[1])))
+        val_count = max(1, round(len(actors) * DEFAULT_FRACTIONS[1]))
         val_actors = _gender_balanced_sample(rest_actors, val_count, seed + fold)
         assignment = {actor: "train" for actor in rest_actors.index}
         assignment.update({actor: "val" for actor in val_actors})
@@ -110,7 +110,7 @@ def _gender_balanced_sample(actors: pd.Series, count: int, seed: int) -> list:
     rng = np.random.default_rng(seed)
     chosen = []
     for _, group in actors.groupby(actors):
-        share = int(round(count * len(group) / len(actors)))
+        share = round(count * len(group) / len(actors))
         chosen += list(rng.choice(group.index.to_numpy(), size=min(share, len(group)), replace=False))
     return chosen[:count] if chosen else [rng.choice(actors.index.to_numpy())]
 

@@ -104,7 +104,7 @@ class EmotionModule(L.LightningModule):
         logits = self(first, second)
         loss = F.cross_entropy(logits, target)
         accuracy = (logits.argmax(dim=1) == target).float().mean()
-        options = dict(on_step=False, on_epoch=True, batch_size=len(target), sync_dist=True)
+        options = {"on_step": False, "on_epoch": True, "batch_size": len(target), "sync_dist": True}
         self.log(f"{stage}_loss", loss, prog_bar=True, **options)
         self.log(f"{stage}_acc", accuracy, **options)
         return loss
