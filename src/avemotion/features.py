@@ -137,7 +137,7 @@ def _power_spectrogram(waveform: np.ndarray, n_fft: int, hop_length: int) -> np.
 @functools.lru_cache(maxsize=8)
 def _periodic_hann(length: int) -> np.ndarray:
     """The Hann window of spectral analysis (periodic: its period is length, not length - 1)."""
-    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32)
+    return _read_only((0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32))
 
 
 @functools.lru_cache(maxsize=8)
@@ -150,11 +150,18 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     rising = (bin_hz[np.newaxis] - edges_hz[:-2, np.newaxis]) / widths[:-1, np.newaxis]
     falling = (edges_hz[2:, np.newaxis] - bin_hz[np.newaxis]) / widths[1:, np.newaxis]
     triangles = np.maximum(0.0, np.minimum(rising, falling))
-    return (triangles * (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, np.newaxis]).astype(np.float32)
+    unit_area = 2.0 / (edges_hz[2:] - edges_hz[:-2])
+    return _read_only((triangles * unit_area[:, np.newaxis]).astype(np.float32))
 
 
-# The Slaney Mel scale: linear below 1 kHz (15 Mel at 1 kHz), logarithmic above (27 Mel per octave
-# of 6.4).
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A cached array that callers share, protected against being changed in place."""
+    array.setflags(write=False)
+    return array
+
+
+# The Slaney Mel scale: linear below 1 kHz (15 Mel at 1 kHz), logarithmic above it (27 Mel for
+# each factor of 6.4 in frequency).
 _LINEAR_HZ_PER_MEL = 200.0 / 3
 _BREAK_HZ = 1000.0
 _BREAK_MEL = _BREAK_HZ / _LINEAR_HZ_PER_MEL
@@ -162,12 +169,14 @@ _LOG_STEP = np.log(6.4) / 27.0
 
 
 def _hz_to_mel(hz: float) -> float:
+    """One frequency in Hz on the Slaney Mel scale."""
     if hz < _BREAK_HZ:
         return hz / _LINEAR_HZ_PER_MEL
     return _BREAK_MEL + np.log(hz / _BREAK_HZ) / _LOG_STEP
 
 
 def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    """Slaney Mel values back to Hz."""
     linear = mels * _LINEAR_HZ_PER_MEL
     logarithmic = _BREAK_HZ * np.exp(_LOG_STEP * (mels - _BREAK_MEL))
     return np.where(mels >= _BREAK_MEL, logarithmic, linear)
