@@ -108,6 +108,11 @@ def corpus_metadata(tmp_path):
     return metadata
 
 
+def finished_entries(clips_folder):
+    """Whole cache entries; a run in progress also has its `.partial-*` file there."""
+    return [path for path in clips_folder.glob("*.npz") if not path.name.startswith(".")]
+
+
 def test_a_killed_run_resumes_without_corrupt_entries(tmp_path, corpus_metadata):
     cache_dir = tmp_path / "cache"
     command = [sys.executable, "-m", "avemotion", "preprocess", str(corpus_metadata),
@@ -115,11 +120,11 @@ def test_a_killed_run_resumes_without_corrupt_entries(tmp_path, corpus_metadata)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     clips = cache_dir / f"features-{SMALL.digest()}" / "clips"
     deadline = time.monotonic() + 120
-    while len(list(clips.glob("*.npz"))) < 3 and time.monotonic() < deadline:
+    while len(finished_entries(clips)) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    finished_before = len([p for p in clips.glob("*.npz") if not p.name.startswith(".")])
+    finished_before = len(finished_entries(clips))
     assert 3 <= finished_before < 24
     (clips / ".partial-999-2005_DFA_ANG_XX.npz").write_bytes(b"half an entry")
     table = pd.read_csv(corpus_metadata)
