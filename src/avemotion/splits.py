@@ -66,7 +66,7 @@ def random_split(
     labels = table["emotion"].to_numpy()
     held_out = max(2, round(len(table) * (fractions[1] + fractions[2])))
     _train, rest = train_test_split(index, test_size=held_out, random_state=seed,
-                                   stratify=_stratify(labels, held_out))
+                                    stratify=_stratify(labels, held_out))
     rest_labels = table.loc[rest, "emotion"].to_numpy()
     test_size = max(1, round(len(rest) * fractions[2] / (fractions[1] + fractions[2])))
     val, test = train_test_split(rest, test_size=test_size, random_state=seed,
