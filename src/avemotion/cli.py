@@ -88,11 +88,12 @@ def _train(args: argparse.Namespace) -> int:
 
 def _metrics_line(metrics: dict) -> str:
     """Test metrics in one line; mean ± std for cross-validation."""
-    names = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+    from avemotion.evaluate import SCORES
+
     if "folds" in metrics:
         return f"{metrics['folds']}-fold: " + ", ".join(
-            f"{n} {metrics[n]['mean']:.3f} ± {metrics[n]['std']:.3f}" for n in names)
-    return f"test ({metrics['clips']} clips): " + ", ".join(f"{n} {metrics[n]:.3f}" for n in names)
+            f"{n} {metrics[n]['mean']:.3f} ± {metrics[n]['std']:.3f}" for n in SCORES)
+    return f"test ({metrics['clips']} clips): " + ", ".join(f"{n} {metrics[n]:.3f}" for n in SCORES)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -9,9 +9,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from avemotion.evaluate import HISTORY_FILE, METRICS_FILE
-
-SCORES = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+from avemotion.evaluate import CONFIG_FILE, CV_SUMMARY_FILE, HISTORY_FILE, METRICS_FILE, SCORES
 
 
 def architecture(model_settings: dict) -> str:
@@ -26,12 +24,12 @@ def architecture(model_settings: dict) -> str:
 
 def _run_row(run_dir: Path) -> tuple[dict, dict]:
     """A run's Table 1 row and its per-class F1 (means over folds for a cross-validated run)."""
-    config = json.loads((run_dir / "config.json").read_text())
+    config = json.loads((run_dir / CONFIG_FILE).read_text())
     model_settings = config.get("model") or {}
     row = {"run": run_dir.name, "model": config["train"]["model"],
            "architecture": architecture(model_settings) if model_settings else config["train"]["model"],
            "split": config["train"]["split"], "pretrained": config["train"]["pretrained"]}
-    cv_summary = run_dir / "cv_summary.json"
+    cv_summary = run_dir / CV_SUMMARY_FILE
     if cv_summary.is_file():
         summary = json.loads(cv_summary.read_text())
         row.update({score: summary[score]["mean"] for score in SCORES})
@@ -66,9 +64,9 @@ def training_loss_figure(run_dirs: list[Path], path: Path) -> None:
 def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Path]:
     """Write table1.{csv,md}, per_class_f1.{csv,md} and training_loss.png; return their paths."""
     run_dirs = [Path(run_dir) for run_dir in run_dirs]
-    missing = [str(d) for d in run_dirs if not (d / "config.json").is_file()]
+    missing = [str(d) for d in run_dirs if not (d / CONFIG_FILE).is_file()]
     if missing:
-        raise FileNotFoundError(f"not a run folder (no config.json): {', '.join(missing)}")
+        raise FileNotFoundError(f"not a run folder (no {CONFIG_FILE}): {', '.join(missing)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, per_class = zip(*(_run_row(run_dir) for run_dir in run_dirs))

@@ -14,7 +14,18 @@ from pathlib import Path
 
 from avemotion.compare import compare_runs
 from avemotion.eda import run_eda
-from avemotion.evaluate import evaluate_run
+from avemotion.evaluate import (
+    CONFIG_FILE,
+    CONFUSION_FILE,
+    EVALUATION_FOLDER,
+    HISTORY_FILE,
+    LOSS_CURVES_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    SPLIT_FILE,
+    evaluate_run,
+)
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset, write_metadata
 from avemotion.preprocess import preprocess
@@ -76,10 +87,10 @@ def _demo_page(data_dir, bundled, index_summary, eda_report, preprocess_summary,
     run_sections = "".join(
         f"<h3>{html.escape(run.name)}</h3><p>"
         + " · ".join(_link(run / name, out_dir, name) for name in
-                     ("config.json", "split.csv", "history.csv", "model.ckpt", "predictions.csv",
-                      "metrics.json", "evaluation/metrics.json"))
-        + "</p>" + _image(run / "loss_curves.png", out_dir, "loss curves")
-        + _image(run / "confusion_matrix.png", out_dir, "confusion matrix")
+                     (CONFIG_FILE, SPLIT_FILE, HISTORY_FILE, MODEL_FILE, PREDICTIONS_FILE,
+                      METRICS_FILE, f"{EVALUATION_FOLDER}/{METRICS_FILE}"))
+        + "</p>" + _image(run / LOSS_CURVES_FILE, out_dir, "loss curves")
+        + _image(run / CONFUSION_FILE, out_dir, "confusion matrix")
         for run in runs
     )
     table1 = comparison["table1_md"].read_text()

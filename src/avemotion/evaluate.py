@@ -16,11 +16,19 @@ import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
+# A run folder's files, written by train and evaluate and read by evaluate, compare and the demo.
+CONFIG_FILE = "config.json"
+SPLIT_FILE = "split.csv"
+MODEL_FILE = "model.ckpt"
 HISTORY_FILE = "history.csv"
 LOSS_CURVES_FILE = "loss_curves.png"
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_FILE = "confusion_matrix.png"
+CV_SUMMARY_FILE = "cv_summary.json"
+EVALUATION_FOLDER = "evaluation"
+
+SCORES = ("accuracy", "macro_precision", "macro_recall", "macro_f1")  # Table 1's columns
 
 
 def classification_metrics(true: list[str], predicted: list[str], labels: list[str]) -> dict:
@@ -137,8 +145,7 @@ def write_evaluation(out_dir: Path, predictions: pd.DataFrame, labels: list[str]
 def summarise_folds(fold_metrics: list[dict]) -> dict:
     """Mean and standard deviation over folds of every scalar metric and every per-class F1."""
     summary = {"folds": len(fold_metrics)}
-    scalars = ["accuracy", "macro_precision", "macro_recall", "macro_f1"]
-    for name in scalars:
+    for name in SCORES:
         values = [m[name] for m in fold_metrics]
         summary[name] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
     summary["per_class_f1"] = {
@@ -161,18 +168,18 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     from avemotion.preprocess import CachedClips, FeatureCache, ensure_cached
 
     run_dir = Path(run_dir)
-    model, info = load_checkpoint(run_dir / "model.ckpt")
-    config = json.loads((run_dir / "config.json").read_text())
+    model, info = load_checkpoint(run_dir / MODEL_FILE)
+    config = json.loads((run_dir / CONFIG_FILE).read_text())
     if metadata is None:
         if not config.get("metadata"):
             raise ValueError(f"{run_dir}: config.json names no metadata table; pass --metadata")
         table = read_metadata(config["metadata"])
-        test_clips = pd.read_csv(run_dir / "split.csv").query("split == 'test'")["clip"]
+        test_clips = pd.read_csv(run_dir / SPLIT_FILE).query("split == 'test'")["clip"]
         table = table[table["clip"].isin(set(test_clips))]
-        out_dir = Path(out_dir) if out_dir else run_dir / "evaluation"
+        out_dir = Path(out_dir) if out_dir else run_dir / EVALUATION_FOLDER
     else:
         table = read_metadata(metadata)
-        out_dir = Path(out_dir) if out_dir else run_dir / f"evaluation-{Path(metadata).stem}"
+        out_dir = Path(out_dir) if out_dir else run_dir / f"{EVALUATION_FOLDER}-{Path(metadata).stem}"
     cache_dir = cache_dir or Path(config["feature_cache"]).parent
     cache = FeatureCache.open(cache_dir, info.feature_settings)
     table = ensure_cached(table, cache, progress)
@@ -180,6 +187,6 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     probabilities = predict_probabilities(model, loader)
     predictions = predictions_table(list(table["clip"]), list(table["emotion"]), probabilities,
                                     info.labels)
-    extra = {"model": info.model_settings.name, "checkpoint": str(run_dir / "model.ckpt")}
+    extra = {"model": info.model_settings.name, "checkpoint": str(run_dir / MODEL_FILE)}
     return write_evaluation(out_dir, predictions, info.labels, metadata=table, extra=extra), out_dir
 

@@ -29,8 +29,12 @@ from avemotion.checkpoint import Checkpoint, save_checkpoint
 from avemotion.cremad import EMOTIONS
 from avemotion.embeddings import EmbeddingCache
 from avemotion.evaluate import (
+    CONFIG_FILE,
+    CV_SUMMARY_FILE,
     HISTORY_FILE,
     LOSS_CURVES_FILE,
+    MODEL_FILE,
+    SPLIT_FILE,
     plot_loss_curves,
     predict_probabilities,
     predictions_table,
@@ -41,9 +45,6 @@ from avemotion.models import EmotionNet, create_model
 from avemotion.preprocess import CachedClips, FeatureCache, ensure_cached
 from avemotion.splits import actor_folds, make_split
 
-CONFIG_FILE = "config.json"
-SPLIT_FILE = "split.csv"
-MODEL_FILE = "model.ckpt"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 LABELS = list(EMOTIONS)
@@ -160,7 +161,7 @@ def _cross_validate(table, cache, out_dir, settings, resume, metadata_path) -> d
         return {}
     summary = summarise_folds(results)
     _write_config(out_dir, settings, cache, metadata_path)
-    (out_dir / "cv_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / CV_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
