@@ -133,12 +133,19 @@ class EmotionNet(nn.Module):
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) uint8 frames -> (B, D_v) clip features."""
-        features = self.embed_frames(frames)
-        return self.temporal((features - self.frame_feature_mean) / self.frame_feature_std)
+        return self._video_from_embeddings(self.embed_frames(frames))
 
     def encode_audio(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, 1, n_mels, time) dB spectrogram -> (B, D_a) clip features."""
-        return (self.embed_audio(mel) - self.audio_feature_mean) / self.audio_feature_std
+        return self._audio_from_embeddings(self.embed_audio(mel))
+
+    def _video_from_embeddings(self, frame_features: torch.Tensor) -> torch.Tensor:
+        """Standardised per-frame features through the LSTM: (B, T, D) -> (B, D_v)."""
+        return self.temporal((frame_features - self.frame_feature_mean) / self.frame_feature_std)
+
+    def _audio_from_embeddings(self, audio_features: torch.Tensor) -> torch.Tensor:
+        """Standardised spectrogram features: (B, D) -> (B, D_a)."""
+        return (audio_features - self.audio_feature_mean) / self.audio_feature_std
 
     def forward(self, frames: torch.Tensor | None, mel: torch.Tensor | None) -> torch.Tensor:
         """Emotion logits (B, num_classes); an ablation ignores the input it has no branch for."""
@@ -153,10 +160,9 @@ class EmotionNet(nn.Module):
         """Logits from backbone features: the LSTM, fusion and head, the part trained when frozen."""
         fused = []
         if self.temporal is not None:
-            frame_features = (frame_features - self.frame_feature_mean) / self.frame_feature_std
-            fused.append(self.temporal(frame_features))
+            fused.append(self._video_from_embeddings(frame_features))
         if self.spectrogram is not None:
-            fused.append((audio_features - self.audio_feature_mean) / self.audio_feature_std)
+            fused.append(self._audio_from_embeddings(audio_features))
         return self.head(fused)
 
     def set_feature_standardisation(self, frame_features: torch.Tensor | None,
