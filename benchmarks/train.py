@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import default_collate
 
 from avemotion.cremad import EMOTIONS, STATEMENTS
 from avemotion.embeddings import EmbeddingCache
@@ -89,9 +89,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cache = preprocess(table, tmp / "cache", FeatureSettings(), workers=1, progress=False).cache
-        items = [CachedClips(table, cache, list(EMOTIONS))[i % 6] for i in range(8)]
-        batch = (torch.from_numpy(np.stack([i[0] for i in items])),
-                 torch.from_numpy(np.stack([i[1] for i in items])), torch.tensor([i[2] for i in items]))
+        dataset = CachedClips(table, cache, list(EMOTIONS))
+        batch = default_collate([dataset[i % len(dataset)] for i in range(8)])
         print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads")
         print("fine-tuning, batch 8 of real clips at 224x224, random weights:")
         figures = {"finetune_samples_per_second": {}, "frozen_seconds_per_epoch": {}}

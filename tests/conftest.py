@@ -42,6 +42,24 @@ def sample_table(samples):
     return index_dataset(samples).table
 
 
+@pytest.fixture
+def four_actor_metadata(tmp_path):
+    """24 real clips: the six samples under four actors' names (two male, two female), indexed."""
+    import shutil
+
+    from avemotion.index import index_dataset, write_metadata
+    from avemotion.samples import sample_videos
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for actor, gender in [(1001, "01"), (1002, "02"), (1003, "01"), (1004, "02")]:
+        for source in sample_videos():
+            shutil.copy(source, folder / f"{actor}_DFA_{source.stem.split('_')[2]}_XX_{gender}.flv")
+    metadata = tmp_path / "metadata.csv"
+    write_metadata(index_dataset(folder).table, metadata)
+    return metadata
+
+
 TEST_IMAGE_SIZE = 64  # small frames keep model tests fast on two cores
 
 
@@ -61,14 +79,10 @@ def sample_cache(tmp_path_factory, sample_table):
 @pytest.fixture(scope="session")
 def sample_batch(sample_cache, sample_table):
     """The six real clips as one model batch: uint8 frames, dB mel, emotion targets."""
-    import numpy as np
-    import torch
+    from torch.utils.data import default_collate
 
     from avemotion.cremad import EMOTIONS
     from avemotion.preprocess import CachedClips
 
-    items = [CachedClips(sample_table, sample_cache, list(EMOTIONS))[i] for i in range(6)]
-    frames = torch.from_numpy(np.stack([item[0] for item in items]))
-    mel = torch.from_numpy(np.stack([item[1] for item in items]))
-    targets = torch.tensor([item[2] for item in items])
-    return frames, mel, targets
+    dataset = CachedClips(sample_table, sample_cache, list(EMOTIONS))
+    return tuple(default_collate([dataset[i] for i in range(len(dataset))]))

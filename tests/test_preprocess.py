@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -8,14 +7,12 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from avemotion.cli import main
 from avemotion.cremad import EMOTIONS
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset, write_metadata
 from avemotion.preprocess import FAILURES_FILE, CachedClips, preprocess
-from avemotion.samples import sample_videos
 
 from test_features import bad_media
 
@@ -95,27 +92,14 @@ def test_a_crash_while_writing_leaves_no_entry_that_reads_as_good(tmp_path, samp
     assert not list((resumed.cache.root / "clips").glob(".partial-*"))
 
 
-@pytest.fixture
-def corpus_metadata(tmp_path):
-    """24 real clips: the six samples copied under new actors' names."""
-    folder = tmp_path / "clips"
-    folder.mkdir()
-    for i in range(24):
-        source = sample_videos()[i % 6]
-        shutil.copy(source, folder / f"{2000 + i // 6}_DFA_{source.stem.split('_')[2]}_XX.flv")
-    metadata = tmp_path / "metadata.csv"
-    write_metadata(index_dataset(folder).table, metadata)
-    return metadata
-
-
 def finished_entries(clips_folder):
     """Whole cache entries; a run in progress also has its `.partial-*` file there."""
     return [path for path in clips_folder.glob("*.npz") if not path.name.startswith(".")]
 
 
-def test_a_killed_run_resumes_without_corrupt_entries(tmp_path, corpus_metadata):
+def test_a_killed_run_resumes_without_corrupt_entries(tmp_path, four_actor_metadata):
     cache_dir = tmp_path / "cache"
-    command = [sys.executable, "-m", "avemotion", "preprocess", str(corpus_metadata),
+    command = [sys.executable, "-m", "avemotion", "preprocess", str(four_actor_metadata),
                "--cache", str(cache_dir), "--frame-size", "32", "--workers", "1"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     clips = cache_dir / f"features-{SMALL.digest()}" / "clips"
@@ -127,7 +111,7 @@ def test_a_killed_run_resumes_without_corrupt_entries(tmp_path, corpus_metadata)
     finished_before = len(finished_entries(clips))
     assert 3 <= finished_before < 24
     (clips / ".partial-999-2005_DFA_ANG_XX.npz").write_bytes(b"half an entry")
-    table = pd.read_csv(corpus_metadata)
+    table = pd.read_csv(four_actor_metadata)
     report = preprocess(table, cache_dir, SMALL, workers=2, progress=False)
     assert report.cached == finished_before and report.done == 24 - finished_before
     assert not report.failures

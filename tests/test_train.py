@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -20,7 +19,6 @@ from avemotion.cremad import EMOTIONS
 from avemotion.evaluate import classification_metrics, crowd_agreement, evaluate_run
 from avemotion.index import index_dataset, write_metadata
 from avemotion.models import EmotionNet, create_model
-from avemotion.samples import sample_videos
 from avemotion.train import EmotionModule, TrainSettings, fit, train
 
 from test_eda import assert_valid_png
@@ -202,19 +200,6 @@ def test_compare_writes_table1_and_the_loss_figure(finetuned_run, tmp_path, samp
     assert "| effnet_lstm" in outputs["table1_md"].read_text()
     assert list(pd.read_csv(outputs["per_class_csv"]).columns) == ["run", *EMOTIONS]
     assert_valid_png(outputs["figure"])
-
-
-@pytest.fixture
-def four_actor_metadata(tmp_path):
-    """24 real clips: the six samples under four actors' names (two male, two female)."""
-    folder = tmp_path / "clips"
-    folder.mkdir()
-    for actor, gender in [(1001, "01"), (1002, "02"), (1003, "01"), (1004, "02")]:
-        for source in sample_videos():
-            shutil.copy(source, folder / f"{actor}_DFA_{source.stem.split('_')[2]}_XX_{gender}.flv")
-    metadata = tmp_path / "metadata.csv"
-    write_metadata(index_dataset(folder).table, metadata)
-    return metadata
 
 
 def test_cli_trains_with_actor_kfold(tmp_path, four_actor_metadata, capsys):
