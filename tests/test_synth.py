@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from avemotion import synth
 from avemotion.cli import main
 from avemotion.cremad import EMOTIONS
 from avemotion.eda import run_eda
@@ -77,3 +78,26 @@ def test_the_real_design_gives_cremad_counts():
     assert len(names) == 7442
     emotions = names.str.split("_").str[2].value_counts()
     assert emotions["NEU"] == 1087 and all(emotions[e] == 1271 for e in EMOTIONS if e != "NEU")
+
+
+def test_a_clip_interrupted_while_writing_is_written_again(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    (root / "VideoFlash").mkdir(parents=True)
+    (root / "AudioWAV").mkdir()
+    job = synth._ClipJob(make_actors(1, 0)[0], "1001_DFA_ANG_HI", str(root), "original", 0)
+    real_write_media = synth.write_media
+
+    def write_then_crash(path, frames, **options):
+        real_write_media(path, frames, **options)
+        if path.suffix == ".wav":  # the clip's last file: only part of it reached the disk
+            path.write_bytes(path.read_bytes()[:1000])
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth, "write_media", write_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        synth._write_clip(job)
+    monkeypatch.setattr(synth, "write_media", real_write_media)
+    synth._write_clip(job)
+    assert abs(len(load_audio(root / "AudioWAV" / "1001_DFA_ANG_HI.wav")) / 16_000 - 2.3) < 0.1
+    frames = extract_features(root / "VideoFlash" / "1001_DFA_ANG_HI.flv", FeatureSettings(frame_size=32)).frames
+    assert frames.shape == (8, 3, 32, 32)

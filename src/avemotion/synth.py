@@ -276,11 +276,17 @@ def _write_clip(job: _ClipJob) -> None:
     rng = np.random.default_rng([job.seed, *map(ord, job.name)])
     frames = render_frames(job.actor, emotion, intensity, rng)
     voice = render_voice(job.actor, emotion, intensity, rng)
-    partial = video_path.with_name(f".partial-{video_path.name}")
-    write_media(partial, frames, audio=voice)
-    os.replace(partial, video_path)
     if wav_path is not None:
-        write_media(wav_path, None, audio=voice)
+        _write_media_atomically(wav_path, None, voice)
+    _write_media_atomically(video_path, frames, voice)
+
+
+def _write_media_atomically(path: Path, frames: list[np.ndarray] | None, audio: np.ndarray) -> None:
+    """Encode under a temporary name and rename, so an interrupted run never leaves a half-written
+    file that a later run would take as done."""
+    partial = path.with_name(f".partial-{path.name}")
+    write_media(partial, frames, audio=audio)
+    os.replace(partial, path)
 
 
 def _write_demographics(path: Path, actors: list[Actor]) -> None:
