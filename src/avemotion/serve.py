@@ -20,14 +20,15 @@ from avemotion.cremad import EMOTION_NAMES, VIDEO_EXTENSIONS
 from avemotion.predict import EmotionClassifier
 
 MAX_UPLOAD_MB = 100  # default upload limit
-CHUNK = 1 << 20  # bytes read at a time while saving an upload
+MB = 1 << 20  # bytes
+CHUNK = MB  # bytes read at a time while saving an upload
 
 
 def create_app(classifier: EmotionClassifier, max_upload_mb: int = MAX_UPLOAD_MB) -> FastAPI:
     """The web application: GET / (the page), POST /predict (JSON), GET /health."""
     app = FastAPI(title="avemotion", description="Audio-visual emotion recognition")
     page = resources.files("avemotion").joinpath("page.html").read_text()
-    limit = max_upload_mb * CHUNK
+    limit = max_upload_mb * MB
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
