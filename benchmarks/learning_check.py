@@ -12,13 +12,12 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset
 from avemotion.preprocess import preprocess
-from avemotion.train import TrainSettings, train
+from avemotion.train import learning_check
 
 
 def main() -> None:
@@ -31,23 +30,19 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="feature cache (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    settings = TrainSettings(model=args.family, pretrained=False, freeze_backbones=True,
-                             learning_rate=3e-4, max_epochs=40, patience=8, seed=args.seed,
-                             progress=False)
     table = index_dataset(args.corpus).table
     with tempfile.TemporaryDirectory() as tmp:
         cache_dir = args.cache or Path(tmp) / "cache"
         cache = preprocess(table, cache_dir, FeatureSettings(frame_size=args.frame_size),
                            progress=False).cache
         results = {}
-        for suffix in ("", "_audio_only", "_video_only"):
-            name = args.family + suffix
-            started = time.perf_counter()
-            metrics = train(table, cache, Path(tmp) / name, replace(settings, model=name))
+        started = time.perf_counter()
+        for name, metrics in learning_check(table, cache, Path(tmp), args.family, args.seed):
             results[name] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                              "seconds": time.perf_counter() - started}
             print(f"{name:<32} test accuracy {metrics['accuracy']:.3f}  macro F1 "
                   f"{metrics['macro_f1']:.3f}  ({results[name]['seconds']:.0f} s)", flush=True)
+            started = time.perf_counter()
     print(f"SYNTHETIC corpus: {len(table)} clips, {table['actor_id'].nunique()} actors, actor split, "
           f"frozen random backbones, {args.frame_size} px frames, seed {args.seed}")
     if args.json:

@@ -39,10 +39,16 @@ def _registry() -> dict[str, ModelSettings]:
     """Each hybrid and its audio-only and video-only ablations, sharing the same branch code."""
     models = {}
     for name, (video, audio) in _HYBRIDS.items():
-        models[name] = ModelSettings(name, video, audio)
-        models[f"{name}_audio_only"] = ModelSettings(f"{name}_audio_only", None, audio)
-        models[f"{name}_video_only"] = ModelSettings(f"{name}_video_only", video, None)
+        fused, audio_only, video_only = with_ablations(name)
+        models[fused] = ModelSettings(fused, video, audio)
+        models[audio_only] = ModelSettings(audio_only, None, audio)
+        models[video_only] = ModelSettings(video_only, video, None)
     return models
+
+
+def with_ablations(hybrid: str) -> tuple[str, str, str]:
+    """A hybrid's name, then its audio-only and video-only ablations' names."""
+    return hybrid, f"{hybrid}_audio_only", f"{hybrid}_video_only"
 
 
 MODELS = _registry()

@@ -43,6 +43,7 @@ from avemotion.evaluate import (
 )
 from avemotion.models import EmotionNet, create_model
 from avemotion.preprocess import CachedClips, FeatureCache, ensure_cached
+from avemotion.registry import with_ablations
 from avemotion.splits import actor_folds, make_split
 
 CHECKPOINTS = "checkpoints"
@@ -347,6 +348,17 @@ def _write_config(out_dir: Path, settings: TrainSettings, cache: FeatureCache,
         "cpu_count": os.cpu_count(),
     }
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+
+
+def learning_check(table: pd.DataFrame, cache: FeatureCache, out_dir: Path,
+                   family: str = "resnet18_vit_lstm", seed: int = 0):
+    """The learning check on a synthetic corpus: a hybrid and both its ablations trained with
+    frozen random backbones on the actor-independent split. Yields (model name, test metrics) as
+    each run ends; tests/test_learning.py and benchmarks/learning_check.py share this recipe."""
+    settings = TrainSettings(pretrained=False, freeze_backbones=True, learning_rate=3e-4,
+                             max_epochs=40, patience=8, seed=seed, progress=False)
+    for name in with_ablations(family):
+        yield name, train(table, cache, Path(out_dir) / name, replace(settings, model=name))
 
 
 def settings_from_config(path: Path) -> TrainSettings:
