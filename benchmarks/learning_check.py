@@ -1,9 +1,12 @@
-"""The full-size learning check on a SYNTHETIC corpus (drawn faces and generated voices with
-CREMA-D's names and layout; not CREMA-D data): --freeze-backbones from random weights, the
-actor-independent split, the fused model and both unimodal ablations. The CI-sized version is
-tests/test_learning.py.
+"""The learning check on a SYNTHETIC corpus (drawn faces and generated voices with CREMA-D's names
+and layout; not CREMA-D data): a hybrid and both of its unimodal ablations trained with frozen
+random backbones on the actor-independent split, with the demo's recipe. tests/test_learning.py
+runs it at the demo's size; this script runs it on any synthetic corpus, and with --alternatives
+also trains the attention-pooling and gated-fusion variants of the hybrid on the same split, so
+they can be compared with the paper's LSTM and concatenation.
 
     python benchmarks/learning_check.py CORPUS_DIR [--family resnet18_vit_lstm] [--frame-size 64]
+        [--seeds 0 1 2] [--alternatives] [--shuffle-labels]
 """
 
 from __future__ import annotations
@@ -12,41 +15,91 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from avemotion.config import FROZEN_FROM_SCRATCH
+from avemotion.demo import train_with_ablations
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset
-from avemotion.preprocess import preprocess
-from avemotion.train import learning_check
+from avemotion.preprocess import FeatureCache, preprocess
+from avemotion.train import train
+
+# The alternatives registered beside each hybrid family (see avemotion.registry).
+ALTERNATIVES = {"resnet18_vit_lstm": ("resnet18_vit_attnpool", "resnet18_vit_lstm_gated"),
+                "effnet_lstm": ("effnet_attnpool", "effnet_lstm_gated")}
+
+
+def learning_check(table: pd.DataFrame, cache: FeatureCache, out_dir: Path,
+                   family: str = "resnet18_vit_lstm", seed: int = 0) -> dict[str, dict]:
+    """Test metrics of the hybrid and of its audio-only and video-only ablations, by model name."""
+    trained = train_with_ablations(table, cache, out_dir, family, seed)
+    return {run.root.name: metrics for run, metrics in trained}
+
+
+def alternatives_check(table: pd.DataFrame, cache: FeatureCache, out_dir: Path,
+                       family: str = "resnet18_vit_lstm", seed: int = 0) -> dict[str, dict]:
+    """Test metrics of the family's alternative temporal model and fusion, with the same recipe."""
+    results = {}
+    for name in ALTERNATIVES[family]:
+        settings = replace(FROZEN_FROM_SCRATCH.with_model(name), seed=seed, progress=False)
+        results[name] = train(table, cache, out_dir / name, settings)
+        print(f"   {name:<32} test accuracy {results[name]['accuracy']:.3f}", flush=True)
+    return results
+
+
+def shuffled_labels(table: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The same clips with their emotions permuted at random: nothing left to learn."""
+    emotions = np.random.default_rng(seed).permutation(table["emotion"].to_numpy())
+    return table.assign(emotion=emotions)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus", type=Path, help="a folder written by `avemotion synth`")
-    parser.add_argument("--family", default="resnet18_vit_lstm")
+    parser.add_argument("--family", default="resnet18_vit_lstm", choices=sorted(ALTERNATIVES))
     parser.add_argument("--frame-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--alternatives", action="store_true",
+                        help="also train the attention-pooling and gated-fusion variants")
+    parser.add_argument("--shuffle-labels", action="store_true",
+                        help="permute the labels first: a broken corpus the check must fail on")
     parser.add_argument("--cache", type=Path, help="feature cache (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     table = index_dataset(args.corpus).table
     with tempfile.TemporaryDirectory() as tmp:
-        cache_dir = args.cache or Path(tmp) / "cache"
-        cache = preprocess(table, cache_dir, FeatureSettings(frame_size=args.frame_size),
-                           progress=False).cache
-        results = {}
-        started = time.perf_counter()
-        for name, metrics in learning_check(table, cache, Path(tmp), args.family, args.seed):
-            results[name] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-                             "seconds": time.perf_counter() - started}
-            print(f"{name:<32} test accuracy {metrics['accuracy']:.3f}  macro F1 "
-                  f"{metrics['macro_f1']:.3f}  ({results[name]['seconds']:.0f} s)", flush=True)
+        cache = preprocess(table, args.cache or Path(tmp) / "cache",
+                           FeatureSettings(frame_size=args.frame_size), progress=False).cache
+        results: dict[str, list[dict]] = {}
+        for seed in args.seeds:
+            trained_on = shuffled_labels(table, seed) if args.shuffle_labels else table
             started = time.perf_counter()
+            runs = learning_check(trained_on, cache, Path(tmp) / f"seed-{seed}", args.family, seed)
+            if args.alternatives:
+                runs |= alternatives_check(trained_on, cache, Path(tmp) / f"seed-{seed}", args.family, seed)
+            print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
+            for name, metrics in runs.items():
+                results.setdefault(name, []).append(
+                    {"seed": seed, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]})
     print(f"SYNTHETIC corpus: {len(table)} clips, {table['actor_id'].nunique()} actors, actor split, "
-          f"frozen random backbones, {args.frame_size} px frames, seed {args.seed}")
+          f"frozen random backbones, {args.frame_size} px frames"
+          + (", LABELS SHUFFLED" if args.shuffle_labels else ""))
+    summary = {name: {"accuracy": float(np.mean([r["accuracy"] for r in rows])),
+                      "accuracy_std": float(np.std([r["accuracy"] for r in rows])),
+                      "macro_f1": float(np.mean([r["macro_f1"] for r in rows])), "runs": rows}
+               for name, rows in results.items()}
+    for name, figures in summary.items():
+        print(f"{name:<32} test accuracy {figures['accuracy']:.3f} ± {figures['accuracy_std']:.3f} "
+              f"over seeds {args.seeds}")
     if args.json:
-        args.json.write_text(json.dumps({"clips": len(table), "results": results}, indent=2))
+        args.json.write_text(json.dumps({"clips": len(table), "seeds": args.seeds,
+                                         "shuffled_labels": args.shuffle_labels, "results": summary},
+                                        indent=2))
 
 
 if __name__ == "__main__":

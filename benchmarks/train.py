@@ -27,13 +27,15 @@ from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset
 from avemotion.models import create_model
 from avemotion.preprocess import CachedClips, preprocess
+from avemotion.registry import model_settings
 from avemotion.samples import sample_dir
 from avemotion.train import EmotionModule, TrainSettings, train
 
 
 def finetune_samples_per_second(name: str, batch: tuple, repeats: int = 3) -> float:
     torch.manual_seed(0)
-    module = EmotionModule(create_model(name, pretrained=False), TrainSettings(model=name)).train()
+    settings = TrainSettings(model=model_settings(name, pretrained=False))
+    module = EmotionModule(create_model(name, pretrained=False), settings).train()
     optimiser = module.configure_optimizers()
 
     def step():
@@ -69,6 +71,7 @@ def link_embeddings(model_name: str, table: pd.DataFrame, corpus: pd.DataFrame, 
     """Compute the six real clips' embeddings once and link them under every corpus name."""
     torch.manual_seed(0)  # the same initial weights train() will create with seed 0
     embeddings = EmbeddingCache(root, create_model(model_name, pretrained=False), cache)
+    embeddings.calibrate_batchnorm(list(table["clip"]))
     embeddings.fill(list(table["clip"]), progress=False)
     by_emotion = dict(zip(table["emotion"], table["clip"]))
     for clip, emotion in zip(corpus["clip"], corpus["emotion"]):
@@ -102,7 +105,7 @@ def main() -> None:
         print(f"--freeze-backbones, {len(corpus)} cached clips, actor split, batch 8:")
         for name in ("resnet18_vit_lstm", "effnet_lstm"):
             link_embeddings(name, table, corpus, cache, tmp / "cache")
-            settings = TrainSettings(model=name, pretrained=False, freeze_backbones=True,
+            settings = TrainSettings(model=model_settings(name, pretrained=False), freeze_backbones=True,
                                      max_epochs=args.epochs, progress=False)
             run = tmp / f"run-{name}"
             started = time.perf_counter()

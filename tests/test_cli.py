@@ -8,8 +8,23 @@ import pandas as pd
 import pytest
 
 from avemotion.cli import build_parser, main
+from avemotion.config import DemoSettings, ServeSettings, TrainSettings
+from avemotion.features import FeatureSettings
+from avemotion.registry import ModelSettings
+from avemotion.settings import default_of, help_of
+from avemotion.synth import SynthSettings
 
-SUBCOMMANDS = ["index", "eda", "preprocess", "models", "train", "evaluate", "compare", "demo"]
+SUBCOMMANDS = ["index", "eda", "preprocess", "models", "train", "evaluate", "compare", "predict",
+               "export", "serve", "synth", "demo"]
+# Where each subcommand's settings are declared.
+SETTINGS_OF = {
+    "preprocess": [FeatureSettings],
+    "train": [TrainSettings, ModelSettings, FeatureSettings],
+    "serve": [ServeSettings],
+    "synth": [SynthSettings],
+    "models": [FeatureSettings],
+    "demo": [DemoSettings],
+}
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -26,29 +41,67 @@ def test_top_level_help_lists_the_stages():
         assert command in text
 
 
-def test_demo_end_to_end_on_bundled_clips(tmp_path):
+def subcommand_options(command: str) -> list:
+    """The options (argparse actions) of one subcommand, help and positionals left out."""
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    return [action for action in subparsers.choices[command]._actions
+            if action.option_strings and action.dest != "help"]
+
+
+@pytest.mark.parametrize("command", sorted(SETTINGS_OF))
+def test_every_setting_option_has_its_declared_default_and_help(command):
+    checked = 0
+    for action in subcommand_options(command):
+        owners = [cls for cls in SETTINGS_OF[command] if action.dest in cls.__dataclass_fields__]
+        if not owners:
+            continue
+        declared = default_of(owners[0], action.dest)
+        assert action.default == declared, (command, action.dest)
+        assert help_of(owners[0], action.dest).replace("%", "%%") in action.help, (command, action.dest)
+        checked += 1
+    assert checked, command  # the subcommand has options named after its settings
+
+
+def test_train_option_defaults_are_the_recipe():
+    options = {action.dest: action for action in subcommand_options("train")}
+    assert options["model_name"].default == TrainSettings().model.name
+    assert options["pretrained"].default is True and options["pretrained"].option_strings == ["--no-pretrained"]
+    parsed = build_parser().parse_args(["train", "--metadata", "m.csv", "--cache", "c", "--out", "o"])
+    assert parsed.learning_rate == TrainSettings().learning_rate == 5e-5
+    assert parsed.temporal_hidden == ModelSettings("x", None, None).temporal_hidden == 256
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_on_bundled_clips_and_a_small_synthetic_corpus(tmp_path):
     out = tmp_path / "demo"
     completed = subprocess.run(
-        [sys.executable, "-m", "avemotion", "demo", "-o", str(out), "--frame-size", "64",
-         "--epochs", "2"],
+        [sys.executable, "-m", "avemotion", "demo", "-o", str(out), "--actors", "6", "--sentences", "1",
+         "--frame-size", "32"],
         check=False, capture_output=True, text=True, timeout=600,
     )
     assert completed.returncode == 0, completed.stderr
     assert "6 audio-video clips, 1 actors" in completed.stdout
     assert "not ImageNet-pretrained" in completed.stdout
+    assert "SYNTHETIC corpus of 96 clips (6 actors)" in completed.stdout
     assert len(pd.read_csv(out / "metadata.csv")) == 6
     assert (pd.read_csv(out / "index_problems.csv")["kind"] == "audio_only").sum() == 6
     page = (out / "index.html").read_text()
-    assert "smoke run" in page
+    assert "What this shows" in page and "does not show" in page
     linked = re.findall(r'(?:href|src)="([^"]+)"', page)
     assert "eda/report.html" in linked and "comparison/training_loss.png" in linked
     for target in linked:
         assert (out / target).is_file(), target
-    for model in ("resnet18_vit_lstm", "effnet_lstm"):
+    models = ["resnet18_vit_lstm", "resnet18_vit_lstm_audio_only", "resnet18_vit_lstm_video_only"]
+    for model in models:
         assert f"runs/{model}/model.ckpt" in linked
         assert f"runs/{model}/evaluation/metrics.json" in linked
     table1 = pd.read_csv(out / "comparison" / "table1.csv")
-    assert list(table1["model"]) == ["resnet18_vit_lstm", "effnet_lstm"]
+    assert list(table1["model"]) == models and set(table1["split"]) == {"actor"}
+    split = pd.read_csv(out / "runs" / models[0] / "split.csv")
+    assert split.groupby("actor_id")["split"].nunique().max() == 1  # no actor in two splits
+    # the real clips predicted, each shown with the frames the model saw
+    assert sorted(path.name for path in (out / "predictions").glob("*.png")) == [
+        f"1001_DFA_{emotion}_XX.png" for emotion in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")]
 
 
 def test_eda_on_a_missing_table_is_one_clear_line(tmp_path, capsys):

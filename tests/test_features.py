@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import av
 import cv2
 import librosa
@@ -172,3 +175,30 @@ def test_each_bad_input_is_a_clear_media_error(tmp_path):
         with pytest.raises(MediaError) as error:
             extract_features(path, SMALL)
         assert str(path) in str(error.value) and words in str(error.value)
+
+
+# Eight threads extracting features at once, as a server's worker threads do; each result must equal
+# the one computed alone. Run in a child process, because sharing a frame converter between threads
+# kills the process (SIGSEGV or SIGABRT) rather than raising.
+CONCURRENT_EXTRACTION = """
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+from avemotion.features import FeatureSettings, extract_features
+from avemotion.samples import sample_videos
+clips = sample_videos()
+settings = FeatureSettings(frame_size=64, face_crop=True)
+alone = [extract_features(clip, settings) for clip in clips]
+with ThreadPoolExecutor(8) as pool:
+    together = list(pool.map(lambda clip: extract_features(clip, settings), clips * 4))
+for index, features in enumerate(together):
+    assert np.array_equal(features.frames, alone[index % len(clips)].frames), index
+    assert np.array_equal(features.mel, alone[index % len(clips)].mel), index
+print("identical", len(together))
+"""
+
+
+def test_concurrent_extraction_in_threads_gives_the_same_features():
+    completed = subprocess.run([sys.executable, "-c", CONCURRENT_EXTRACTION], capture_output=True,
+                               text=True, timeout=300, check=False)
+    assert completed.returncode == 0, (completed.returncode, completed.stderr[-2000:])
+    assert completed.stdout.strip() == "identical 24"

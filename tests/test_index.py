@@ -7,7 +7,7 @@ import pytest
 
 from avemotion.cli import main
 from avemotion.cremad import parse_clip_name
-from avemotion.index import index_dataset, read_metadata, write_metadata
+from avemotion.index import PROBLEM_KINDS, index_dataset, read_metadata, write_metadata
 
 from conftest import make_tree, write_demographics
 
@@ -94,9 +94,10 @@ def test_every_defect_is_listed_and_none_is_fatal(tmp_path):
     assert list(table.index) == ["1001_DFA_ANG_XX", "1099_DFA_HAP_XX"]
     assert table.loc["1001_DFA_ANG_XX", "video_path"].endswith(".mp4")
     assert table.loc["1099_DFA_HAP_XX", "gender"] == "unknown"
-    summary = result.summary()
+    summary_lines = [line.strip() for line in result.summary().splitlines()]
+    assert summary_lines[0] == "2 audio-video clips, 2 actors"
     for kind in ["duplicate", "unparseable_name", "unknown_code", "missing_demographics", "stray_file"]:
-        assert str(len(found[kind])) in summary
+        assert f"{len(found[kind])} {PROBLEM_KINDS[kind]}" in summary_lines, kind
 
 
 def test_no_demographics_and_no_gender_code_gives_unknown(tmp_path):

@@ -12,7 +12,8 @@ from avemotion.checkpoint import Checkpoint, CheckpointError, load_checkpoint, s
 from avemotion.cli import main
 from avemotion.cremad import EMOTIONS
 from avemotion.features import FeatureSettings
-from avemotion.models import create_model, list_models, parameter_count
+from avemotion.models import FUSIONS, TEMPORAL_MODELS, create_model, list_models, parameter_count
+from avemotion.registry import hybrids, model_settings
 
 from conftest import TEST_IMAGE_SIZE
 
@@ -27,12 +28,44 @@ def small_model(name: str, **overrides):
     return create_model(name, pretrained=False, image_size=TEST_IMAGE_SIZE, **overrides)
 
 
-def test_registry_has_both_hybrids_and_their_ablations():
+def test_registry_has_both_hybrids_their_ablations_and_alternatives():
     assert set(MODELS) == {
         "resnet18_vit_lstm", "resnet18_vit_lstm_audio_only", "resnet18_vit_lstm_video_only",
-        "effnet_lstm", "effnet_lstm_audio_only", "effnet_lstm_video_only"}
+        "resnet18_vit_attnpool", "resnet18_vit_lstm_gated",
+        "effnet_lstm", "effnet_lstm_audio_only", "effnet_lstm_video_only",
+        "effnet_attnpool", "effnet_lstm_gated"}
     with pytest.raises(ValueError, match="unknown model 'resnet50'.*effnet_lstm"):
         create_model("resnet50", pretrained=False)
+    assert hybrids() == ["resnet18_vit_lstm", "effnet_lstm"]
+    assert model_settings("effnet_attnpool").temporal == "attention"
+    assert model_settings("resnet18_vit_lstm_gated").fusion == "gated"
+
+
+def test_temporal_models_and_fusions_are_looked_up_by_name():
+    model = small_model("resnet18_vit_attnpool", fusion="gated")
+    assert isinstance(model.temporal, TEMPORAL_MODELS["attention"])
+    assert isinstance(model.head, FUSIONS["gated"])
+    with pytest.raises(ValueError, match="unknown temporal model 'gru'; choose one of lstm, attention"):
+        small_model("effnet_lstm", temporal="gru")
+    with pytest.raises(ValueError, match="unknown fusion 'sum'"):
+        small_model("effnet_lstm", fusion="sum")
+
+
+def test_attention_pooling_weighs_frames_and_ignores_their_order(sample_batch):
+    frames, _, _ = sample_batch
+    model = small_model("resnet18_vit_attnpool").eval()
+    with torch.no_grad():
+        reference = model.encode_video(frames)
+        assert torch.allclose(model.encode_video(frames.flip(1)), reference, atol=1e-5)
+        lstm = small_model("resnet18_vit_lstm").eval()
+        assert not torch.allclose(lstm.encode_video(frames.flip(1)), lstm.encode_video(frames), atol=1e-5)
+
+
+def test_vit_input_size_comes_from_timm_configuration():
+    small = create_model("resnet18_vit_lstm_video_only", image_size=32, pretrained=False)
+    assert small.frames.backbone.patch_embed.img_size == (32, 32)
+    with torch.no_grad():
+        assert small.encode_video(torch.zeros(1, 8, 3, 32, 32, dtype=torch.uint8)).shape == (1, 256)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -59,16 +92,25 @@ def test_forward_and_backward_on_real_clips(name, sample_batch):
 def test_parameter_counts_match_the_backbones(name):
     model = create_model(name, pretrained=False)
     settings = model.settings
-    expected, fused = 0.0, 0
+    expected, fused = 0.0, []
     if settings.video_backbone:
         expected += BACKBONE_PARAMETERS[settings.video_backbone]
-        d, h = FEATURE_DIMS[settings.video_backbone], settings.lstm_hidden
-        expected += 4 * (d * h + h * h + 2 * h)  # one LSTM layer: four gates, two bias vectors
-        fused += h
+        d, h = FEATURE_DIMS[settings.video_backbone], settings.temporal_hidden
+        if settings.temporal == "lstm":
+            expected += 4 * (d * h + h * h + 2 * h)  # one LSTM layer: four gates, two bias vectors
+        else:  # attention pooling: a projection and a scorer
+            expected += d * h + h + h
+        fused += [h]
     if settings.audio_backbone:
         expected += BACKBONE_PARAMETERS[settings.audio_backbone]
-        fused += FEATURE_DIMS[settings.audio_backbone]
-    expected += fused * len(EMOTIONS) + len(EMOTIONS)
+        fused += [FEATURE_DIMS[settings.audio_backbone]]
+    if settings.fusion == "gated":  # projections to a common width, the gate, the classifier
+        width = settings.temporal_hidden
+        expected += sum(dim * width + width for dim in fused)
+        expected += sum(fused) * width * len(fused) + width * len(fused)
+        expected += width * len(EMOTIONS) + len(EMOTIONS)
+    else:
+        expected += sum(fused) * len(EMOTIONS) + len(EMOTIONS)
     assert abs(parameter_count(model) - expected) / expected < 0.02
 
 
@@ -99,13 +141,13 @@ def test_ablations_ignore_the_other_input(name, sample_batch):
 @pytest.mark.parametrize("name", MODELS)
 def test_checkpoint_round_trip_gives_identical_logits(name, sample_batch, tmp_path):
     frames, mel, _ = sample_batch
-    model = small_model(name, lstm_hidden=64).eval()
+    model = small_model(name, temporal_hidden=64).eval()
     features = FeatureSettings(frame_size=TEST_IMAGE_SIZE)
     save_checkpoint(tmp_path / "m.ckpt", model, Checkpoint(model.settings, features, list(EMOTIONS), 3, 0.5))
     loaded, info = load_checkpoint(tmp_path / "m.ckpt")
     assert (info.epoch, info.best_metric, info.labels) == (3, 0.5, list(EMOTIONS))
     assert info.feature_settings == features and info.model_settings.name == name
-    assert info.model_settings.lstm_hidden == 64
+    assert info.model_settings.temporal_hidden == 64
     with torch.no_grad():
         assert torch.equal(model(frames, mel), loaded(frames, mel))
 
@@ -158,11 +200,13 @@ def test_local_weights_file_and_folder_are_loaded(tmp_path):
     assert torch.allclose(loaded["conv1.weight"], source["conv1.weight"].sum(dim=1, keepdim=True))
 
 
-def test_missing_pretrained_weights_fail_with_one_paragraph():
+def test_missing_pretrained_weights_fail_with_one_paragraph(tmp_path):
     code = ("from avemotion.models import create_model, WeightsUnavailable\n"
             "try:\n    create_model('effnet_lstm', pretrained=True)\n"
             "except WeightsUnavailable as error:\n    print('MESSAGE', error)\n")
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # offline, with empty caches: a machine whose caches already hold the weights must fail too
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+                   "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "TORCH_HOME": str(tmp_path / "torch")}
     completed = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                                env=environment, timeout=120)
     message = completed.stdout
@@ -172,8 +216,12 @@ def test_missing_pretrained_weights_fail_with_one_paragraph():
 
 
 def test_models_command_lists_every_model(capsys):
-    assert main(["models", "--image-size", "64"]) == 0
+    assert main(["models", "--frame-size", "64"]) == 0
     output = capsys.readouterr().out
     rows = output.strip().splitlines()[1:]
     assert [row.split()[0] for row in rows] == MODELS
-    assert all(row.split()[3].endswith("M") and float(row.split()[3][:-1]) > 4 for row in rows)
+    assert all(row.split()[5].endswith("M") and float(row.split()[5][:-1]) > 4 for row in rows)
+    columns = {row.split()[0]: row.split()[1:5] for row in rows}
+    assert columns["effnet_attnpool"] == ["efficientnet_b0", "attention", "efficientnet_b0", "concat"]
+    assert columns["resnet18_vit_lstm_gated"] == ["vit_tiny_patch16_224", "lstm", "resnet18", "gated"]
+    assert columns["effnet_lstm_audio_only"] == ["-", "-", "efficientnet_b0", "-"]

@@ -13,7 +13,7 @@ from avemotion.cremad import EMOTIONS
 from avemotion.eda import run_eda
 from avemotion.features import FeatureSettings, extract_features, load_audio
 from avemotion.index import index_dataset
-from avemotion.synth import FACES, VOICES, design, make_actors, render_voice, write_corpus
+from avemotion.synth import FACES, VOICES, SynthSettings, design, make_actors, render_voice, write_corpus
 
 from conftest import SHARED_METADATA
 
@@ -54,7 +54,8 @@ def test_clips_are_playable_media_of_the_stated_form(corpus):
 
 
 def test_converted_layout_carries_gender_codes(tmp_path):
-    write_corpus(tmp_path, actors=2, sentences=1, layout="converted", progress=False, workers=1)
+    write_corpus(tmp_path, SynthSettings(actors=2, sentences=1, layout="converted"), progress=False,
+                 workers=1)
     result = index_dataset(tmp_path)
     assert result.problems == [] and len(result.table) == 2 * 16
     assert all(p.endswith(("_01.mp4", "_02.mp4")) for p in result.table["video_path"])

@@ -16,15 +16,18 @@ from avemotion.checkpoint import load_checkpoint
 from avemotion.cli import main
 from avemotion.compare import compare_runs
 from avemotion.cremad import EMOTIONS
+from avemotion.embeddings import EmbeddingCache
 from avemotion.evaluate import classification_metrics, crowd_agreement, evaluate_run
 from avemotion.index import index_dataset, write_metadata
 from avemotion.models import EmotionNet, create_model
+from avemotion.registry import model_settings
+from avemotion.runs import RunFolder
 from avemotion.train import EmotionModule, TrainSettings, fit, train
 
 from test_eda import assert_valid_png
 
-QUICK = TrainSettings(model="effnet_lstm", split="random", max_epochs=2, pretrained=False,
-                      progress=False, lstm_hidden=32)
+QUICK = TrainSettings(model=model_settings("effnet_lstm", pretrained=False, temporal_hidden=32),
+                      split="random", max_epochs=2, progress=False)
 RUN_FILES = ["config.json", "split.csv", "history.csv", "model.ckpt", "predictions.csv",
              "metrics.json", "loss_curves.png", "confusion_matrix.png"]
 
@@ -56,7 +59,8 @@ def test_a_run_writes_every_output(finetuned_run):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["train"]["learning_rate"] == 5e-5 and config["train"]["batch_size"] == 8
     assert config["features"]["frame_size"] == 64
-    assert config["model"]["name"] == "effnet_lstm"
+    assert config["train"]["model"]["name"] == "effnet_lstm"
+    assert config["train"]["model"]["temporal_hidden"] == 32
     assert metrics["best_epoch"] == int(history["val_loss"].idxmin())
 
 
@@ -129,11 +133,11 @@ class ScriptedValidation(EmotionModule):
 
 def test_early_stopping_stops_after_three_epochs_without_improvement(tmp_path):
     torch.manual_seed(0)
-    model = create_model("effnet_lstm_audio_only", pretrained=False)
+    model = create_model("effnet_lstm_audio_only", pretrained=False, temporal_hidden=32)
     data = TensorDataset(torch.zeros(4, 0), torch.randn(4, 1, 64, 128) * 18 - 45, torch.arange(4))
     module = ScriptedValidation(model, replace(QUICK, max_epochs=8))
     best = fit(module, DataLoader(data, batch_size=2), DataLoader(data, batch_size=4),
-               replace(QUICK, max_epochs=8), tmp_path)
+               replace(QUICK, max_epochs=8), RunFolder(tmp_path))
     history = pd.read_csv(tmp_path / "history.csv")
     assert list(history["epoch"]) == [0, 1, 2, 3, 4]  # best at 1, then 3 epochs without improvement
     restored = torch.load(best, weights_only=True)["state_dict"]
@@ -174,6 +178,10 @@ def test_frozen_backbones_are_run_once_then_read_from_the_cache(tmp_path, sample
                                                                 monkeypatch):
     settings = replace(QUICK, freeze_backbones=True, max_epochs=3)
     train(sample_table, sample_cache, tmp_path / "first", settings)
+    torch.manual_seed(settings.seed)  # the same random backbones as training built
+    model = EmotionNet(settings.model, image_size=sample_cache.settings.frame_size)
+    embeddings = EmbeddingCache(sample_cache.root.parent, model, sample_cache)
+    assert sorted(path.stem for path in embeddings.root.glob("*.npz")) == sorted(sample_table["clip"])
 
     def no_backbone(*args):
         raise AssertionError("the backbone ran again")
@@ -184,13 +192,12 @@ def test_frozen_backbones_are_run_once_then_read_from_the_cache(tmp_path, sample
     first = pd.read_csv(tmp_path / "first" / "predictions.csv")
     second = pd.read_csv(tmp_path / "second" / "predictions.csv")
     pd.testing.assert_frame_equal(first, second)
-    assert len(list(sample_cache.root.parent.glob("embeddings-*"))) >= 1
 
 
 def test_compare_writes_table1_and_the_loss_figure(finetuned_run, tmp_path, sample_table, sample_cache):
     run_dir, _ = finetuned_run
     other = tmp_path / "resnet18_vit_lstm"
-    train(sample_table, sample_cache, other, replace(QUICK, model="resnet18_vit_lstm", max_epochs=1))
+    train(sample_table, sample_cache, other, replace(QUICK.with_model("resnet18_vit_lstm"), max_epochs=1))
     outputs = compare_runs([run_dir, other], tmp_path / "comparison")
     table = pd.read_csv(outputs["table1_csv"])
     assert list(table["model"]) == ["effnet_lstm", "resnet18_vit_lstm"]
@@ -219,6 +226,7 @@ def test_cli_trains_with_actor_kfold(tmp_path, four_actor_metadata, capsys):
     assert tested["clip"].is_unique
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_gives_one_set_of_results(tmp_path, samples):
     metadata = tmp_path / "metadata.csv"
     write_metadata(index_dataset(samples).table, metadata)

@@ -18,7 +18,9 @@ from avemotion.features import FeatureSettings
 from avemotion.models import EmotionNet, ModelSettings
 
 CHECKPOINT_FORMAT = "avemotion-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+# Version 1 named the temporal width `lstm_hidden` and kept the frame size among the model settings.
+_READABLE_VERSIONS = (1, CHECKPOINT_VERSION)
 
 
 class CheckpointError(ValueError):
@@ -63,11 +65,11 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Emotio
     path = Path(path)
     payload = _read_payload(path, map_location)
     try:
-        model_settings = ModelSettings(**{**payload["model_settings"], "pretrained": False})
+        model_settings = ModelSettings(**{**_upgraded(payload), "pretrained": False})
         feature_settings = _feature_settings(payload["feature_settings"])
         info = Checkpoint(model_settings, feature_settings, list(payload["labels"]),
                           payload["epoch"], payload["best_metric"], payload.get("metric_name", ""))
-        model = EmotionNet(model_settings)
+        model = EmotionNet(model_settings, image_size=feature_settings.frame_size)
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError) as error:
         raise CheckpointError(f"{path}: checkpoint does not match this model code ({error})") from error
@@ -84,13 +86,22 @@ def _read_payload(path: Path, map_location: str) -> dict:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__})") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an avemotion checkpoint")
-    if payload.get("version") != CHECKPOINT_VERSION:
+    if payload.get("version") not in _READABLE_VERSIONS:
         raise CheckpointError(
             f"{path}: checkpoint format version {payload.get('version')} (written by avemotion "
-            f"{payload.get('avemotion_version')}); this avemotion {__version__} reads version "
-            f"{CHECKPOINT_VERSION}"
+            f"{payload.get('avemotion_version')}); this avemotion {__version__} reads versions "
+            f"{', '.join(map(str, _READABLE_VERSIONS))}"
         )
     return payload
+
+
+def _upgraded(payload: dict) -> dict:
+    """The model settings of any readable version, in this version's fields."""
+    settings = dict(payload["model_settings"])
+    if payload["version"] == 1:
+        settings.pop("image_size", None)
+        settings["temporal_hidden"] = settings.pop("lstm_hidden", 256)
+    return settings
 
 
 def _feature_settings(values: dict) -> FeatureSettings:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from avemotion import __version__
-from avemotion.features import FRAME_SIZE, HOP_LENGTH, N_FRAMES
+from avemotion.config import DemoSettings, ServeSettings, TrainSettings
+from avemotion.features import FeatureSettings
+from avemotion.registry import ModelSettings, hybrids, list_models, model_settings
+from avemotion.settings import default_of, help_of
+from avemotion.synth import LAYOUTS, SynthSettings
 
 
 def _index(args: argparse.Namespace) -> int:
@@ -37,11 +42,14 @@ def _eda(args: argparse.Namespace) -> int:
     return 0
 
 
-def _feature_settings(args: argparse.Namespace):
-    from avemotion.features import FeatureSettings
+def _settings_from(args: argparse.Namespace, settings_class: type, **given):
+    """A settings dataclass from the arguments named after its fields (the others keep defaults)."""
+    values = {f.name: getattr(args, f.name) for f in fields(settings_class) if hasattr(args, f.name)}
+    return settings_class(**{**values, **given})
 
-    return FeatureSettings(n_frames=args.frames, frame_size=args.frame_size,
-                           hop_length=args.hop_length, face_crop=args.face_crop)
+
+def _feature_settings(args: argparse.Namespace) -> FeatureSettings:
+    return _settings_from(args, FeatureSettings)
 
 
 def _preprocess(args: argparse.Namespace) -> int:
@@ -54,18 +62,10 @@ def _preprocess(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
-def _train_settings(args: argparse.Namespace):
-    from avemotion.train import TrainSettings
-
-    return TrainSettings(
-        model=args.model, learning_rate=args.lr, weight_decay=args.weight_decay,
-        batch_size=args.batch_size, max_epochs=args.epochs, patience=args.patience,
-        split=args.split, folds=args.folds, seed=args.seed,
-        freeze_backbones=args.freeze_backbones, pretrained=not args.no_pretrained,
-        weights=str(args.weights) if args.weights else None, lstm_hidden=args.lstm_hidden,
-        accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
-        num_nodes=args.num_nodes, precision=args.precision, num_workers=args.num_workers,
-    )
+def _train_settings(args: argparse.Namespace) -> TrainSettings:
+    model = model_settings(args.model_name, temporal_hidden=args.temporal_hidden,
+                           pretrained=args.pretrained)
+    return _settings_from(args, TrainSettings, model=model)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -74,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
     from avemotion.train import train
 
     settings = _train_settings(args)
-    if not settings.pretrained:
+    if not settings.model.pretrained:
         print("backbones start from random weights (--no-pretrained): not ImageNet-pretrained")
     cache = FeatureCache.open(args.cache, _feature_settings(args))
     metrics = train(read_metadata(args.metadata), cache, args.out, settings, resume=args.resume,
@@ -160,16 +160,15 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from avemotion.serve import serve
 
-    serve(args.checkpoint, host=args.host, port=args.port, onnx=args.onnx,
-          max_upload_mb=args.max_upload_mb)
+    serve(args.checkpoint, _settings_from(args, ServeSettings), onnx=args.onnx)
     return 0
 
 
 def _synth(args: argparse.Namespace) -> int:
     from avemotion.synth import write_corpus
 
-    count = write_corpus(args.output, actors=args.actors, sentences=args.sentences, seed=args.seed,
-                         layout=args.layout, names_file=args.design, workers=args.workers)
+    count = write_corpus(args.output, _settings_from(args, SynthSettings), names_file=args.design,
+                         workers=args.workers)
     print(f"wrote {count} SYNTHETIC clips (not CREMA-D data) to {args.output}")
     return 0
 
@@ -177,14 +176,14 @@ def _synth(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from avemotion.models import describe_models
 
-    print(describe_models(image_size=args.image_size))
+    print(describe_models(image_size=args.frame_size))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     from avemotion.demo import run_demo
 
-    report = run_demo(args.output, args.data_dir, epochs=args.epochs, frame_size=args.frame_size)
+    report = run_demo(args.output, args.data_dir, _settings_from(args, DemoSettings))
     print(f"demo report: {report}")
     return 0
 
@@ -210,6 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_parser(commands)
     _add_demo_parser(commands)
     return parser
+
+
+def add_setting(group, settings_class: type, name: str, *flags: str, **options) -> None:
+    """An option for the field `name` of a settings dataclass, with its declared default and help.
+
+    The destination is the field's name; a setting that is on by default gets a --no-… flag."""
+    default = default_of(settings_class, name)
+    help_text = help_of(settings_class, name).replace("%", "%%")
+    flags = flags or (f"--{name.replace('_', '-')}",)
+    if isinstance(default, bool):
+        action = "store_false" if default else "store_true"
+        group.add_argument(*flags, dest=name, action=action,
+                           help=f"turn off: {help_text}" if default else help_text)
+        return
+    options.setdefault("type", type(default) if default is not None else str)
+    shown = "" if default is None else f" ({default})"
+    group.add_argument(*flags, dest=name, default=default, help=help_text + shown, **options)
 
 
 def _add_index_parser(commands) -> None:
@@ -251,6 +267,53 @@ def _add_preprocess_parser(commands) -> None:
     pre.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     _add_feature_arguments(pre)
     pre.set_defaults(run=_preprocess)
+
+
+def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    """The feature settings; preprocess and train must be given the same ones to share a cache."""
+    group = parser.add_argument_group("feature settings (they name the cache)")
+    add_setting(group, FeatureSettings, "face_crop")
+    add_setting(group, FeatureSettings, "n_frames", "--frames")
+    add_setting(group, FeatureSettings, "frame_size")
+    add_setting(group, FeatureSettings, "hop_length")
+
+
+def _add_train_parser(commands) -> None:
+    train = commands.add_parser(
+        "train", help="train a model with the paper's recipe on an honest split",
+        description="Train MODEL on the clips of METADATA (features from CACHE, computed first "
+        "where missing) with AdamW, early stopping on validation loss and the best weights kept; "
+        "write config, split, per-epoch history, checkpoint, test predictions, metrics and plots "
+        "to OUT.",
+    )
+    default_model = default_of(TrainSettings, "model")
+    train.add_argument("--model", dest="model_name", choices=list_models(), default=default_model.name,
+                       metavar="NAME", help=f"{help_of(TrainSettings, 'model')}: "
+                       f"{', '.join(list_models())} ({default_model.name})")
+    train.add_argument("--metadata", type=Path, required=True, help="table written by `index`")
+    train.add_argument("--cache", type=Path, required=True, help="feature cache folder")
+    train.add_argument("--out", type=Path, required=True, help="run folder to write")
+    recipe = train.add_argument_group("recipe (the paper's defaults)")
+    add_setting(recipe, TrainSettings, "learning_rate", "--lr")
+    add_setting(recipe, TrainSettings, "weight_decay")
+    add_setting(recipe, TrainSettings, "batch_size")
+    add_setting(recipe, TrainSettings, "max_epochs", "--epochs")
+    add_setting(recipe, TrainSettings, "patience")
+    add_setting(recipe, ModelSettings, "temporal_hidden", "--temporal-hidden", "--lstm-hidden")
+    data = train.add_argument_group("split")
+    add_setting(data, TrainSettings, "split", choices=["actor", "random"])
+    add_setting(data, TrainSettings, "folds")
+    add_setting(data, TrainSettings, "seed")
+    modes = train.add_argument_group("modes")
+    add_setting(modes, TrainSettings, "freeze_backbones")
+    add_setting(modes, ModelSettings, "pretrained", "--no-pretrained")
+    add_setting(modes, TrainSettings, "weights")
+    modes.add_argument("--resume", action="store_true", help="continue from OUT's last epoch")
+    hardware = train.add_argument_group("hardware (Lightning)")
+    for name in ("accelerator", "devices", "strategy", "num_nodes", "precision", "num_workers"):
+        add_setting(hardware, TrainSettings, name)
+    _add_feature_arguments(train)
+    train.set_defaults(run=_train)
 
 
 def _add_evaluate_parser(commands) -> None:
@@ -314,10 +377,9 @@ def _add_serve_parser(commands) -> None:
         "the six probabilities and the 8 frames the model saw; POST /predict answers in JSON.",
     )
     serve.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="model.ckpt of a run")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="(8000)")
+    for name in ("host", "port", "max_upload_mb", "concurrency", "queue"):
+        add_setting(serve, ServeSettings, name)
     serve.add_argument("--onnx", type=Path, help="run this exported ONNX model with ONNX Runtime")
-    serve.add_argument("--max-upload-mb", type=int, default=100, help="upload size limit (100)")
     serve.set_defaults(run=_serve)
 
 
@@ -329,12 +391,10 @@ def _add_synth_parser(commands) -> None:
         "sad share a voice, so fusion has something to show. Not CREMA-D data.",
     )
     synth.add_argument("output", type=Path, metavar="DIR", help="folder to write")
-    synth.add_argument("--actors", type=int, default=91, help="(91)")
-    synth.add_argument("--sentences", type=int, default=12, help="(12)")
-    synth.add_argument("--seed", type=int, default=0, help="(0)")
-    synth.add_argument("--layout", choices=["original", "converted"], default="original",
-                       help="original: VideoFlash/*.flv + AudioWAV/*.wav + demographics; "
-                       "converted: NAME_01.mp4 (default: original)")
+    add_setting(synth, SynthSettings, "actors")
+    add_setting(synth, SynthSettings, "sentences")
+    add_setting(synth, SynthSettings, "seed")
+    add_setting(synth, SynthSettings, "layout", choices=LAYOUTS)
     synth.add_argument("--design", type=Path,
                        help="CREMA-D's SentenceFilenames.csv: use its exact per-actor design")
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -347,83 +407,27 @@ def _add_models_parser(commands) -> None:
         description="List every registered model (the --model choices of train) with its "
         "backbones, parameter counts and input shapes. Builds each with random weights.",
     )
-    models.add_argument("--image-size", type=int, default=FRAME_SIZE,
-                        help=f"frame side in pixels ({FRAME_SIZE})")
+    add_setting(models, FeatureSettings, "frame_size", "--frame-size", "--image-size")
     models.set_defaults(run=_models)
 
 
 def _add_demo_parser(commands) -> None:
     demo = commands.add_parser(
-        "demo", help="run the pipeline end to end on the bundled clips (or DATA_DIR)",
-        description="Run the pipeline on the bundled CREMA-D sample clips, or on DATA_DIR, and write "
-        "one report linking every output.",
+        "demo", help="run the pipeline end to end: bundled real clips, training on a synthetic corpus",
+        description="Index, explore and preprocess the bundled real CREMA-D clips (or DATA_DIR); "
+        "train a hybrid and its two ablations on a small SYNTHETIC corpus (or on DATA_DIR) with an "
+        "actor-independent split; evaluate, compare, and predict the real clips. One report links "
+        "every output.",
     )
     demo.add_argument("data_dir", type=Path, nargs="?", metavar="DATA_DIR",
-                      help="folder of clips (default: the bundled samples)")
+                      help="folder of real clips to run on and train on (default: the bundled "
+                      "samples, with training on a synthetic corpus)")
     demo.add_argument("-o", "--output", type=Path, default=Path("demo-output"),
                       help="folder for every output (default: demo-output)")
-    demo.add_argument("--epochs", type=int, default=3, help="at most this many epochs per model (3)")
-    demo.add_argument("--frame-size", type=int, default=FRAME_SIZE,
-                      help=f"frame side in pixels ({FRAME_SIZE})")
+    add_setting(demo, DemoSettings, "family", choices=hybrids())
+    for name in ("actors", "sentences", "frame_size", "seed"):
+        add_setting(demo, DemoSettings, name)
     demo.set_defaults(run=_demo)
-
-
-def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
-    """The feature settings; preprocess and train must be given the same ones to share a cache."""
-    group = parser.add_argument_group("feature settings (they name the cache)")
-    group.add_argument("--face-crop", action="store_true",
-                       help="crop a square around the detected face before resizing")
-    group.add_argument("--frames", type=int, default=N_FRAMES, help=f"frames per clip ({N_FRAMES})")
-    group.add_argument("--frame-size", type=int, default=FRAME_SIZE,
-                       help=f"frame side in pixels ({FRAME_SIZE})")
-    group.add_argument("--hop-length", type=int, default=HOP_LENGTH,
-                       help=f"samples between FFT windows ({HOP_LENGTH})")
-
-
-def _add_train_parser(commands) -> None:
-    from avemotion.registry import list_models
-
-    train = commands.add_parser(
-        "train", help="train a model with the paper's recipe on an honest split",
-        description="Train MODEL on the clips of METADATA (features from CACHE, computed first "
-        "where missing) with AdamW, early stopping on validation loss and the best weights kept; "
-        "write config, split, per-epoch history, checkpoint, test predictions, metrics and plots "
-        "to OUT.",
-    )
-    train.add_argument("--model", choices=list_models(), default="effnet_lstm", help="(effnet_lstm)")
-    train.add_argument("--metadata", type=Path, required=True, help="table written by `index`")
-    train.add_argument("--cache", type=Path, required=True, help="feature cache folder")
-    train.add_argument("--out", type=Path, required=True, help="run folder to write")
-    recipe = train.add_argument_group("recipe (the paper's defaults)")
-    recipe.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (5e-5)")
-    recipe.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (1e-2)")
-    recipe.add_argument("--batch-size", type=int, default=8, help="(8)")
-    recipe.add_argument("--epochs", type=int, default=10, help="at most this many epochs (10)")
-    recipe.add_argument("--patience", type=int, default=3,
-                        help="stop after this many epochs without a lower validation loss (3)")
-    recipe.add_argument("--lstm-hidden", type=int, default=256, help="(256)")
-    data = train.add_argument_group("split")
-    data.add_argument("--split", choices=["actor", "random"], default="actor",
-                      help="actor: 70/15/15 %% of actors, gender-balanced, no actor in two splits "
-                      "(default); random: clip-level, stratified by emotion")
-    data.add_argument("--folds", type=int, default=0, help="actor-grouped K-fold cross-validation")
-    data.add_argument("--seed", type=int, default=0, help="split, initialisation, order (0)")
-    modes = train.add_argument_group("modes")
-    modes.add_argument("--freeze-backbones", action="store_true",
-                       help="fast CPU mode: cache backbone embeddings once, train LSTM + head only")
-    modes.add_argument("--no-pretrained", action="store_true",
-                       help="random backbone weights instead of ImageNet's")
-    modes.add_argument("--weights", type=Path, help="local file or folder of backbone weights")
-    modes.add_argument("--resume", action="store_true", help="continue from OUT's last epoch")
-    hardware = train.add_argument_group("hardware (Lightning)")
-    hardware.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
-    hardware.add_argument("--devices", default="auto", help="count, list (0,1) or auto")
-    hardware.add_argument("--strategy", default="auto", help="auto, ddp, …")
-    hardware.add_argument("--num-nodes", type=int, default=1, help="machines in a DDP run (1)")
-    hardware.add_argument("--precision", default="32-true", help="32-true, 16-mixed, bf16-mixed")
-    hardware.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0)")
-    _add_feature_arguments(train)
-    train.set_defaults(run=_train)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
-"""The demo: the whole pipeline on a folder of clips (the bundled samples by default), one report.
+"""The demo: the whole pipeline in about two minutes on two cores, one report.
 
-index → eda → preprocess → a short training of each hybrid from random weights → evaluate →
-compare. On the six bundled clips this shows every stage working on real media in a few minutes; its
-scores are those of a 6-clip smoke run, not a measurement. On a real CREMA-D folder the same chain
-runs with the actor-independent split.
+The bundled real CREMA-D clips go through index → eda → preprocess → predict. Six clips of one actor
+cannot train anything, so a hybrid and its audio-only and video-only ablations train on a small
+SYNTHETIC corpus (drawn faces and generated voices with CREMA-D's names; see :mod:`avemotion.synth`)
+with an actor-independent split, from random weights with frozen backbones; then evaluate and
+compare. Given a real dataset folder instead, the same chain runs on it and trains on it.
 """
 
 from __future__ import annotations
@@ -12,61 +13,93 @@ import html
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
+import numpy as np
+import pandas as pd
+
 from avemotion.compare import compare_runs
+from avemotion.config import FROZEN_FROM_SCRATCH, DemoSettings
 from avemotion.eda import run_eda
-from avemotion.evaluate import (
-    CONFIG_FILE,
-    CONFUSION_FILE,
-    EVALUATION_FOLDER,
-    HISTORY_FILE,
-    LOSS_CURVES_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    PREDICTIONS_FILE,
-    SPLIT_FILE,
-    evaluate_run,
-)
+from avemotion.evaluate import evaluate_run
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset, write_metadata
-from avemotion.preprocess import preprocess
+from avemotion.predict import Prediction, load
+from avemotion.preprocess import FeatureCache, preprocess
+from avemotion.registry import with_ablations
+from avemotion.runs import RunFolder
 from avemotion.samples import sample_dir
-from avemotion.train import TrainSettings, train
+from avemotion.synth import SynthSettings, write_corpus
+from avemotion.train import train
 
 DEMO_REPORT = "index.html"
-DEMO_MODELS = ("resnet18_vit_lstm", "effnet_lstm")
 
 
-def run_demo(out_dir: str | Path, data_dir: str | Path | None = None, epochs: int = 3,
-             frame_size: int = 224) -> Path:
-    """Run every stage on data_dir (the bundled clips when None) into out_dir; return the report."""
+def run_demo(out_dir: str | Path, data_dir: str | Path | None = None,
+             settings: DemoSettings = DemoSettings()) -> Path:
+    """Run every stage into out_dir, on data_dir or the bundled clips; return the report's path."""
     out_dir = Path(out_dir)
-    bundled = data_dir is None
-    data_dir = sample_dir() if bundled else Path(data_dir)
-    index = index_dataset(data_dir)
-    metadata_path = out_dir / "metadata.csv"
-    write_metadata(index.table, metadata_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clips_dir = Path(data_dir) if data_dir is not None else sample_dir()
+    print(f"1. index {clips_dir}")
+    index = index_dataset(clips_dir)
+    write_metadata(index.table, out_dir / "metadata.csv")
     index.problems_table().to_csv(out_dir / "index_problems.csv", index=False)
     print(index.summary())
+    print("2. exploratory data analysis")
     eda_report = run_eda(index.table, out_dir / "eda")
-    report = preprocess(index.table, out_dir / "cache", FeatureSettings(frame_size=frame_size))
+    print("3. preprocess")
+    report = preprocess(index.table, out_dir / "cache", FeatureSettings(), progress=False)
     print(report.summary())
-    table = index.table[index.table["clip"].map(report.cache.has)]
-    # Six clips of one actor cannot be split by actor; a real dataset gets the honest split.
-    settings = TrainSettings(max_epochs=epochs, pretrained=False,
-                             split="random" if table["actor_id"].nunique() < 3 else "actor")
-    print("training from random weights (--no-pretrained): backbones are not ImageNet-pretrained")
-    runs = []
-    for model in DEMO_MODELS:
-        run_dir = out_dir / "runs" / model
-        train(table, report.cache, run_dir, replace(settings, model=model),
-              metadata_path=str(metadata_path.resolve()))
-        evaluate_run(run_dir, progress=False)
-        runs.append(run_dir)
-    comparison = compare_runs(runs, out_dir / "comparison")
-    page = _demo_page(data_dir, bundled, index.summary(examples=1000), eda_report, report.summary(),
-                      runs, comparison, settings, out_dir)
+    print("4. train and evaluate, from random weights (not ImageNet-pretrained)")
+    training_table, metadata_path = _training_corpus(out_dir, index.table if data_dir else None, settings)
+    cache = preprocess(training_table, out_dir / "cache", FeatureSettings(frame_size=settings.frame_size),
+                       progress=False).cache
+    trained = train_with_ablations(training_table, cache, out_dir / "runs", settings.family, settings.seed,
+                                   metadata_path)
+    runs = [run for run, _ in trained]
+    for run in runs:
+        evaluate_run(run.root, progress=False)
+    print("5. compare")
+    comparison = compare_runs([run.root for run in runs], out_dir / "comparison")
+    print(comparison["table1_md"].read_text())
+    print("6. predict the real clips")
+    videos = [Path(path) for path in index.table["video_path"]]
+    predictions = load(runs[0].model).predict_batch(videos)
+    page = _demo_page(out_dir, clips_dir, data_dir is None, settings, index.summary(examples=1000),
+                      eda_report, report.summary(), trained, comparison, predictions, index.table)
     (out_dir / DEMO_REPORT).write_text(page)
     return out_dir / DEMO_REPORT
+
+
+def _training_corpus(out_dir: Path, real_table: pd.DataFrame | None,
+                     settings: DemoSettings) -> tuple[pd.DataFrame, Path]:
+    """The table the demo trains on: the real dataset's, or a synthetic corpus written now."""
+    if real_table is not None:
+        return real_table, (out_dir / "metadata.csv").resolve()
+    corpus = out_dir / "synthetic-corpus"
+    design = SynthSettings(actors=settings.actors, sentences=settings.sentences, seed=settings.seed)
+    count = write_corpus(corpus, design, progress=False)
+    print(f"   wrote a SYNTHETIC corpus of {count} clips ({settings.actors} actors) to {corpus}")
+    table = index_dataset(corpus).table
+    metadata_path = (out_dir / "synthetic-metadata.csv").resolve()
+    write_metadata(table, metadata_path)
+    return table, metadata_path
+
+
+def train_with_ablations(table: pd.DataFrame, cache: FeatureCache, runs_dir: str | Path, family: str,
+                         seed: int = 0, metadata_path: str | Path | None = None,
+                         ) -> list[tuple[RunFolder, dict]]:
+    """A hybrid and both of its ablations, trained from random weights with frozen backbones on an
+    actor-independent split (the recipe FROZEN_FROM_SCRATCH); each run folder with its test metrics."""
+    trained = []
+    for name in with_ablations(family):
+        run = RunFolder(Path(runs_dir) / name)
+        settings = replace(FROZEN_FROM_SCRATCH.with_model(name), seed=seed, progress=False)
+        metrics = train(table, cache, run.root, settings,
+                        metadata_path=str(metadata_path) if metadata_path else None)
+        print(f"   {name:<32} test accuracy {metrics['accuracy']:.3f}", flush=True)
+        trained.append((run, metrics))
+    return trained
 
 
 def _link(path: Path, out_dir: Path, text: str | None = None) -> str:
@@ -78,31 +111,80 @@ def _image(path: Path, out_dir: Path, alt: str) -> str:
     return f'<img src="{html.escape(path.relative_to(out_dir).as_posix())}" alt="{html.escape(alt)}">'
 
 
-def _demo_page(data_dir, bundled, index_summary, eda_report, preprocess_summary, runs, comparison,
-               settings, out_dir) -> str:
+def _frame_strip(prediction: Prediction, path: Path) -> Path:
+    """The frames the model saw, side by side in one PNG."""
+    frames = prediction.features.frames.transpose(0, 2, 3, 1)  # (T, H, W, RGB)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(list(frames), axis=1), cv2.COLOR_RGB2BGR))
+    return path
+
+
+def _prediction_rows(predictions: list[Prediction], table: pd.DataFrame, out_dir: Path) -> str:
+    """One table row per clip: its true label, the prediction, the probabilities and the frames."""
+    true_labels = dict(zip(table["video_path"].map(str), table["emotion"]))
+    rows = []
+    for prediction in predictions:
+        if not prediction.ok:
+            rows.append(f"<tr><td colspan=4>{html.escape(prediction.error)}</td></tr>")
+            continue
+        probabilities = ", ".join(f"{label} {p:.2f}" for label, p in prediction.probabilities.items())
+        strip = _frame_strip(prediction, out_dir / "predictions" / f"{Path(prediction.path).stem}.png")
+        rows.append(f"<tr><td>{html.escape(Path(prediction.path).name)}</td>"
+                    f"<td>{html.escape(true_labels.get(prediction.path, '?'))}</td>"
+                    f"<td><strong>{html.escape(prediction.label)}</strong><br><small>"
+                    f"{html.escape(probabilities)}</small></td>"
+                    f"<td>{_image(strip, out_dir, 'frames the model saw')}</td></tr>")
+    return "\n".join(rows)
+
+
+def _run_links(run: RunFolder, out_dir: Path) -> str:
+    files = (run.config, run.split, run.history, run.model, run.predictions, run.metrics,
+             run.evaluation().metrics)
+    return (f"<h3>{html.escape(run.root.name)}</h3><p>"
+            + " · ".join(_link(path, out_dir, path.relative_to(run.root).as_posix()) for path in files)
+            + "</p>" + _image(run.loss_curves, out_dir, "loss curves")
+            + _image(run.confusion_matrix, out_dir, "confusion matrix"))
+
+
+def _headline(trained: list[tuple[RunFolder, dict]]) -> str:
+    """Each model's test accuracy in one sentence, against chance."""
+    labels = len(trained[0][1]["labels"])
+    scores = ", ".join(f"{html.escape(run.root.name)} <strong>{metrics['accuracy']:.2f}</strong>"
+                       for run, metrics in trained)
+    clips = trained[0][1]["clips"]
+    return f"<p>Test accuracy on {clips} clips of held-out actors: {scores} (chance {1 / labels:.2f}).</p>"
+
+
+def _demo_page(out_dir, clips_dir, bundled, settings, index_summary, eda_report, preprocess_summary,
+               trained, comparison, predictions, table) -> str:
     """The demo's front page: every stage's output, linked or shown."""
-    caveat = ("<p><strong>These are the six bundled clips of one actor: a smoke run showing every "
-              "stage working on real media. Its scores are not a measurement.</strong></p>"
-              if bundled else "")
-    run_sections = "".join(
-        f"<h3>{html.escape(run.name)}</h3><p>"
-        + " · ".join(_link(run / name, out_dir, name) for name in
-                     (CONFIG_FILE, SPLIT_FILE, HISTORY_FILE, MODEL_FILE, PREDICTIONS_FILE,
-                      METRICS_FILE, f"{EVALUATION_FOLDER}/{METRICS_FILE}"))
-        + "</p>" + _image(run / LOSS_CURVES_FILE, out_dir, "loss curves")
-        + _image(run / CONFUSION_FILE, out_dir, "confusion matrix")
-        for run in runs
-    )
-    table1 = comparison["table1_md"].read_text()
+    runs = [run for run, _ in trained]
+    if bundled:
+        corpus = (f"a SYNTHETIC corpus of {settings.actors} actors × {settings.sentences} sentences "
+                  "(drawn faces and generated voices with CREMA-D's names, in "
+                  "<code>synthetic-corpus/</code>)")
+        claim = ("<p><strong>What this shows:</strong> on held-out synthetic actors, the pipeline "
+                 "learns end to end from random weights, far above chance (1/6), and the fused model "
+                 "beats both of its single-modality ablations, because in this corpus neither the "
+                 "face nor the voice alone tells every emotion apart. <strong>What it does not "
+                 "show:</strong> anything about recognising emotion in real people; the real clips "
+                 "below are predicted by this synthetic-trained model only to show the stage "
+                 "working.</p>")
+    else:
+        corpus = f"the clips of <code>{html.escape(str(clips_dir))}</code>"
+        claim = ("<p>Backbones are frozen at random weights, not ImageNet-pretrained: a check of the "
+                 "pipeline on this data, not the paper's recipe.</p>")
     return f"""<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>avemotion demo</title>
-<style>body {{ font-family: sans-serif; max-width: 70em; margin: 2em auto; }}
-img {{ max-width: 48%; vertical-align: top; }}</style></head>
+<style>body {{ font-family: sans-serif; max-width: 72em; margin: 2em auto; }}
+img {{ max-width: 48%; vertical-align: top; }} td img {{ max-width: 100%; }}
+table {{ border-collapse: collapse; }} td {{ border-top: 1px solid #ccc; padding: .3em; }}</style></head>
 <body>
 <h1>avemotion demo</h1>
-<p>Data: <code>{html.escape(str(data_dir))}</code></p>
-{caveat}
+<p>Real clips: <code>{html.escape(str(clips_dir))}</code>. Training data: {corpus}.</p>
+{_headline(trained)}
+{claim}
 <h2>1. Index</h2>
 <p>{_link(out_dir / "metadata.csv", out_dir)} · {_link(out_dir / "index_problems.csv", out_dir)}</p>
 <pre>{html.escape(index_summary)}</pre>
@@ -112,13 +194,20 @@ emotion, intensity and gender.</p>
 <h2>3. Preprocessing</h2>
 <pre>{html.escape(preprocess_summary)}</pre>
 <h2>4. Training and evaluation</h2>
-<p>Split: {settings.split}; at most {settings.max_epochs} epochs; backbones from random weights
-(not ImageNet-pretrained).</p>
-{run_sections}
+<p>{html.escape(settings.family)} and its audio-only and video-only ablations; actor-independent
+split (no actor in two of train, validation, test); backbones from random weights (not
+ImageNet-pretrained) and frozen, {settings.frame_size}-pixel frames; only the temporal model, fusion
+and head train.</p>
+{"".join(_run_links(run, out_dir) for run in runs)}
 <h2>5. Comparison (the paper's Table 1 and Fig. 3)</h2>
 <p>{_link(comparison["table1_csv"], out_dir)} · {_link(comparison["per_class_md"], out_dir)}</p>
-<pre>{html.escape(table1)}</pre>
+<pre>{html.escape(comparison["table1_md"].read_text())}</pre>
 {_image(comparison["figure"], out_dir, "training loss of every run")}
+<h2>6. Prediction on the real clips</h2>
+<p>By {html.escape(runs[0].root.name)}, with the frames it saw.</p>
+<table><tr><th>clip</th><th>true</th><th>predicted</th><th>frames</th></tr>
+{_prediction_rows(predictions, table, out_dir)}
+</table>
 </body>
 </html>
 """

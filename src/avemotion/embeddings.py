@@ -13,7 +13,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+from torch.utils.data import TensorDataset
 from tqdm import tqdm
 
 from avemotion.models import EmotionNet
@@ -47,15 +49,9 @@ class EmbeddingCache:
     def path(self, clip: str) -> Path:
         return self.root / f"{clip}.npz"
 
-    def fill(self, clips: list[str], calibration_clips: list[str] | None = None,
-             progress: bool = True) -> int:
-        """Compute the embeddings of the clips not yet cached; return how many were computed.
-
-        A backbone that is not pretrained first gets its normalisation statistics from
-        `calibration_clips` (see calibrate_batchnorm)."""
+    def fill(self, clips: list[str], progress: bool = True) -> int:
+        """Compute the embeddings of the clips not yet cached; return how many were computed."""
         remove_partial_files(self.root)
-        if not self.model.settings.pretrained:
-            self.calibrate_batchnorm(calibration_clips or clips)
         missing = [clip for clip in clips if not self.path(clip).is_file()]
         batches = [missing[i : i + EMBEDDING_BATCH] for i in range(0, len(missing), EMBEDDING_BATCH)]
         self.model.eval()
@@ -124,3 +120,24 @@ class EmbeddingCache:
                 audio.append(entry["audio"] if "audio" in entry else np.zeros(0, np.float16))
         return (torch.from_numpy(np.stack(frames).astype(np.float32)),
                 torch.from_numpy(np.stack(audio).astype(np.float32)))
+
+
+def prepare_frozen_backbones(model: EmotionNet, parts: dict[str, pd.DataFrame], features: FeatureCache,
+                             labels: list[str], progress: bool = True) -> dict[str, TensorDataset]:
+    """The frozen-backbone mode's preparation, step by step; returns each part's embeddings.
+
+    1. Backbones that start from random weights get BatchNorm statistics from the training clips.
+    2. Every clip's backbone embeddings are computed once and cached.
+    3. The model standardises embeddings with the training clips' mean and spread (these
+       statistics are buffers, so they travel in the checkpoint).
+    Afterwards only the temporal model, fusion and head need to run."""
+    embeddings = EmbeddingCache(features.root.parent, model, features)
+    if not model.settings.pretrained:
+        embeddings.calibrate_batchnorm(sorted(parts["train"]["clip"]))
+    embeddings.fill(sorted(set().union(*[set(part["clip"]) for part in parts.values()])), progress)
+    datasets = {name: TensorDataset(*embeddings.load(list(part["clip"])),
+                                    torch.tensor([labels.index(label) for label in part["emotion"]]))
+                for name, part in parts.items()}
+    model.set_feature_standardisation(*datasets["train"].tensors[:2])
+    model.train()  # filling left it in eval mode; the frozen backbones are not called again
+    return datasets

@@ -7,7 +7,6 @@ the crowd's audio-visual majority label.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +15,7 @@ import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-# A run folder's files, written by train and evaluate and read by evaluate, compare and the demo.
-CONFIG_FILE = "config.json"
-SPLIT_FILE = "split.csv"
-MODEL_FILE = "model.ckpt"
-HISTORY_FILE = "history.csv"
-LOSS_CURVES_FILE = "loss_curves.png"
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
-CONFUSION_FILE = "confusion_matrix.png"
-CV_SUMMARY_FILE = "cv_summary.json"
-EVALUATION_FOLDER = "evaluation"
+from avemotion.runs import RunFolder
 
 SCORES = ("accuracy", "macro_precision", "macro_recall", "macro_f1")  # Table 1's columns
 
@@ -128,17 +117,17 @@ def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: Path
     figure.savefig(path)
 
 
-def write_evaluation(out_dir: Path, predictions: pd.DataFrame, labels: list[str],
+def write_evaluation(results: RunFolder, predictions: pd.DataFrame, labels: list[str],
                      metadata: pd.DataFrame | None = None, extra: dict | None = None) -> dict:
     """Write predictions.csv, metrics.json and the confusion matrix PNG; return the metrics."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(out_dir / PREDICTIONS_FILE, index=False)
+    results.root.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(results.predictions, index=False)
     metrics = classification_metrics(list(predictions["true"]), list(predictions["predicted"]), labels)
     if metadata is not None and (agreement := crowd_agreement(predictions, metadata)):
         metrics["crowd"] = agreement
     metrics.update(extra or {})
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_confusion_matrix(metrics["confusion_matrix"], labels, out_dir / CONFUSION_FILE)
+    results.write_json(results.metrics, metrics)
+    plot_confusion_matrix(metrics["confusion_matrix"], labels, results.confusion_matrix)
     return metrics
 
 
@@ -167,19 +156,18 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     from avemotion.index import read_metadata
     from avemotion.preprocess import CachedClips, FeatureCache, ensure_cached
 
-    run_dir = Path(run_dir)
-    model, info = load_checkpoint(run_dir / MODEL_FILE)
-    config = json.loads((run_dir / CONFIG_FILE).read_text())
+    run = RunFolder(run_dir)
+    config = run.read_config()
+    model, info = load_checkpoint(run.model)
     if metadata is None:
         if not config.get("metadata"):
-            raise ValueError(f"{run_dir}: config.json names no metadata table; pass --metadata")
+            raise ValueError(f"{run.root}: config.json names no metadata table; pass --metadata")
         table = read_metadata(config["metadata"])
-        test_clips = pd.read_csv(run_dir / SPLIT_FILE).query("split == 'test'")["clip"]
+        test_clips = pd.read_csv(run.split).query("split == 'test'")["clip"]
         table = table[table["clip"].isin(set(test_clips))]
-        out_dir = Path(out_dir) if out_dir else run_dir / EVALUATION_FOLDER
     else:
         table = read_metadata(metadata)
-        out_dir = Path(out_dir) if out_dir else run_dir / f"{EVALUATION_FOLDER}-{Path(metadata).stem}"
+    results = RunFolder(out_dir) if out_dir else run.evaluation(metadata)
     cache_dir = cache_dir or Path(config["feature_cache"]).parent
     cache = FeatureCache.open(cache_dir, info.feature_settings)
     table = ensure_cached(table, cache, progress)
@@ -187,6 +175,6 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     probabilities = predict_probabilities(model, loader)
     predictions = predictions_table(list(table["clip"]), list(table["emotion"]), probabilities,
                                     info.labels)
-    extra = {"model": info.model_settings.name, "checkpoint": str(run_dir / MODEL_FILE)}
-    return write_evaluation(out_dir, predictions, info.labels, metadata=table, extra=extra), out_dir
-
+    extra = {"model": info.model_settings.name, "checkpoint": str(run.model)}
+    metrics = write_evaluation(results, predictions, info.labels, metadata=table, extra=extra)
+    return metrics, results.root

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import cv2
 import numpy as np
 import soxr
 from av.video.reformatter import VideoReformatter
+
+from avemotion.settings import setting
 
 SAMPLE_RATE = 16_000  # Hz, the audio front end's rate
 N_MELS = 64  # Mel bins
@@ -37,15 +40,15 @@ FACE_MARGIN = 0.25  # fraction of the face box added on every side before the sq
 class FeatureSettings:
     """Everything that determines a clip's arrays; its hash names the cache."""
 
-    n_frames: int = N_FRAMES  # video frames sampled from first to last
-    frame_size: int = FRAME_SIZE  # side of the square RGB frames, pixels
-    sample_rate: int = SAMPLE_RATE  # audio rate after resampling, Hz
-    n_mels: int = N_MELS  # Mel bins
-    n_fft: int = N_FFT  # FFT window, samples
-    hop_length: int = HOP_LENGTH  # hop between FFT windows, samples
-    mel_frames: int = MEL_FRAMES  # time steps after resizing the spectrogram
-    top_db: float = 80.0  # dynamic range kept by the dB conversion
-    face_crop: bool = False  # crop a square around the detected face before resizing
+    n_frames: int = setting(N_FRAMES, "video frames per clip, equally spaced from first to last")
+    frame_size: int = setting(FRAME_SIZE, "side of the square RGB frames, pixels")
+    sample_rate: int = setting(SAMPLE_RATE, "audio rate after resampling, Hz")
+    n_mels: int = setting(N_MELS, "Mel bins")
+    n_fft: int = setting(N_FFT, "FFT window, samples")
+    hop_length: int = setting(HOP_LENGTH, "samples between FFT windows")
+    mel_frames: int = setting(MEL_FRAMES, "time steps of the spectrogram after resizing")
+    top_db: float = setting(80.0, "dynamic range kept by the dB conversion")
+    face_crop: bool = setting(False, "crop a square around the detected face before resizing")
 
     def digest(self) -> str:
         """A short hash of the settings: equal settings, equal digest; any change, a new one."""
@@ -281,8 +284,17 @@ class _SpreadFrames:
         return list(self.held)
 
 
-# One converter per process: it keeps its scaler between frames instead of building one per frame.
-_TO_RGB = VideoReformatter()
+# One converter per thread: it keeps its scaler between frames instead of building one per frame,
+# and it must not be shared, since a converter used from two threads at once crashes the process
+# (a server predicts several uploads at once).
+_per_thread = threading.local()  # this thread's frame converter and face detector
+
+
+def _converter() -> VideoReformatter:
+    """This thread's frame converter."""
+    if not hasattr(_per_thread, "reformatter"):
+        _per_thread.reformatter = VideoReformatter()
+    return _per_thread.reformatter
 
 
 def frame_positions(frame_count: int, n_frames: int) -> np.ndarray:
@@ -310,20 +322,17 @@ def _frames_to_array(
 def _to_rgb(frame: av.VideoFrame, size: int | None = None) -> np.ndarray:
     """A decoded frame as an RGB uint8 array, at full size or squeezed to size x size."""
     width = height = size
-    rgb = _TO_RGB.reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
+    rgb = _converter().reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
     return rgb.to_ndarray()
 
 
-_face_detector: cv2.CascadeClassifier | None = None
-
-
 def _detector() -> cv2.CascadeClassifier:
-    """OpenCV's bundled frontal-face Haar cascade, loaded once per process."""
-    global _face_detector
-    if _face_detector is None:
+    """OpenCV's bundled frontal-face Haar cascade, loaded once per thread (a cascade keeps scratch
+    state while detecting, so threads do not share one)."""
+    if not hasattr(_per_thread, "face_detector"):
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        _face_detector = cv2.CascadeClassifier(str(path))
-    return _face_detector
+        _per_thread.face_detector = cv2.CascadeClassifier(str(path))
+    return _per_thread.face_detector
 
 
 def detect_face(image: np.ndarray) -> tuple[int, int, int, int] | None:

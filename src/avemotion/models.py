@@ -1,9 +1,11 @@
-"""The hybrid audio-visual networks of the paper, their unimodal ablations, and a registry of them.
+"""The hybrid audio-visual networks of the paper, their unimodal ablations, and their alternatives.
 
-Every model is one :class:`EmotionNet`: a video branch (image backbone on each frame, then an LSTM
-over the frame features, last hidden state), an audio branch (image backbone on the one-channel
-log-Mel spectrogram, pooled), concatenation, dropout and one linear layer to the emotion logits.
-The models differ only in their :class:`ModelSettings`, registered by name in
+Every model is one :class:`EmotionNet`: a video branch (image backbone on each frame, then a temporal
+model over the frame features), an audio branch (image backbone on the one-channel log-Mel
+spectrogram, pooled), a fusion of the two, and one linear layer to the emotion logits. The paper's
+temporal model is an LSTM's last hidden state and its fusion is concatenation with dropout; each is
+one class here, registered by name in TEMPORAL_MODELS or FUSIONS, so an alternative is a class and
+a line. The models differ only in their :class:`ModelSettings`, registered by name in
 :mod:`avemotion.registry`.
 """
 
@@ -15,9 +17,11 @@ import timm
 import torch
 from torch import nn
 
+from avemotion.features import FRAME_SIZE
 from avemotion.registry import MODELS, ModelSettings, list_models, model_settings
 
-__all__ = ["MODELS", "EmotionNet", "ModelSettings", "create_model", "list_models", "model_settings"]
+__all__ = ["FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings", "create_model",
+           "list_models", "model_settings"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -26,10 +30,29 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MEL_DB_MEAN = -45.0
 MEL_DB_STD = 18.0
 
+TEMPORAL_MODELS: dict[str, type[nn.Module]] = {}  # name -> class(input_dim, settings)
+FUSIONS: dict[str, type[nn.Module]] = {}  # name -> class(input_dims, settings)
 
-def create_model(name: str, weights: str | Path | None = None, **overrides) -> EmotionNet:
-    """Build a registered model; `weights` is a local file or folder of ImageNet backbone weights."""
-    return EmotionNet(model_settings(name, **overrides), weights=weights)
+
+def register(registry: dict[str, type], name: str):
+    """Class decorator: make a temporal model or a fusion available under `name`."""
+    def add(cls: type) -> type:
+        registry[name] = cls
+        return cls
+    return add
+
+
+def _lookup(registry: dict[str, type], kind: str, name: str) -> type:
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(registry)}")
+    return registry[name]
+
+
+def create_model(name: str, image_size: int = FRAME_SIZE, weights: str | Path | None = None,
+                 **overrides) -> EmotionNet:
+    """Build a registered model for frames of image_size pixels; `weights` is a local file or
+    folder of ImageNet backbone weights."""
+    return EmotionNet(model_settings(name, **overrides), image_size=image_size, weights=weights)
 
 
 class FrameEncoder(nn.Module):
@@ -37,7 +60,10 @@ class FrameEncoder(nn.Module):
 
     def __init__(self, backbone: str, image_size: int, pretrained: bool, weights: Path | None) -> None:
         super().__init__()
-        extra = {"img_size": image_size} if backbone.startswith("vit") else {}
+        # Backbones whose configuration fixes their input size (ViTs' position embeddings) are
+        # built for the frames they will see; the others take any size.
+        fixed = timm.models.get_pretrained_cfg(backbone).fixed_input_size
+        extra = {"img_size": image_size} if fixed else {}
         self.backbone = create_backbone(backbone, pretrained, weights, in_chans=3, **extra)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -69,14 +95,15 @@ class SpectrogramEncoder(nn.Module):
         return self.backbone((mel.float() - MEL_DB_MEAN) / MEL_DB_STD)
 
 
-class TemporalEncoder(nn.Module):
-    """An LSTM over a sequence of frame features, summarised by its last hidden state."""
+@register(TEMPORAL_MODELS, "lstm")
+class LastHiddenLSTM(nn.Module):
+    """The paper's temporal model: an LSTM over the frame features, summarised by its last hidden state."""
 
-    def __init__(self, input_dim: int, hidden: int, layers: int, bidirectional: bool) -> None:
+    def __init__(self, input_dim: int, settings: ModelSettings) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(input_dim, hidden, num_layers=layers, batch_first=True,
-                            bidirectional=bidirectional)
-        self.dim = hidden * (2 if bidirectional else 1)
+        self.lstm = nn.LSTM(input_dim, settings.temporal_hidden, num_layers=settings.lstm_layers,
+                            batch_first=True, bidirectional=settings.bidirectional)
+        self.dim = settings.temporal_hidden * (2 if settings.bidirectional else 1)
 
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, hidden × directions): the top layer's last hidden state(s)."""
@@ -85,37 +112,77 @@ class TemporalEncoder(nn.Module):
         return hidden[-directions:].transpose(0, 1).flatten(1)
 
 
-class FusionHead(nn.Module):
-    """Late fusion: concatenate the modalities' features, dropout, one linear layer to the logits."""
+@register(TEMPORAL_MODELS, "attention")
+class AttentionPooling(nn.Module):
+    """Attention pooling over frames: each frame is projected, scored, and the clip is the
+    softmax-weighted mean of the projections, so the frames that show the emotion count most."""
 
-    def __init__(self, input_dim: int, num_classes: int, dropout: float) -> None:
+    def __init__(self, input_dim: int, settings: ModelSettings) -> None:
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(input_dim, num_classes)
+        self.project = nn.Sequential(nn.Linear(input_dim, settings.temporal_hidden), nn.Tanh())
+        # no bias: the softmax over frames ignores a constant added to every score
+        self.score = nn.Linear(settings.temporal_hidden, 1, bias=False)
+        self.dim = settings.temporal_hidden
+
+    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, hidden)."""
+        projected = self.project(sequence)
+        weights = torch.softmax(self.score(projected), dim=1)  # (B, T, 1), summing to 1 over frames
+        return (weights * projected).sum(dim=1)
+
+
+@register(FUSIONS, "concat")
+class ConcatFusion(nn.Module):
+    """The paper's late fusion: concatenate the modalities' features, dropout, one linear layer."""
+
+    def __init__(self, input_dims: list[int], settings: ModelSettings) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(settings.dropout)
+        self.classifier = nn.Linear(sum(input_dims), settings.num_classes)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.dropout(torch.cat(features, dim=1)))
 
 
+@register(FUSIONS, "gated")
+class GatedFusion(nn.Module):
+    """A gated multimodal unit: each modality is projected to a common width, and a gate computed
+    from all of them decides, feature by feature, how much each modality contributes."""
+
+    def __init__(self, input_dims: list[int], settings: ModelSettings) -> None:
+        super().__init__()
+        width = settings.temporal_hidden
+        self.projections = nn.ModuleList(nn.Linear(dim, width) for dim in input_dims)
+        self.gate = nn.Linear(sum(input_dims), width * len(input_dims))
+        self.dropout = nn.Dropout(settings.dropout)
+        self.classifier = nn.Linear(width, settings.num_classes)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        projected = torch.stack([torch.tanh(p(f)) for p, f in zip(self.projections, features)], dim=1)
+        gates = self.gate(torch.cat(features, dim=1)).view(projected.shape)
+        weights = torch.softmax(gates, dim=1)  # (B, modalities, width): sums to 1 over modalities
+        return self.classifier(self.dropout((weights * projected).sum(dim=1)))
+
+
 class EmotionNet(nn.Module):
     """A late-fusion audio-visual emotion classifier (or one of its unimodal ablations)."""
 
-    def __init__(self, settings: ModelSettings, weights: str | Path | None = None) -> None:
+    def __init__(self, settings: ModelSettings, image_size: int = FRAME_SIZE,
+                 weights: str | Path | None = None) -> None:
         super().__init__()
         self.settings = settings
         weights = Path(weights) if weights is not None else None
         self.frames = self.temporal = self.spectrogram = None
-        fused = 0
+        fused = []
         if settings.video_backbone is not None:
-            self.frames = FrameEncoder(settings.video_backbone, settings.image_size,
-                                       settings.pretrained, weights)
-            self.temporal = TemporalEncoder(self.frames.dim, settings.lstm_hidden,
-                                            settings.lstm_layers, settings.bidirectional)
-            fused += self.temporal.dim
+            self.frames = FrameEncoder(settings.video_backbone, image_size, settings.pretrained, weights)
+            temporal = _lookup(TEMPORAL_MODELS, "temporal model", settings.temporal)
+            self.temporal = temporal(self.frames.dim, settings)
+            fused.append(self.temporal.dim)
         if settings.audio_backbone is not None:
             self.spectrogram = SpectrogramEncoder(settings.audio_backbone, settings.pretrained, weights)
-            fused += self.spectrogram.dim
-        self.head = FusionHead(fused, settings.num_classes, settings.dropout)
+            fused.append(self.spectrogram.dim)
+        self.head = _lookup(FUSIONS, "fusion", settings.fusion)(fused, settings)
         # Standardisation of the backbone features before the LSTM and the head: the identity
         # unless the frozen-backbone mode sets it from the training clips' embeddings.
         for name, encoder in (("frame", self.frames), ("audio", self.spectrogram)):
@@ -140,7 +207,7 @@ class EmotionNet(nn.Module):
         return self._audio_from_embeddings(self.embed_audio(mel))
 
     def _video_from_embeddings(self, frame_features: torch.Tensor) -> torch.Tensor:
-        """Standardised per-frame features through the LSTM: (B, T, D) -> (B, D_v)."""
+        """Standardised per-frame features through the temporal model: (B, T, D) -> (B, D_v)."""
         return self.temporal((frame_features - self.frame_feature_mean) / self.frame_feature_std)
 
     def _audio_from_embeddings(self, audio_features: torch.Tensor) -> torch.Tensor:
@@ -157,7 +224,7 @@ class EmotionNet(nn.Module):
     def forward_embeddings(
         self, frame_features: torch.Tensor | None, audio_features: torch.Tensor | None
     ) -> torch.Tensor:
-        """Logits from backbone features: the LSTM, fusion and head, the part trained when frozen."""
+        """Logits from backbone features: the temporal model, fusion and head, the part trained when frozen."""
         fused = []
         if self.temporal is not None:
             fused.append(self._video_from_embeddings(frame_features))
@@ -245,19 +312,24 @@ def parameter_count(module: nn.Module | None, trainable_only: bool = False) -> i
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def describe_models(image_size: int = 224, n_frames: int = 8, mel_shape: tuple[int, int] = (64, 128)) -> str:
+def describe_models(image_size: int = FRAME_SIZE, n_frames: int = 8,
+                    mel_shape: tuple[int, int] = (64, 128)) -> str:
     """A table of every registered model: backbones, parameter counts, input shapes."""
-    lines = [f"{'model':<30}{'video backbone':<22}{'audio backbone':<17}{'params':>9}  inputs"]
+    header = (f"{'model':<30}{'video backbone':<22}{'temporal':<11}{'audio backbone':<17}{'fusion':<8}"
+              f"{'params':>9}  inputs")
+    lines = [header]
     for name in list_models():
-        model = create_model(name, pretrained=False, image_size=image_size)
+        model = create_model(name, image_size=image_size, pretrained=False)
         settings = model.settings
         inputs = []
         if "video" in settings.modalities:
             inputs.append(f"frames (B, {n_frames}, 3, {image_size}, {image_size}) uint8")
         if "audio" in settings.modalities:
             inputs.append(f"mel (B, 1, {mel_shape[0]}, {mel_shape[1]}) dB")
+        temporal = settings.temporal if settings.video_backbone else "-"
+        fusion = settings.fusion if len(settings.modalities) > 1 else "-"
         lines.append(
-            f"{name:<30}{settings.video_backbone or '-':<22}{settings.audio_backbone or '-':<17}"
-            f"{parameter_count(model) / 1e6:>8.2f}M  {' + '.join(inputs)}"
+            f"{name:<30}{settings.video_backbone or '-':<22}{temporal:<11}{settings.audio_backbone or '-':<17}"
+            f"{fusion:<8}{parameter_count(model) / 1e6:>8.2f}M  {' + '.join(inputs)}"
         )
     return "\n".join(lines)

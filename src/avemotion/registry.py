@@ -1,24 +1,36 @@
-"""The registered models by name: their settings only, so listing them needs no deep-learning import."""
+"""The registered models by name: their settings only, so listing them needs no deep-learning import.
+
+A model is a video backbone, a temporal model over its frame features, an audio backbone and a
+fusion of the two branches. The paper's two hybrids are registered with their unimodal ablations,
+and beside them one alternative temporal model and one alternative fusion that the field uses, so
+that each can be compared with the paper's choice on the same data.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from avemotion.settings import setting
+
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """Everything needed to rebuild a model's architecture; saved in every checkpoint."""
+    """Everything needed to rebuild a model's architecture; saved in every checkpoint.
+
+    The frame size is not here: it is a feature setting, and the model is built for the frames
+    its features have."""
 
     name: str  # registered name
     video_backbone: str | None  # timm name of the per-frame image backbone; None: no video branch
     audio_backbone: str | None  # timm name of the spectrogram backbone; None: no audio branch
-    lstm_hidden: int = 256  # LSTM hidden size over the frame features
-    lstm_layers: int = 1  # stacked LSTM layers
-    bidirectional: bool = False  # LSTM reads the frames both ways
+    temporal: str = "lstm"  # how frame features become clip features: a name in models.TEMPORAL_MODELS
+    fusion: str = "concat"  # how the branches' features are joined: a name in models.FUSIONS
+    temporal_hidden: int = setting(256, "width of the temporal model's clip features (LSTM hidden size)")
+    lstm_layers: int = 1  # stacked LSTM layers (LSTM only)
+    bidirectional: bool = False  # the LSTM reads the frames both ways (LSTM only)
     dropout: float = 0.5  # dropout on the fused features, before the classifier
     num_classes: int = 6  # emotions
-    image_size: int = 224  # frame side the video backbone expects, pixels
-    pretrained: bool = True  # start from ImageNet weights (see load_pretrained)
+    pretrained: bool = setting(True, "start the backbones from ImageNet weights (hub, cache or --weights)")
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -27,22 +39,28 @@ class ModelSettings:
         return tuple(name for name, backbone in present if backbone is not None)
 
 
-_HYBRIDS = {
-    # the paper's Hybrid 1: ViT-Tiny on frames, ResNet-18 on the spectrogram
-    "resnet18_vit_lstm": ("vit_tiny_patch16_224", "resnet18"),
-    # the paper's Hybrid 2: EfficientNet-B0 on both
-    "effnet_lstm": ("efficientnet_b0", "efficientnet_b0"),
+# The paper's hybrids by family: (per-frame video backbone, spectrogram backbone)
+_FAMILIES = {
+    "resnet18_vit": ("vit_tiny_patch16_224", "resnet18"),  # Hybrid 1: ViT-Tiny frames, ResNet-18 audio
+    "effnet": ("efficientnet_b0", "efficientnet_b0"),  # Hybrid 2: EfficientNet-B0 on both
 }
+# The settings a user may change without changing which registered model it is.
+TUNABLE_FIELDS = ("temporal_hidden", "lstm_layers", "bidirectional", "dropout", "pretrained")
 
 
 def _registry() -> dict[str, ModelSettings]:
-    """Each hybrid and its audio-only and video-only ablations, sharing the same branch code."""
+    """Each hybrid, its ablations, and its attention-pooling and gated-fusion alternatives."""
     models = {}
-    for name, (video, audio) in _HYBRIDS.items():
-        fused, audio_only, video_only = with_ablations(name)
+    for family, (video, audio) in _FAMILIES.items():
+        hybrid = f"{family}_lstm"
+        fused, audio_only, video_only = with_ablations(hybrid)
         models[fused] = ModelSettings(fused, video, audio)
         models[audio_only] = ModelSettings(audio_only, None, audio)
         models[video_only] = ModelSettings(video_only, video, None)
+        # attention pooling over the frames instead of the LSTM's last hidden state
+        models[f"{family}_attnpool"] = ModelSettings(f"{family}_attnpool", video, audio, temporal="attention")
+        # a learned gate weighing the two modalities instead of plain concatenation
+        models[f"{hybrid}_gated"] = ModelSettings(f"{hybrid}_gated", video, audio, fusion="gated")
     return models
 
 
@@ -59,8 +77,18 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
+def hybrids() -> list[str]:
+    """The paper's hybrids, the registered models that have audio-only and video-only ablations."""
+    return [name for name in MODELS if all(ablation in MODELS for ablation in with_ablations(name))]
+
+
 def model_settings(name: str, **overrides) -> ModelSettings:
-    """A registered model's settings with some fields changed (lstm_hidden=128, pretrained=False…)."""
+    """A registered model's settings with some fields changed (temporal_hidden=128, pretrained=False…)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return replace(MODELS[name], **overrides)
+
+
+def same_tuning(settings: ModelSettings, name: str) -> ModelSettings:
+    """Another registered model with the tunable settings (hidden size, pretrained…) of these."""
+    return model_settings(name, **{field: getattr(settings, field) for field in TUNABLE_FIELDS})

@@ -2,12 +2,20 @@
 
     avemotion serve run/model.ckpt            # http://127.0.0.1:8000
     curl -F file=@clip.mp4 http://127.0.0.1:8000/predict
+
+Work is bounded: at most `concurrency` predictions run at once (each in a worker thread), at most
+`queue` more wait for one, and any request beyond those is answered at once with 503 and a
+Retry-After, so a burst of uploads never piles up. Every request gets 200, a 4xx with the reason,
+or 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import math
 import tempfile
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -15,57 +23,99 @@ import cv2
 import numpy as np
 from fastapi import FastAPI, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from avemotion.config import ServeSettings
 from avemotion.cremad import EMOTION_NAMES, VIDEO_EXTENSIONS
 from avemotion.predict import EmotionClassifier
 
-MAX_UPLOAD_MB = 100  # default upload limit
 MB = 1 << 20  # bytes
 CHUNK = MB  # bytes read at a time while saving an upload
 
 
-def create_app(classifier: EmotionClassifier, max_upload_mb: int = MAX_UPLOAD_MB) -> FastAPI:
+class Admission:
+    """Admits at most `running` predictions at once and `waiting` more in line; refuses the rest.
+
+    Used from the event loop only (one thread), so plain counters need no lock."""
+
+    def __init__(self, running: int, waiting: int) -> None:
+        self.running = running
+        self.capacity = running + waiting
+        self.admitted = 0  # running or waiting
+        self.slots = asyncio.Semaphore(running)
+        self.mean_seconds = 1.0  # moving average of one prediction, for Retry-After
+
+    def full(self) -> bool:
+        return self.admitted >= self.capacity
+
+    def retry_after(self) -> int:
+        """Seconds until a place is likely free: the work ahead of a newcomer, spread over the slots."""
+        return max(1, math.ceil(self.mean_seconds * self.admitted / self.running))
+
+    def record(self, seconds: float) -> None:
+        self.mean_seconds = 0.8 * self.mean_seconds + 0.2 * seconds
+
+
+def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSettings()) -> FastAPI:
     """The web application: GET / (the page), POST /predict (JSON), GET /health."""
     app = FastAPI(title="avemotion", description="Audio-visual emotion recognition")
     page = resources.files("avemotion").joinpath("page.html").read_text()
-    limit = max_upload_mb * MB
+    admission = Admission(settings.running_at_once(), settings.queue)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        return page.replace("{{MAX_MB}}", str(max_upload_mb))
+        return page.replace("{{MAX_MB}}", str(settings.max_upload_mb))
 
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "model": classifier.info.model_settings.name,
-                "labels": classifier.labels}
+                "labels": classifier.labels, "admitted": admission.admitted,
+                "capacity": admission.capacity}
 
     @app.post("/predict")
-    def predict(file: UploadFile) -> JSONResponse:
+    async def predict(file: UploadFile) -> JSONResponse:
         suffix = Path(file.filename or "").suffix.lower()
         if suffix not in VIDEO_EXTENSIONS:
             raise HTTPException(415, f"{file.filename}: unsupported type; upload one of "
                                      + ", ".join(VIDEO_EXTENSIONS))
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / f"upload{suffix}"
-            _save_upload(file, path, limit, max_upload_mb)
-            result = classifier.predict(path)
-        if not result.ok:  # the message names the temporary file; show the user's name instead
-            raise HTTPException(422, result.error.replace(str(path), file.filename or "upload"))
-        body = {"file": file.filename, "label": result.label, "emotion": result.emotion,
-                "probabilities": result.probabilities,
-                "names": {label: EMOTION_NAMES.get(label, label) for label in classifier.labels},
-                "frames": [_png_data_url(frame) for frame in result.features.frames]}
+        if admission.full():
+            raise HTTPException(503, f"busy: {admission.capacity} predictions running or waiting; "
+                                     "try again shortly", headers={"Retry-After": str(admission.retry_after())})
+        admission.admitted += 1
+        try:
+            async with admission.slots:
+                started = time.perf_counter()
+                body = await run_in_threadpool(_predict_upload, classifier, file, suffix, settings)
+                admission.record(time.perf_counter() - started)
+        finally:
+            admission.admitted -= 1
         return JSONResponse(body)
 
     @app.exception_handler(HTTPException)
     def error_as_json(request, error: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": error.detail}, status_code=error.status_code)
+        return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=error.headers)
 
     return app
 
 
-def _save_upload(file: UploadFile, path: Path, limit: int, max_upload_mb: int) -> None:
+def _predict_upload(classifier: EmotionClassifier, file: UploadFile, suffix: str,
+                    settings: ServeSettings) -> dict:
+    """Save an upload, predict it, and answer as the page and programs read it (in a worker thread)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"upload{suffix}"
+        _save_upload(file, path, settings.max_upload_mb)
+        result = classifier.predict(path)
+    if not result.ok:  # the message names the temporary file; show the user's name instead
+        raise HTTPException(422, result.error.replace(str(path), file.filename or "upload"))
+    return {"file": file.filename, "label": result.label, "emotion": result.emotion,
+            "probabilities": result.probabilities,
+            "names": {label: EMOTION_NAMES.get(label, label) for label in classifier.labels},
+            "frames": [_png_data_url(frame) for frame in result.features.frames]}
+
+
+def _save_upload(file: UploadFile, path: Path, max_upload_mb: int) -> None:
     """Copy an upload to disk, refusing it as soon as it passes the size limit."""
+    limit = max_upload_mb * MB
     written = 0
     with open(path, "wb") as handle:
         while chunk := file.file.read(CHUNK):
@@ -83,10 +133,10 @@ def _png_data_url(frame: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode()
 
 
-def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000,
-          onnx: str | Path | None = None, max_upload_mb: int = MAX_UPLOAD_MB) -> None:
+def serve(checkpoint: str | Path, settings: ServeSettings = ServeSettings(),
+          onnx: str | Path | None = None) -> None:
     """Load the classifier and serve the application with uvicorn (localhost by default)."""
     import uvicorn
 
-    app = create_app(EmotionClassifier(checkpoint, onnx), max_upload_mb)
-    uvicorn.run(app, host=host, port=port)
+    app = create_app(EmotionClassifier(checkpoint, onnx), settings)
+    uvicorn.run(app, host=settings.host, port=settings.port)

@@ -24,6 +24,7 @@ import soxr
 from tqdm import tqdm
 
 from avemotion.cremad import EMOTIONS, STATEMENTS
+from avemotion.settings import setting
 
 FPS = 30
 SECONDS = 2.3
@@ -228,6 +229,20 @@ on it say nothing about emotion recognition on real people.
 
 
 @dataclass(frozen=True)
+class SynthSettings:
+    """What a synthetic corpus holds."""
+
+    actors: int = setting(91, "actors, alternately male and female, numbered from 1001")
+    sentences: int = setting(12, "sentences per actor, each spoken in every emotion")
+    seed: int = setting(0, "seed of the actors' looks and voices and of every clip's noise")
+    layout: str = setting("original", "original: VideoFlash/*.flv + AudioWAV/*.wav + demographics; "
+                          "converted: NAME_01.mp4")
+
+
+LAYOUTS = ("original", "converted")
+
+
+@dataclass(frozen=True)
 class _ClipJob:
     actor: Actor
     name: str
@@ -236,23 +251,23 @@ class _ClipJob:
     seed: int
 
 
-def write_corpus(out_dir: str | Path, actors: int = 91, sentences: int = 12, seed: int = 0,
-                 layout: str = "original", names_file: str | Path | None = None,
-                 workers: int | None = None, progress: bool = True) -> int:
+def write_corpus(out_dir: str | Path, settings: SynthSettings = SynthSettings(),
+                 names_file: str | Path | None = None, workers: int | None = None,
+                 progress: bool = True) -> int:
     """Write a synthetic corpus in the original (VideoFlash/*.flv, AudioWAV/*.wav, demographics)
     or the converted (NAME_01.mp4) layout; return the number of clips. Existing clips are kept."""
-    if layout not in ("original", "converted"):
-        raise ValueError(f"unknown layout {layout!r}; choose original or converted")
+    if settings.layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {settings.layout!r}; choose one of {', '.join(LAYOUTS)}")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     (root / "SYNTHETIC.txt").write_text(SYNTHETIC_NOTE)
-    cast = make_actors(actors, seed)
-    pairs = design(cast, sentences, Path(names_file) if names_file else None)
-    if layout == "original":
+    cast = make_actors(settings.actors, settings.seed)
+    pairs = design(cast, settings.sentences, Path(names_file) if names_file else None)
+    if settings.layout == "original":
         (root / "VideoFlash").mkdir(exist_ok=True)
         (root / "AudioWAV").mkdir(exist_ok=True)
         _write_demographics(root / "VideoDemographics.csv", cast)
-    jobs = [_ClipJob(actor, name, str(root), layout, seed) for actor, name in pairs]
+    jobs = [_ClipJob(actor, name, str(root), settings.layout, settings.seed) for actor, name in pairs]
     context = multiprocessing.get_context("forkserver")
     with context.Pool(workers or os.cpu_count() or 1) as pool:
         done = pool.imap_unordered(_write_clip, jobs, chunksize=4)

@@ -1,0 +1,80 @@
+"""The settings of the stages whose modules import the deep-learning or web stack (training, serving,
+the demo), kept here so that the command line reads their defaults without importing either.
+
+The training recipe is the paper's: AdamW (lr 5e-5, weight decay 1e-2), cross-entropy, batch 8, at
+most 10 epochs, early stopping after 3 epochs without a lower validation loss, and the
+best-validation-loss weights restored and used on the test split.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from avemotion.registry import ModelSettings, model_settings, same_tuning
+from avemotion.settings import setting
+
+SPLIT_KINDS = ("actor", "random")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One training run's recipe; saved, resolved, as config.json in the run folder."""
+
+    model: ModelSettings = setting(model_settings("effnet_lstm"), "the network, a registered model")
+    learning_rate: float = setting(5e-5, "AdamW learning rate")
+    weight_decay: float = setting(1e-2, "AdamW weight decay")
+    batch_size: int = setting(8, "clips per optimisation step")
+    max_epochs: int = setting(10, "at most this many epochs")
+    patience: int = setting(3, "stop after this many epochs without a lower validation loss")
+    split: str = setting("actor", "actor: 70/15/15 % of actors, gender-balanced, no actor in two "
+                         "splits; random: clip-level, stratified by emotion")
+    folds: int = setting(0, "more than 1: actor-grouped K-fold cross-validation instead of one split")
+    seed: int = setting(0, "seed of the split, the initialisation and the data order")
+    freeze_backbones: bool = setting(False, "fast CPU mode: cache backbone embeddings once, train "
+                                     "the temporal model, fusion and head only")
+    weights: str | None = setting(None, "local file or folder of ImageNet backbone weights")
+    accelerator: str = setting("auto", "Lightning accelerator: cpu, gpu or auto")
+    devices: str = setting("auto", "Lightning devices: a count, a list (0,1) or auto")
+    strategy: str = setting("auto", "Lightning strategy: auto, ddp, …")
+    num_nodes: int = setting(1, "machines in a multi-node DDP run")
+    precision: str = setting("32-true", "Lightning precision: 32-true, 16-mixed, bf16-mixed")
+    num_workers: int = setting(0, "DataLoader worker processes (cache reads are cheap)")
+    progress: bool = True  # progress bars
+
+    def with_model(self, name: str) -> TrainSettings:
+        """The same recipe for another registered model, with this one's hidden size, pretrained…"""
+        return replace(self, model=same_tuning(self.model, name))
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """The web application's settings."""
+
+    host: str = setting("127.0.0.1", "address to bind; the page is only reachable from this machine by default")
+    port: int = setting(8000, "TCP port")
+    max_upload_mb: int = setting(100, "largest upload accepted, in megabytes (413 beyond)")
+    concurrency: int = setting(0, "predictions run at once; 0: one per core")
+    queue: int = setting(16, "requests that wait for a free prediction; beyond them, 503 with Retry-After")
+
+    def running_at_once(self) -> int:
+        """The number of predictions run at once, with 0 meaning one per core."""
+        return self.concurrency or os.cpu_count() or 1
+
+
+# Training from random weights with frozen backbones, as the demo and the learning check do: only the
+# temporal model, fusion and head learn, from cached embeddings, so a higher learning rate and more
+# (seconds-long) epochs than the paper's fine-tuning recipe.
+FROZEN_FROM_SCRATCH = TrainSettings(model=model_settings("resnet18_vit_lstm", pretrained=False),
+                                    freeze_backbones=True, learning_rate=3e-4, max_epochs=40, patience=8)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What `avemotion demo` trains on and how big it is; about two minutes on two cores."""
+
+    family: str = setting("resnet18_vit_lstm", "hybrid trained beside its audio-only and video-only ablations")
+    actors: int = setting(30, "actors of the synthetic training corpus")
+    sentences: int = setting(3, "sentences per actor of the synthetic training corpus")
+    frame_size: int = setting(64, "frame side in pixels for training (small frames keep it fast)")
+    seed: int = setting(0, "seed of the synthetic corpus, the split and the training")
