@@ -6,7 +6,7 @@ Steps: preprocessing 300 copies of the real bundled clips against the naive refe
 SYNTHETIC corpus of CREMA-D's size (`avemotion synth`, with CREMA-D's own design when
 ../shared/cremad-metadata is present; kept in --work and reused) and preprocessing on it against
 the naive reference; model speed, training speed, prediction latency, the full-size learning
-check on the synthetic corpus, and the paper's temporal model and fusion against their alternatives
+check on the synthetic corpus, the web server under load, and the paper's temporal model and fusion against their alternatives
 (attention pooling, gated fusion) on the demo's synthetic corpus over three seeds.
 Takes about 45 minutes on 2 cores.
 """
@@ -66,6 +66,14 @@ def table_rows(figures: dict) -> list[tuple[str, str]]:
         ("predict effnet_lstm, one ~2.3 s clip end to end (PyTorch / ONNX Runtime)",
          f"{predict['torch_latency_s']:.3f} / {predict['onnx_latency_s']:.3f} s"),
     ]
+    load = figures["serve_load"]
+    for phase, what in (("burst", "concurrent uploads"), ("sequential", "sequential uploads")):
+        f = load[phase]
+        rows.append((f"serve effnet_lstm, {f['requests']} {what} of real clips (answers by status)",
+                     (f"{f['status']}, {f['answered_per_second']:.2f} answered/s, "
+                     f"p50 {f['p50_s']:.2f} s, p95 {f['p95_s']:.2f} s")))
+    rows.append(("serve, server peak RSS; alive afterwards; 5xx other than 503 or unanswered",
+                 f"{load['server_peak_rss_mb']:.0f} MB; {load['alive_after']}; {load['unexpected_errors']}"))
     learning = figures["learning_check"]
     rows.append(((f"learning check, {learning['clips']} SYNTHETIC clips, frozen random backbones, "
                   "test accuracy (fused / audio only / video only)"),
@@ -141,6 +149,7 @@ def main() -> None:
     figures["models"] = run("models.py", work)
     figures["train"] = run("train.py", work)
     figures["predict"] = run("predict.py", work)
+    figures["serve_load"] = run("serve_load.py", work)
     figures["learning_check"] = run("learning_check.py", work, str(corpus), "--cache",
                                     str(work / "cache"))
     demo_corpus = work / "synthetic-demo"  # the corpus `avemotion demo` trains on
