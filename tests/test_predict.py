@@ -18,12 +18,12 @@ import torch
 from fastapi.testclient import TestClient
 
 import avemotion
-from avemotion.checkpoint import Checkpoint, save_checkpoint
+from avemotion.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from avemotion.cli import main
 from avemotion.config import ServeSettings
 from avemotion.cremad import EMOTIONS
 from avemotion.models import create_model
-from avemotion.predict import load
+from avemotion.predict import export_onnx, load
 from avemotion.samples import sample_videos
 from avemotion.serve import create_app
 
@@ -76,7 +76,7 @@ def test_python_api_predicts_real_clips(checkpoint, classifier, sample_batch):
     # the same arrays as preprocessing made: the cached batch gives the same logits
     frames, mel, _ = sample_batch
     with torch.no_grad():
-        cached = torch.softmax(classifier.model(frames, mel), dim=1).numpy()
+        cached = torch.softmax(load_checkpoint(checkpoint)[0](frames, mel), dim=1).numpy()
     assert np.abs(cached - [list(r.probabilities.values()) for r in results]).max() < 1e-5
 
 
@@ -147,6 +147,64 @@ def test_onnx_export_matches_pytorch(checkpoint, classifier, tmp_path, capsys):
     assert main(["predict", str(checkpoint), "--onnx", str(onnx_path), str(sample_videos()[1]),
                  "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["label"] == torch_results[1].label
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    """The test checkpoint exported to ONNX, with its model card in the file's metadata."""
+    return export_onnx(checkpoint, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+# Predict with an exported model alone, from the command line and from Python, and build the web
+# app on it; then list the heavy packages that got imported on the way.
+TORCH_FREE = """
+import json, sys
+import avemotion
+from avemotion.cli import main
+from avemotion.serve import create_app
+model, clip = sys.argv[1:]
+code = main(["predict", model, clip, "--format", "csv"])
+classifier = avemotion.load(model)
+create_app(classifier)
+result = classifier.predict(clip)
+heavy = sorted(name for name in ("torch", "timm", "lightning", "sklearn") if name in sys.modules)
+print(json.dumps({"code": code, "heavy": heavy, "probabilities": result.probabilities,
+                  "labels": classifier.labels, "frame_size": classifier.card.feature_settings.frame_size}))
+"""
+
+
+def test_an_exported_model_alone_predicts_and_serves_without_torch(exported, classifier):
+    video = sample_videos()[2]
+    completed = subprocess.run([sys.executable, "-c", TORCH_FREE, str(exported), str(video)],
+                               capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    csv_output, summary = completed.stdout.strip().rsplit("\n", 1)
+    report = json.loads(summary)
+    assert report["code"] == 0 and report["heavy"] == []
+    assert report["labels"] == list(EMOTIONS) and report["frame_size"] == TEST_IMAGE_SIZE
+    assert report["probabilities"] == pytest.approx(classifier.predict(video).probabilities, abs=1e-4)
+    assert csv_output.splitlines()[0] == "path,label," + ",".join(EMOTIONS)
+
+
+def test_an_onnx_model_without_its_card_is_refused_clearly(exported, tmp_path, capsys):
+    import onnx
+
+    bare = onnx.load(str(exported))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    assert main(["predict", str(tmp_path / "bare.onnx"), str(sample_videos()[0])]) == 2
+    error = capsys.readouterr().err
+    assert "bare.onnx: this ONNX model carries no avemotion metadata" in error and error.count("\n") == 1
+
+
+def test_training_commands_without_torch_say_which_install_they_need():
+    code = "import sys; sys.modules['torch'] = None\nfrom avemotion.cli import main\nsys.exit(main(['models']))"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                               check=False)
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == (
+        "avemotion models: error: this needs torch, part of the training install: pip install "
+        "'avemotion[train]' (an exported ONNX model predicts and serves without it)")
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +312,7 @@ class HeldClassifier:
 
     def __init__(self, classifier) -> None:
         self.classifier = classifier
-        self.info, self.labels = classifier.info, classifier.labels
+        self.card, self.labels = classifier.card, classifier.labels
         self.release = threading.Event()
 
     def predict(self, path):

@@ -1,15 +1,16 @@
 """avemotion: audio-visual emotion recognition on talking-face clips.
 
     import avemotion
-    classifier = avemotion.load("run/model.ckpt")
+    classifier = avemotion.load("run/model.ckpt")  # or an exported "model.onnx"
     classifier.predict("clip.mp4")
 """
 
 __version__ = "0.1.0"
 
 
-def load(checkpoint, onnx=None):
-    """Load a trained classifier from a checkpoint (and optionally its ONNX export)."""
+def load(model, onnx=None):
+    """Load a trained classifier from a checkpoint (optionally with its ONNX export), or from an
+    exported ONNX model alone (then torch is never imported)."""
     from avemotion.predict import load as load_classifier  # keeps `import avemotion` light
 
-    return load_classifier(checkpoint, onnx)
+    return load_classifier(model, onnx)

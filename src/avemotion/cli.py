@@ -14,6 +14,10 @@ from avemotion.registry import ModelSettings, hybrids, list_models, model_settin
 from avemotion.settings import default_of, help_of
 from avemotion.synth import LAYOUTS, SynthSettings
 
+# What the `train` extra installs: training, evaluation, export and checkpoints need them; predicting
+# and serving an exported ONNX model do not.
+TRAINING_PACKAGES = frozenset({"torch", "timm", "lightning", "sklearn", "onnx", "tabulate"})
+
 
 def _index(args: argparse.Namespace) -> int:
     from avemotion.index import index_dataset, write_metadata
@@ -435,7 +439,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (OSError, ValueError, ImportError, RuntimeError) as error:
+    except ImportError as error:
+        if error.name and error.name.split(".")[0] in TRAINING_PACKAGES:
+            print(f"avemotion {args.command}: error: this needs {error.name.split('.')[0]}, part of the "
+                  "training install: pip install 'avemotion[train]' (an exported ONNX model predicts "
+                  "and serves without it)", file=sys.stderr)
+        else:
+            print(f"avemotion {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, RuntimeError) as error:
         print(f"avemotion {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interruption:

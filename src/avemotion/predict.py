@@ -1,28 +1,32 @@
-"""Stage 6, predict: the emotion of any clip with a face and a voice, from a trained checkpoint.
+"""Stage 6, predict: the emotion of any clip with a face and a voice, from a trained model.
 
-    clf = avemotion.load("run/model.ckpt")
+    clf = avemotion.load("run/model.ckpt")  # or an exported "model.onnx"
     result = clf.predict("clip.mp4")        # result.label, result.probabilities
     results = clf.predict_batch([...])
 
 Features come from :func:`avemotion.features.extract_features` with the feature settings stored in
 the checkpoint, so a clip is prepared exactly as the training clips were. The network runs in
-PyTorch, or in ONNX Runtime when an exported model is given.
+PyTorch from a checkpoint, or in ONNX Runtime from an exported model, whose metadata carries the
+labels and feature settings: an ONNX model alone predicts, and never imports torch.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from avemotion.checkpoint import load_checkpoint
 from avemotion.cremad import EMOTION_NAMES, VIDEO_EXTENSIONS
-from avemotion.features import ClipFeatures, MediaError, extract_features
+from avemotion.features import ClipFeatures, FeatureSettings, MediaError, extract_features
 
 PREDICT_BATCH = 8  # clips per network call
+ONNX_METADATA_KEY = "avemotion"  # the ONNX file's metadata entry holding what prediction needs
+ONNX_METADATA_VERSION = 1
+Network = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (frames uint8, mel float32) -> logits
 
 
 @dataclass
@@ -50,17 +54,57 @@ class Prediction:
                 "probabilities": self.probabilities, "error": self.error}
 
 
-class EmotionClassifier:
-    """A trained model with its feature settings and labels, ready to predict on media files."""
+@dataclass(frozen=True)
+class ModelCard:
+    """What prediction needs besides the network; a checkpoint holds it, and so does an export."""
 
-    def __init__(self, checkpoint: str | Path, onnx: str | Path | None = None) -> None:
-        self.model, self.info = load_checkpoint(checkpoint)
-        self.labels = self.info.labels
-        self.session = _onnx_session(onnx) if onnx is not None else None
+    model_name: str
+    labels: list[str]
+    feature_settings: FeatureSettings
+    window_seconds: float | None = None  # typical clip length of the training corpus, when known
+
+    def to_json(self) -> str:
+        return json.dumps({"version": ONNX_METADATA_VERSION, **asdict(self)})
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        values = json.loads(text)
+        values.pop("version", None)
+        return cls(**{**values, "feature_settings": FeatureSettings(**values["feature_settings"])})
+
+
+class EmotionClassifier:
+    """A trained network with its labels and feature settings, ready to predict on media files."""
+
+    def __init__(self, network: Network, card: ModelCard) -> None:
+        self.network = network
+        self.card = card
+        self.labels = card.labels
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, onnx: str | Path | None = None) -> EmotionClassifier:
+        """A checkpoint's model in PyTorch, or its ONNX export (`onnx`) in ONNX Runtime."""
+        from avemotion.checkpoint import load_checkpoint
+
+        model, info = load_checkpoint(checkpoint)
+        card = ModelCard(info.model_settings.name, info.labels, info.feature_settings)
+        network = _onnx_network(_onnx_session(onnx)) if onnx is not None else _torch_network(model)
+        return cls(network, card)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path) -> EmotionClassifier:
+        """An exported model alone, in ONNX Runtime, with the labels and settings of its metadata."""
+        session = _onnx_session(path)
+        metadata = session.get_modelmeta().custom_metadata_map
+        if ONNX_METADATA_KEY not in metadata:
+            raise ValueError(f"{path}: this ONNX model carries no avemotion metadata (labels, feature "
+                             "settings); export it again with `avemotion export`, or pass its "
+                             "checkpoint: `avemotion predict CHECKPOINT --onnx MODEL.onnx`")
+        return cls(_onnx_network(session), ModelCard.from_json(metadata[ONNX_METADATA_KEY]))
 
     def features(self, path: str | Path) -> ClipFeatures:
-        """The clip's frames and log-Mel, made with the checkpoint's feature settings."""
-        return extract_features(path, self.info.feature_settings)
+        """The clip's frames and log-Mel, made with the model's feature settings."""
+        return extract_features(path, self.card.feature_settings)
 
     def predict(self, path: str | Path) -> Prediction:
         """Predict one clip; a bad file gives a Prediction whose `error` says why."""
@@ -91,24 +135,39 @@ class EmotionClassifier:
         """Fill in the labels and probabilities of clips whose features are ready."""
         frames = np.stack([p.features.frames for p in pending])
         mel = np.stack([p.features.mel for p in pending]).astype(np.float32)
-        probabilities = _softmax(self.logits(frames, mel))
+        probabilities = _softmax(self.network(frames, mel))
         for result, row in zip(pending, probabilities):
             result.probabilities = {label: float(p) for label, p in zip(self.labels, row)}
             result.label = self.labels[int(row.argmax())]
 
-    def logits(self, frames: np.ndarray, mel: np.ndarray) -> np.ndarray:
-        """The network's logits for a batch, in ONNX Runtime or PyTorch."""
-        if self.session is not None:
-            feeds = {"frames": frames, "mel": mel}
-            names = [i.name for i in self.session.get_inputs()]
-            return self.session.run(["logits"], {name: feeds[name] for name in names})[0]
+
+def load(model: str | Path, onnx: str | Path | None = None) -> EmotionClassifier:
+    """Load a trained classifier: `avemotion.load("model.ckpt")` or `avemotion.load("model.onnx")`."""
+    if Path(model).suffix.lower() == ".onnx":
+        return EmotionClassifier.from_onnx(model)
+    return EmotionClassifier.from_checkpoint(model, onnx)
+
+
+def _torch_network(model) -> Network:
+    """The PyTorch model as a function of NumPy arrays."""
+    import torch
+
+    def logits(frames: np.ndarray, mel: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return self.model(torch.from_numpy(frames), torch.from_numpy(mel)).numpy()
+            return model(torch.from_numpy(frames), torch.from_numpy(mel)).numpy()
+
+    return logits
 
 
-def load(checkpoint: str | Path, onnx: str | Path | None = None) -> EmotionClassifier:
-    """Load a trained classifier: `avemotion.load("model.ckpt").predict("clip.mp4")`."""
-    return EmotionClassifier(checkpoint, onnx)
+def _onnx_network(session) -> Network:
+    """An ONNX Runtime session as a function of NumPy arrays (feeding the inputs it has)."""
+    names = [model_input.name for model_input in session.get_inputs()]
+
+    def logits(frames: np.ndarray, mel: np.ndarray) -> np.ndarray:
+        feeds = {"frames": frames, "mel": mel}
+        return session.run(["logits"], {name: feeds[name] for name in names})[0]
+
+    return logits
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -142,7 +201,13 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 
 def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> Path:
     """Write the network as ONNX: inputs `frames` (uint8) and `mel` (float32), output `logits`,
-    with a dynamic batch dimension."""
+    with a dynamic batch dimension, and in its metadata the model card (labels, feature settings,
+    model name), so that the file alone predicts."""
+    import onnx
+    import torch
+
+    from avemotion.checkpoint import load_checkpoint
+
     model, info = load_checkpoint(checkpoint)
     settings = info.feature_settings
     frames = torch.zeros(2, settings.n_frames, 3, settings.frame_size, settings.frame_size,
@@ -159,4 +224,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
             output_names=["logits"], opset_version=opset, dynamo=False,
             dynamic_axes={"frames": {0: "batch"}, "mel": {0: "batch"}, "logits": {0: "batch"}},
         )
+    exported = onnx.load(str(output))
+    card = ModelCard(info.model_settings.name, info.labels, settings)
+    onnx.helper.set_model_props(exported, {ONNX_METADATA_KEY: card.to_json()})
+    onnx.save(exported, str(output))
     return output

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from avemotion.config import ServeSettings
 from avemotion.cremad import EMOTION_NAMES, VIDEO_EXTENSIONS
-from avemotion.predict import EmotionClassifier
+from avemotion.predict import EmotionClassifier, load
 
 MB = 1 << 20  # bytes
 CHUNK = MB  # bytes read at a time while saving an upload
@@ -68,7 +68,7 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": classifier.info.model_settings.name,
+        return {"status": "ok", "model": classifier.card.model_name,
                 "labels": classifier.labels, "admitted": admission.admitted,
                 "capacity": admission.capacity}
 
@@ -133,10 +133,11 @@ def _png_data_url(frame: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode()
 
 
-def serve(checkpoint: str | Path, settings: ServeSettings = ServeSettings(),
+def serve(model: str | Path, settings: ServeSettings = ServeSettings(),
           onnx: str | Path | None = None) -> None:
-    """Load the classifier and serve the application with uvicorn (localhost by default)."""
+    """Load the classifier (a checkpoint, or an exported ONNX model alone) and serve the application
+    with uvicorn (localhost by default)."""
     import uvicorn
 
-    app = create_app(EmotionClassifier(checkpoint, onnx), settings)
+    app = create_app(load(model, onnx), settings)
     uvicorn.run(app, host=settings.host, port=settings.port)
