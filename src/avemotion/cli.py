@@ -351,14 +351,15 @@ def _add_predict_parser(commands) -> None:
     predict = commands.add_parser(
         "predict", help="the emotion of any clip (mp4, flv, webm, mov, mkv) from a checkpoint",
         description="Print each clip's top emotion and its six probabilities, using the feature "
-        "settings stored in CHECKPOINT. A folder predicts every video in it. Bad files get one "
+        "settings stored with MODEL. A folder predicts every video in it. Bad files get one "
         "line each on stderr and make the exit status 1; the others are still printed.",
     )
-    predict.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="model.ckpt of a run")
+    predict.add_argument("checkpoint", type=Path, metavar="MODEL",
+                         help="model.ckpt of a run, or an exported model.onnx (needs no PyTorch)")
     predict.add_argument("clips", nargs="+", metavar="CLIP", help="video files or folders")
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table",
                          help="output format (table)")
-    predict.add_argument("--onnx", type=Path, help="run this exported ONNX model with ONNX Runtime")
+    predict.add_argument("--onnx", type=Path, help="with a checkpoint: run its ONNX export instead")
     predict.set_defaults(run=_predict)
 
 
@@ -380,10 +381,11 @@ def _add_serve_parser(commands) -> None:
         description="Serve a page where a person uploads a clip and sees the predicted emotion, "
         "the six probabilities and the 8 frames the model saw; POST /predict answers in JSON.",
     )
-    serve.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="model.ckpt of a run")
+    serve.add_argument("checkpoint", type=Path, metavar="MODEL",
+                       help="model.ckpt of a run, or an exported model.onnx (needs no PyTorch)")
     for name in ("host", "port", "max_upload_mb", "concurrency", "queue"):
         add_setting(serve, ServeSettings, name)
-    serve.add_argument("--onnx", type=Path, help="run this exported ONNX model with ONNX Runtime")
+    serve.add_argument("--onnx", type=Path, help="with a checkpoint: run its ONNX export instead")
     serve.set_defaults(run=_serve)
 
 
