@@ -86,3 +86,37 @@ def sample_batch(sample_cache, sample_table):
 
     dataset = CachedClips(sample_table, sample_cache, list(EMOTIONS))
     return tuple(default_collate([dataset[i] for i in range(len(dataset))]))
+
+
+def calibrated_checkpoint(name: str, path: Path, sample_batch, features, **overrides) -> Path:
+    """A checkpoint of a registered model whose BatchNorm statistics are calibrated on the real clips.
+
+    A randomly initialised EfficientNet in eval mode, with the default running statistics, maps
+    every input to nearly the same features; calibrated statistics make its outputs differ per
+    clip, so comparisons of its predictions are not trivially equal.
+    """
+    import torch
+
+    from avemotion.checkpoint import Checkpoint, save_checkpoint
+    from avemotion.cremad import EMOTIONS
+    from avemotion.models import create_model
+
+    frames, mel, _ = sample_batch
+    torch.manual_seed(0)
+    model = create_model(name, pretrained=False, image_size=features.frame_size)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = None  # running statistics become the calibration batch's
+    model.train()
+    with torch.no_grad():
+        model(frames, mel)
+    save_checkpoint(path, model.eval(), Checkpoint(model.settings, features, list(EMOTIONS), 0, None,
+                                                   **overrides))
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, sample_batch, sample_cache):
+    """An effnet_lstm checkpoint calibrated on the real clips, at the tests' frame size."""
+    return calibrated_checkpoint("effnet_lstm", tmp_path_factory.mktemp("model") / "model.ckpt",
+                                 sample_batch, sample_cache.settings)

@@ -18,11 +18,10 @@ import torch
 from fastapi.testclient import TestClient
 
 import avemotion
-from avemotion.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from avemotion.checkpoint import load_checkpoint
 from avemotion.cli import main
 from avemotion.config import ServeSettings
 from avemotion.cremad import EMOTIONS
-from avemotion.models import create_model
 from avemotion.predict import export_onnx, load
 from avemotion.samples import sample_videos
 from avemotion.serve import create_app
@@ -32,29 +31,6 @@ from media import write_clip
 from test_features import bad_media
 
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, sample_batch, sample_cache):
-    """An effnet_lstm checkpoint whose BatchNorm statistics are calibrated on the real clips.
-
-    A randomly initialised EfficientNet in eval mode, with the default running statistics, maps
-    every input to nearly the same features; calibrated statistics make its outputs differ per
-    clip, so the comparisons below are not trivially equal.
-    """
-    frames, mel, _ = sample_batch
-    torch.manual_seed(0)
-    model = create_model("effnet_lstm", pretrained=False, image_size=TEST_IMAGE_SIZE)
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = None  # running statistics become the calibration batch's
-    model.train()
-    with torch.no_grad():
-        model(frames, mel)
-    path = tmp_path_factory.mktemp("model") / "model.ckpt"
-    save_checkpoint(path, model.eval(),
-                    Checkpoint(model.settings, sample_cache.settings, list(EMOTIONS), 0, None))
-    return path
 
 
 @pytest.fixture(scope="module")

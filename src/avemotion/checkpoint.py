@@ -37,6 +37,7 @@ class Checkpoint:
     epoch: int
     best_metric: float | None
     metric_name: str = "val_loss"
+    window_seconds: float | None = None  # typical clip length of the training corpus
 
 
 def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> None:
@@ -53,6 +54,7 @@ def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> No
         "epoch": int(info.epoch),
         "best_metric": None if info.best_metric is None else float(info.best_metric),
         "metric_name": info.metric_name,
+        "window_seconds": info.window_seconds,
         "state_dict": model.state_dict(),
     }
     partial = path.with_name(f".{path.name}.partial")
@@ -68,7 +70,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Emotio
         model_settings = ModelSettings(**{**_upgraded(payload), "pretrained": False})
         feature_settings = _feature_settings(payload["feature_settings"])
         info = Checkpoint(model_settings, feature_settings, list(payload["labels"]),
-                          payload["epoch"], payload["best_metric"], payload.get("metric_name", ""))
+                          payload["epoch"], payload["best_metric"], payload.get("metric_name", ""),
+                          payload.get("window_seconds"))
         model = EmotionNet(model_settings, image_size=feature_settings.frame_size)
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError) as error:

@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from avemotion import __version__
-from avemotion.config import DemoSettings, ServeSettings, TrainSettings
+from avemotion.config import DemoSettings, ServeSettings, TimelineSettings, TrainSettings
 from avemotion.features import FeatureSettings
 from avemotion.registry import ModelSettings, hybrids, list_models, model_settings
 from avemotion.settings import default_of, help_of
@@ -154,6 +154,23 @@ def _format_predictions(results, labels: list[str], style: str) -> str:
     return table.to_string(index=False) if len(table) else "(no predictions)"
 
 
+def _timeline(args: argparse.Namespace) -> int:
+    from avemotion.predict import load
+    from avemotion.timeline import emotion_timeline, share_of_time, write_timeline
+
+    classifier = load(args.model)
+    settings = _settings_from(args, TimelineSettings)
+    table = emotion_timeline(classifier, args.video, settings, progress=sys.stderr.isatty())
+    window = float(table["end_s"].iloc[0] - table["start_s"].iloc[0])
+    details = {"video": str(args.video), "model": classifier.card.model_name, "window_s": window,
+               "hop_s": settings.hop, "smooth": settings.smooth}
+    outputs = write_timeline(table, args.output, details)
+    print(f"{len(table)} windows of {window:g} s every {settings.hop:g} s over {table['end_s'].iloc[-1]:g} s")
+    print("share of time: " + ", ".join(f"{label} {share:.0%}" for label, share in share_of_time(table).items()))
+    print(f"wrote {outputs['csv']}, {outputs['json'].name} and {outputs['png'].name}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from avemotion.predict import export_onnx
 
@@ -207,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(commands)
     _add_compare_parser(commands)
     _add_predict_parser(commands)
+    _add_timeline_parser(commands)
     _add_export_parser(commands)
     _add_serve_parser(commands)
     _add_synth_parser(commands)
@@ -361,6 +379,23 @@ def _add_predict_parser(commands) -> None:
                          help="output format (table)")
     predict.add_argument("--onnx", type=Path, help="with a checkpoint: run its ONNX export instead")
     predict.set_defaults(run=_predict)
+
+
+def _add_timeline_parser(commands) -> None:
+    timeline = commands.add_parser(
+        "timeline", help="the emotion over time of a long video (or audio file, for an audio model)",
+        description="Slide a window over VIDEO and give every label's probability in each window, as "
+        "predict would for that stretch cut out as a clip, in one streaming decoding pass. Writes "
+        "OUT/timeline.csv, timeline.json and timeline.png, and prints the share of time per label.",
+    )
+    timeline.add_argument("model", type=Path, metavar="MODEL",
+                          help="model.ckpt of a run, or an exported model.onnx (needs no PyTorch)")
+    timeline.add_argument("video", type=Path, metavar="VIDEO", help="video (or audio) file")
+    timeline.add_argument("-o", "--output", type=Path, default=Path("timeline"),
+                          help="output folder (default: timeline)")
+    for name in ("window", "hop", "smooth"):
+        add_setting(timeline, TimelineSettings, name)
+    timeline.set_defaults(run=_timeline)
 
 
 def _add_export_parser(commands) -> None:

@@ -1,5 +1,6 @@
-"""The settings of the stages whose modules import the deep-learning or web stack (training, serving,
-the demo), kept here so that the command line reads their defaults without importing either.
+"""The settings of the stages whose modules import the deep-learning, web or plotting stack
+(training, serving, timelines, the demo), kept here so that the command line reads their defaults
+without importing any of them.
 
 The training recipe is the paper's: AdamW (lr 5e-5, weight decay 1e-2), cross-entropy, batch 8, at
 most 10 epochs, early stopping after 3 epochs without a lower validation loss, and the
@@ -60,6 +61,20 @@ class ServeSettings:
     def running_at_once(self) -> int:
         """The number of predictions run at once, with 0 meaning one per core."""
         return self.concurrency or os.cpu_count() or 1
+
+
+DEFAULT_WINDOW_S = 2.5  # a timeline's window when the model does not know its training clips' length
+
+
+@dataclass(frozen=True)
+class TimelineSettings:
+    """How a timeline's window slides."""
+
+    window: float = setting(0.0, "window length in seconds; 0: the training clips' typical length "
+                            f"(stored with the model; {DEFAULT_WINDOW_S} if unknown)")
+    hop: float = setting(0.5, "seconds between the starts of consecutive windows")
+    smooth: int = setting(1, "average each window's probabilities over this many neighbouring windows "
+                          "(1: no smoothing)")
 
 
 # Training from random weights with frozen backbones, as the demo and the learning check do: only the

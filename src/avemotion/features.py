@@ -96,6 +96,21 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return resample(waveform, rate, sample_rate)
 
 
+def typical_duration(paths: list[str | Path], sample: int = 64) -> float | None:
+    """The median length in seconds of up to `sample` files evenly spread over `paths`, from their
+    containers' headers (enough for a typical length; None when none can be read)."""
+    chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(sample, len(paths))).astype(int)]
+    durations = []
+    for path in chosen:
+        try:
+            with av.open(str(path)) as container:
+                if container.duration:
+                    durations.append(container.duration / av.time_base)
+        except (av.FFmpegError, OSError):
+            continue
+    return float(np.median(durations)) if durations else None
+
+
 def resample(waveform: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     """Resample mono audio with soxr (high quality); a no-op at the target rate."""
     if rate == target_rate:
@@ -189,7 +204,7 @@ def _decode(
     path: Path, want_video: bool, want_audio: bool
 ) -> tuple[list[av.VideoFrame], np.ndarray | None, int]:
     """One sequential pass over a file: spread-out video frames and the whole mono waveform."""
-    _check_readable(path)
+    check_readable(path)
     try:
         with av.open(str(path)) as container:
             video = _stream(container.streams.video, "video", path) if want_video else None
@@ -204,7 +219,7 @@ def _decode(
                     if isinstance(frame, av.VideoFrame):
                         held.add(frame)
                     else:
-                        chunks.append(_mono(frame))
+                        chunks.append(mono_samples(frame))
             rate = audio.codec_context.sample_rate if audio is not None else 0
             _check_complete(path, decoded_until, container.duration)
     except av.FFmpegError as error:
@@ -219,7 +234,7 @@ def _decode(
     return held.spread(), waveform, rate
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
     """Turn a missing, unreadable or empty file into a clear MediaError before decoding."""
     try:
         size = path.stat().st_size
@@ -245,7 +260,7 @@ def _stream(streams, kind: str, path: Path):
     return streams[0]
 
 
-def _mono(frame: av.AudioFrame) -> np.ndarray:
+def mono_samples(frame: av.AudioFrame) -> np.ndarray:
     """A decoded audio frame's channels averaged into float32 mono samples in [-1, 1]."""
     samples = frame.to_ndarray()
     if not frame.format.is_planar:  # packed: (1, samples * channels), channels interleaved
@@ -312,14 +327,14 @@ def _frames_to_array(
     size = settings.frame_size
     face_found = None
     if settings.face_crop:
-        images, face_found = crop_faces([_to_rgb(frame) for frame in chosen])
+        images, face_found = crop_faces([to_rgb(frame) for frame in chosen])
         images = [cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images]
     else:  # convert and shrink in one scaler pass: three times faster than converting at full size
-        images = [_to_rgb(frame, size) for frame in chosen]
+        images = [to_rgb(frame, size) for frame in chosen]
     return np.stack(images).transpose(0, 3, 1, 2).copy(), face_found
 
 
-def _to_rgb(frame: av.VideoFrame, size: int | None = None) -> np.ndarray:
+def to_rgb(frame: av.VideoFrame, size: int | None = None) -> np.ndarray:
     """A decoded frame as an RGB uint8 array, at full size or squeezed to size x size."""
     width = height = size
     rgb = _converter().reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
@@ -358,10 +373,10 @@ def crop_faces(images: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
     x, y, width, height = np.median(np.array(boxes), axis=0)
     side = max(width, height) * (1 + 2 * FACE_MARGIN)
     centre_x, centre_y = x + width / 2, y + height / 2
-    return [_square_crop(image, centre_x, centre_y, side) for image in images], True
+    return [square_crop(image, centre_x, centre_y, side) for image in images], True
 
 
-def _square_crop(image: np.ndarray, centre_x: float, centre_y: float, side: float) -> np.ndarray:
+def square_crop(image: np.ndarray, centre_x: float, centre_y: float, side: float) -> np.ndarray:
     """A square of the given side around a centre, shifted (and if need be shrunk) to fit the image."""
     image_height, image_width = image.shape[:2]
     side = int(min(side, image_width, image_height))

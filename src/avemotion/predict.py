@@ -29,6 +29,15 @@ ONNX_METADATA_VERSION = 1
 Network = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (frames uint8, mel float32) -> logits
 
 
+@dataclass(frozen=True)
+class NetworkParts:
+    """The network split where a timeline shares work between overlapping windows: each frame's
+    image features once, then everything else per window."""
+
+    embed_frames: Callable[[np.ndarray], np.ndarray]  # (N, 3, H, W) uint8 -> (N, D)
+    from_frame_features: Network  # (B, T, D) frame features, (B, 1, n_mels, time) mel -> logits
+
+
 @dataclass
 class Prediction:
     """One clip's result: the top emotion and every emotion's probability, or why it failed."""
@@ -61,6 +70,7 @@ class ModelCard:
     model_name: str
     labels: list[str]
     feature_settings: FeatureSettings
+    modalities: tuple[str, ...] = ("video", "audio")  # the inputs the model reads
     window_seconds: float | None = None  # typical clip length of the training corpus, when known
 
     def to_json(self) -> str:
@@ -70,16 +80,24 @@ class ModelCard:
     def from_json(cls, text: str) -> ModelCard:
         values = json.loads(text)
         values.pop("version", None)
-        return cls(**{**values, "feature_settings": FeatureSettings(**values["feature_settings"])})
+        return cls(**{**values, "feature_settings": FeatureSettings(**values["feature_settings"]),
+                      "modalities": tuple(values.get("modalities", ("video", "audio")))})
+
+    @classmethod
+    def of_checkpoint(cls, info) -> ModelCard:
+        """The card of a loaded checkpoint's info."""
+        return cls(info.model_settings.name, info.labels, info.feature_settings,
+                   info.model_settings.modalities, info.window_seconds)
 
 
 class EmotionClassifier:
     """A trained network with its labels and feature settings, ready to predict on media files."""
 
-    def __init__(self, network: Network, card: ModelCard) -> None:
+    def __init__(self, network: Network, card: ModelCard, parts: NetworkParts | None = None) -> None:
         self.network = network
         self.card = card
         self.labels = card.labels
+        self.parts = parts  # None: a timeline runs the whole network on each window
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, onnx: str | Path | None = None) -> EmotionClassifier:
@@ -87,9 +105,9 @@ class EmotionClassifier:
         from avemotion.checkpoint import load_checkpoint
 
         model, info = load_checkpoint(checkpoint)
-        card = ModelCard(info.model_settings.name, info.labels, info.feature_settings)
-        network = _onnx_network(_onnx_session(onnx)) if onnx is not None else _torch_network(model)
-        return cls(network, card)
+        if onnx is not None:
+            return cls(_onnx_network(_onnx_session(onnx)), ModelCard.of_checkpoint(info))
+        return cls(_torch_network(model), ModelCard.of_checkpoint(info), _torch_parts(model))
 
     @classmethod
     def from_onnx(cls, path: str | Path) -> EmotionClassifier:
@@ -101,6 +119,15 @@ class EmotionClassifier:
                              "settings); export it again with `avemotion export`, or pass its "
                              "checkpoint: `avemotion predict CHECKPOINT --onnx MODEL.onnx`")
         return cls(_onnx_network(session), ModelCard.from_json(metadata[ONNX_METADATA_KEY]))
+
+    def timeline(self, path: str | Path, window: float = 0.0, hop: float = 0.5, smooth: int = 1,
+                 progress: bool = False):
+        """The probabilities of every label over time, one row per window (a pandas DataFrame with
+        start_s, end_s, label and one column per label); see :mod:`avemotion.timeline`."""
+        from avemotion.config import TimelineSettings
+        from avemotion.timeline import emotion_timeline
+
+        return emotion_timeline(self, path, TimelineSettings(window, hop, smooth), progress)
 
     def features(self, path: str | Path) -> ClipFeatures:
         """The clip's frames and log-Mel, made with the model's feature settings."""
@@ -157,6 +184,23 @@ def _torch_network(model) -> Network:
             return model(torch.from_numpy(frames), torch.from_numpy(mel)).numpy()
 
     return logits
+
+
+def _torch_parts(model) -> NetworkParts:
+    """The PyTorch model's frame backbone, and the rest of it, as functions of NumPy arrays."""
+    import torch
+
+    @torch.no_grad()
+    def embed_frames(images: np.ndarray) -> np.ndarray:
+        return model.embed_frames(torch.from_numpy(images)[None])[0].numpy()
+
+    @torch.no_grad()
+    def from_frame_features(frame_features: np.ndarray, mel: np.ndarray) -> np.ndarray:
+        video = torch.from_numpy(frame_features) if model.frames is not None else None
+        audio = model.embed_audio(torch.from_numpy(mel)) if model.spectrogram is not None else None
+        return model.forward_embeddings(video, audio).numpy()
+
+    return NetworkParts(embed_frames, from_frame_features)
 
 
 def _onnx_network(session) -> Network:
@@ -225,7 +269,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
             dynamic_axes={"frames": {0: "batch"}, "mel": {0: "batch"}, "logits": {0: "batch"}},
         )
     exported = onnx.load(str(output))
-    card = ModelCard(info.model_settings.name, info.labels, settings)
+    card = ModelCard.of_checkpoint(info)
     onnx.helper.set_model_props(exported, {ONNX_METADATA_KEY: card.to_json()})
     onnx.save(exported, str(output))
     return output

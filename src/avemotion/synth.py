@@ -222,6 +222,52 @@ def _encode_audio(container, stream, waveform: np.ndarray, channels: int) -> Non
     container.mux(stream.encode())
 
 
+def concatenate_clips(sources: list[Path], out: Path, seconds: float, fps: int = FPS,
+                      size: tuple[int, int] = (480, 360)) -> list[tuple[float, float, Path]]:
+    """A long video (MPEG-4 + AAC at 16 kHz) of the given clips one after another, looped until it
+    lasts `seconds`: real faces and voices whose emotion changes at every clip boundary. Encoded
+    as it is decoded, so memory stays small. Returns each piece's (start, end, source)."""
+    from avemotion.features import load_audio
+
+    pieces, elapsed, index, audio_pts = [], 0.0, 0, 0
+    with av.open(str(out), "w") as container:
+        video = container.add_stream("mpeg4", rate=fps)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream("aac", rate=AUDIO_RATE)
+        audio.layout = "mono"
+        frame_count = 0
+        while elapsed < seconds:
+            source = sources[index % len(sources)]
+            with av.open(str(source)) as clip:
+                for frame in clip.decode(video=0):
+                    image = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                    encoded = av.VideoFrame.from_ndarray(image, format="rgb24")
+                    encoded.pts, encoded.time_base = frame_count, Fraction(1, fps)
+                    container.mux(video.encode(encoded))
+                    frame_count += 1
+            waveform = load_audio(source, AUDIO_RATE)
+            waveform = np.resize(waveform, round(frame_count / fps * AUDIO_RATE) - audio_pts)  # keep in step
+            audio_pts = _encode_audio_from(container, audio, waveform, audio_pts)
+            pieces.append((elapsed, frame_count / fps, source))
+            elapsed = frame_count / fps
+            index += 1
+        container.mux(video.encode())
+        container.mux(audio.encode())
+    return pieces
+
+
+def _encode_audio_from(container, stream, waveform: np.ndarray, pts: int) -> int:
+    """Encode mono audio whose first sample is at `pts`; return the pts after it."""
+    chunk = stream.codec_context.frame_size or 1024
+    for start in range(0, len(waveform), chunk):
+        piece = np.ascontiguousarray(waveform[np.newaxis, start : start + chunk].astype(np.float32))
+        frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = stream.codec_context.sample_rate, pts + start
+        container.mux(stream.encode(frame))
+    return pts + len(waveform)
+
+
 SYNTHETIC_NOTE = """This folder is SYNTHETIC: drawn faces and generated voices with CREMA-D's names and
 layout, written by `avemotion synth` to measure full-size runs. It holds no CREMA-D data, and results
 on it say nothing about emotion recognition on real people.

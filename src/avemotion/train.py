@@ -35,6 +35,7 @@ from avemotion.evaluate import (
     summarise_folds,
     write_evaluation,
 )
+from avemotion.features import typical_duration
 from avemotion.models import EmotionNet
 from avemotion.preprocess import CachedClips, FeatureCache, ensure_cached
 from avemotion.runs import RunFolder
@@ -180,7 +181,9 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
         return {}
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     epoch, best_loss = _best_epoch(run)
-    save_checkpoint(run.model, model, Checkpoint(model.settings, cache.settings, LABELS, epoch, best_loss))
+    window = typical_duration(list(parts["train"]["video_path"])) if len(parts["train"]) else None
+    save_checkpoint(run.model, model, Checkpoint(model.settings, cache.settings, LABELS, epoch, best_loss,
+                                                 window_seconds=window))
     probabilities = predict_probabilities(module, loaders["test"])
     test = parts["test"]
     predictions = predictions_table(list(test["clip"]), list(test["emotion"]), probabilities, LABELS)

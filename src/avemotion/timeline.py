@@ -1,0 +1,365 @@
+"""Emotion over time: the probabilities of every label in a window sliding over a long video (or,
+for an audio-only model, a long audio file), in one streaming decoding pass.
+
+Each window is judged as `predict` judges a clip cut to that stretch: 8 frames spread from its
+first to its last frame and the log-Mel spectrogram of its audio, with the model's feature
+settings. Work is shared between overlapping windows. The file is decoded once, and its audio
+resampled once. Frames are taken on a time grid twice as fine as a window's frame spacing, and
+each goes through the image backbone once; a window uses the grid frames nearest to its 8
+positions (at most a quarter of the spacing away, 0.09 s for 2.5 s windows), where predicting each
+stretch would put 16 frames a second through the backbone. A window's spectrogram is computed from
+its own samples with predict's function, so it is exactly a clip's (about a millisecond; slicing
+one long spectrogram would differ at every window's edges, where a clip is zero-padded). Only the
+grid frames and samples of windows not yet finished are held, so memory stays bounded whatever the
+length.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pandas as pd
+import soxr
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from avemotion.config import DEFAULT_WINDOW_S, TimelineSettings
+from avemotion.features import (
+    FACE_MARGIN,
+    FeatureSettings,
+    MediaError,
+    check_readable,
+    detect_face,
+    log_mel,
+    mono_samples,
+    square_crop,
+    to_rgb,
+)
+
+EMBED_BATCH = 16  # grid frames per image-backbone call
+WINDOW_BATCH = 32  # windows per call of the rest of the network
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where each window starts, and which grid frames and audio samples it reads."""
+
+    window: float  # seconds
+    hop: float  # seconds
+    n_frames: int
+    grid: float  # seconds between grid frames
+    sample_rate: int  # audio samples per second
+    samples: int  # audio samples of one window
+
+    @classmethod
+    def of(cls, window: float, hop: float, features: FeatureSettings, frame_period: float) -> _Plan:
+        # predict spreads n frames from a clip's first frame to its last, one frame period before the end
+        spacing = max(window - frame_period, 1e-3) / (features.n_frames - 1)
+        return cls(window, hop, features.n_frames, spacing / 2, features.sample_rate,
+                   round(window * features.sample_rate))
+
+    def start(self, index: int) -> float:
+        return index * self.hop
+
+    def slots(self, index: int) -> list[int]:
+        """The grid frames of window `index`, nearest to its n equally spaced positions."""
+        start = self.start(index)
+        return [round((start + 2 * i * self.grid) / self.grid) for i in range(self.n_frames)]
+
+    def first_sample(self, index: int) -> int:
+        return round(self.start(index) * self.sample_rate)
+
+
+class _GridFrames:
+    """Picks, from frames arriving in order, the one nearest to each grid time (0, g, 2g, …)."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.next_slot = 0
+        self.previous: tuple[float, av.VideoFrame] | None = None
+
+    def add(self, time: float, frame: av.VideoFrame) -> list[tuple[int, av.VideoFrame]]:
+        chosen = []
+        while self.next_slot * self.step <= time:
+            target = self.next_slot * self.step
+            nearer_before = self.previous is not None and target - self.previous[0] < time - target
+            chosen.append((self.next_slot, self.previous[1] if nearer_before else frame))
+            self.next_slot += 1
+        self.previous = (time, frame)
+        return chosen
+
+    def finish(self, slots_needed: int) -> list[tuple[int, av.VideoFrame]]:
+        """The last frame for any grid time past it that a window still reads."""
+        if self.previous is None:
+            return []
+        chosen = [(slot, self.previous[1]) for slot in range(self.next_slot, slots_needed)]
+        self.next_slot = max(self.next_slot, slots_needed)
+        return chosen
+
+
+class _Samples:
+    """The file's audio at the model's rate, resampled as it arrives; the samples before the next
+    window's start are let go."""
+
+    def __init__(self, features: FeatureSettings, in_rate: int) -> None:
+        self.features = features
+        self.resampler = soxr.ResampleStream(in_rate, features.sample_rate, 1, dtype="float32")
+        self.samples = np.zeros(0, np.float32)
+        self.first = 0  # absolute index of samples[0]
+        self.received = 0
+
+    def add(self, waveform: np.ndarray, last: bool = False) -> None:
+        resampled = self.resampler.resample_chunk(waveform.astype(np.float32), last=last)
+        self.samples = np.concatenate([self.samples, resampled])
+        self.received += len(resampled)
+
+    def window(self, start: int, length: int) -> np.ndarray:
+        """A stretch's log-Mel spectrogram, exactly as predict makes a clip's: (1, n_mels, mel_frames)."""
+        stretch = self.samples[start - self.first : start - self.first + length]
+        return log_mel(stretch, self.features)[np.newaxis]
+
+    def drop_before(self, sample: int) -> None:
+        drop = max(0, sample - self.first)
+        self.samples = self.samples[drop:]
+        self.first += drop
+
+
+class _Timeline:
+    """The streaming engine: decode, embed grid frames, gather audio samples, emit windows."""
+
+    def __init__(self, classifier, plan: _Plan, path: Path) -> None:
+        self.classifier = classifier
+        self.plan = plan
+        self.path = path
+        self.features = classifier.card.feature_settings
+        self.uses_video = "video" in classifier.card.modalities
+        self.uses_audio = "audio" in classifier.card.modalities
+        self.grid = _GridFrames(plan.grid)
+        self.pending: list[tuple[int, av.VideoFrame]] = []
+        self.frames: dict[int, np.ndarray] = {}  # grid slot -> frame features (or the frame itself)
+        self.boxes: list[tuple[int, int, int, int]] = []  # recent face boxes, for --face-crop
+        self.audio: _Samples | None = None
+        self.next_window = 0
+        self.last_window: int | None = None  # known at the end of the file
+        self.rows: list[tuple[float, np.ndarray]] = []
+
+    def run(self, progress: bool) -> list[tuple[float, np.ndarray]]:
+        check_readable(self.path)
+        try:
+            with av.open(str(self.path)) as container:
+                self._decode(container, progress)
+        except av.FFmpegError as error:
+            raise MediaError(f"{self.path}: could not be decoded ({error})") from error
+        return self.rows
+
+    def _decode(self, container, progress: bool) -> None:
+        video = self._stream(container.streams.video, "video") if self.uses_video else None
+        audio = self._stream(container.streams.audio, "audio") if self.uses_audio else None
+        if audio is not None:
+            self.audio = _Samples(self.features, audio.codec_context.sample_rate)
+        length = container.duration / av.time_base if container.duration else None
+        last_time = 0.0
+        with tqdm(total=round(length or 0), unit="s", desc="timeline", disable=not progress) as bar:
+            for packet in container.demux(*[s for s in (video, audio) if s is not None]):
+                for frame in packet.decode():
+                    time = frame.time or 0.0
+                    if isinstance(frame, av.VideoFrame):
+                        self.pending += self.grid.add(time, frame)
+                    else:
+                        self.audio.add(mono_samples(frame))
+                    if time > last_time + 1:
+                        bar.update(round(time - last_time))
+                        last_time = time
+                self._embed(final=False)
+                self._emit()
+            self._finish(video, last_time)
+
+    def _stream(self, streams, kind: str):
+        if not streams:
+            reads = " and ".join(self.classifier.card.modalities)
+            raise MediaError(f"{self.path}: no {kind} track, and {self.classifier.card.model_name} "
+                             f"reads {reads}")
+        return streams[0]
+
+    def _finish(self, video, last_time: float) -> None:
+        """End of file: the last audio samples and grid frames, then the last windows."""
+        if self.audio is not None:
+            self.audio.add(np.zeros(0, np.float32), last=True)
+        if video is not None and self.grid.previous is None:
+            raise MediaError(f"{self.path}: no video frame could be decoded")
+        # the last window that ends within the file (-1: the file is shorter than one window)
+        self.last_window = int((self._duration(video) - self.plan.window + 1e-6) // self.plan.hop)
+        if video is not None and self.last_window >= 0:
+            self.pending += self.grid.finish(self.plan.slots(self.last_window)[-1] + 1)
+        self._embed(final=True)
+        self._emit()
+
+    def _duration(self, video) -> float:
+        lengths = []
+        if video is not None and self.grid.previous is not None:
+            rate = float(video.average_rate or 0)
+            lengths.append(self.grid.previous[0] + (1 / rate if rate else 0))
+        if self.audio is not None:
+            lengths.append(self.audio.received / self.features.sample_rate)
+        return min(lengths)
+
+    def _embed(self, final: bool) -> None:
+        """Grid frames through the image backbone in batches (all of them at the end)."""
+        while len(self.pending) >= EMBED_BATCH or (final and self.pending):
+            batch, self.pending = self.pending[:EMBED_BATCH], self.pending[EMBED_BATCH:]
+            images = np.stack([self._image(frame) for _, frame in batch])
+            parts = self.classifier.parts
+            outputs = parts.embed_frames(images) if parts is not None else images
+            self.frames.update((slot, output) for (slot, _), output in zip(batch, outputs))
+
+    def _image(self, frame: av.VideoFrame) -> np.ndarray:
+        """One frame as the model reads it: RGB, (3, size, size), face-cropped if the model was."""
+        size = self.features.frame_size
+        if not self.features.face_crop:
+            return to_rgb(frame, size).transpose(2, 0, 1)
+        image = to_rgb(frame)
+        if (box := detect_face(image)) is not None:
+            self.boxes = [*self.boxes[-2 * self.plan.n_frames + 1 :], box]  # the face over about a window
+        if self.boxes:
+            x, y, width, height = np.median(np.array(self.boxes), axis=0)
+            side = max(width, height) * (1 + 2 * FACE_MARGIN)
+            image = square_crop(image, x + width / 2, y + height / 2, side)
+        return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
+
+    def _ready(self, index: int) -> bool:
+        """Whether every grid frame and audio sample the window reads is there; at the end of the
+        file, whether the window ends within it."""
+        if self.last_window is not None:
+            return index <= self.last_window
+        if self.uses_video and self.plan.slots(index)[-1] not in self.frames:
+            return False
+        end = self.plan.first_sample(index) + self.plan.samples
+        return self.audio is None or end <= self.audio.first + len(self.audio.samples)
+
+    def _emit(self) -> None:
+        """Score every window whose frames and samples are all there, in batches."""
+        ready = []
+        while self._ready(self.next_window):
+            ready.append(self.next_window)
+            self.next_window += 1
+        for start in range(0, len(ready), WINDOW_BATCH):
+            self._score(ready[start : start + WINDOW_BATCH])
+        self._release(self.next_window)
+
+    def _score(self, windows: list[int]) -> None:
+        size, n = self.features.frame_size, self.plan.n_frames
+        if self.uses_video:
+            frames = np.stack([np.stack([self.frames[s] for s in self.plan.slots(w)]) for w in windows])
+        else:
+            frames = np.zeros((len(windows), n, 3, size, size), np.uint8)
+        if self.audio is not None:
+            mel = np.stack([self.audio.window(self.plan.first_sample(w), self.plan.samples) for w in windows])
+        else:
+            mel = np.zeros((len(windows), 1, self.features.n_mels, self.features.mel_frames), np.float32)
+        parts = self.classifier.parts
+        network = parts.from_frame_features if parts is not None else self.classifier.network
+        logits = network(frames, mel)
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        self.rows += [(self.plan.start(w), p) for w, p in zip(windows, probabilities)]
+
+    def _release(self, next_window: int) -> None:
+        """Forget the grid frames and samples that no window still to come reads."""
+        first_slot = self.plan.slots(next_window)[0]
+        for slot in [s for s in self.frames if s < first_slot]:
+            del self.frames[slot]
+        if self.audio is not None:
+            self.audio.drop_before(self.plan.first_sample(next_window))
+
+
+def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = TimelineSettings(),
+                     progress: bool = False) -> pd.DataFrame:
+    """One row per window: start_s, end_s, the top label, and each label's probability."""
+    path = Path(path)
+    window = settings.window or classifier.card.window_seconds or DEFAULT_WINDOW_S
+    if window <= 0 or settings.hop <= 0 or settings.smooth < 1:
+        raise ValueError(f"window ({window}) and hop ({settings.hop}) must be positive, smooth at least 1")
+    plan = _Plan.of(window, settings.hop, classifier.card.feature_settings, _frame_period(path))
+    rows = _Timeline(classifier, plan, path).run(progress)
+    if not rows:  # shorter than one window: the whole file is the one stretch
+        result = classifier.predict(path)
+        if not result.ok:
+            raise MediaError(result.error)
+        rows = [(0.0, np.array([result.probabilities[label] for label in classifier.labels]))]
+        window = _length(path)
+    probabilities = np.stack([p for _, p in rows])
+    if settings.smooth > 1:
+        kernel = np.ones(settings.smooth) / settings.smooth
+        padded = np.pad(probabilities, ((settings.smooth // 2, (settings.smooth - 1) // 2), (0, 0)), mode="edge")
+        probabilities = np.stack([np.convolve(padded[:, j], kernel, mode="valid")
+                                  for j in range(probabilities.shape[1])], axis=1)
+    starts = np.array([start for start, _ in rows])
+    table = pd.DataFrame({"start_s": starts.round(3), "end_s": (starts + window).round(3),
+                          "label": [classifier.labels[i] for i in probabilities.argmax(axis=1)]})
+    for index, label in enumerate(classifier.labels):
+        table[label] = probabilities[:, index].round(6)
+    return table
+
+
+def _frame_period(path: Path) -> float:
+    """Seconds between video frames from the stream's stated rate (0 without video)."""
+    try:
+        with av.open(str(path)) as container:
+            rate = container.streams.video[0].average_rate if container.streams.video else None
+    except (av.FFmpegError, OSError):
+        return 0.0
+    return 1 / float(rate) if rate else 0.0
+
+
+def _length(path: Path) -> float:
+    with av.open(str(path)) as container:
+        return container.duration / av.time_base if container.duration else 0.0
+
+
+def share_of_time(table: pd.DataFrame) -> pd.Series:
+    """The fraction of windows whose top label is each label, largest first."""
+    return table["label"].value_counts(normalize=True)
+
+
+def write_timeline(table: pd.DataFrame, out_dir: str | Path, details: dict) -> dict[str, Path]:
+    """timeline.csv, timeline.json (the rows and the settings) and timeline.png; their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = {name: out_dir / f"timeline.{name}" for name in ("csv", "json", "png")}
+    table.to_csv(outputs["csv"], index=False)
+    share = {label: round(float(value), 4) for label, value in share_of_time(table).items()}
+    document = {**details, "share_of_time": share, "windows": table.to_dict(orient="records")}
+    outputs["json"].write_text(json.dumps(document, indent=2) + "\n")
+    plot_timeline(table, outputs["png"], title=f"{details.get('video', '')} ({details.get('model', '')})")
+    return outputs
+
+
+def plot_timeline(table: pd.DataFrame, path: Path, title: str = "") -> None:
+    """Each label's probability over time (window centres), and the top label as a coloured band."""
+    labels = [column for column in table.columns if column not in ("start_s", "end_s", "label")]
+    centres = (table["start_s"] + table["end_s"]) / 2
+    figure = Figure(figsize=(11, 4.2), dpi=100, layout="constrained")
+    lines, band = figure.subplots(2, 1, sharex=True, height_ratios=[5, 1])
+    width = 1.4 if len(table) < 600 else 0.6  # an hour has thousands of windows
+    for index, label in enumerate(labels):
+        lines.plot(centres, table[label], color=f"C{index}", linewidth=width, label=label)
+    lines.set_ylabel("probability")
+    lines.set_ylim(0, 1)
+    lines.grid(alpha=0.3)
+    lines.legend(ncol=len(labels), fontsize=8, loc="upper right")
+    lines.set_title(title, fontsize=10)
+    top = np.array([labels.index(label) for label in table["label"]])
+    colours = ListedColormap([f"C{index}" for index in range(len(labels))])
+    half_hop = (table["start_s"].iloc[1] - table["start_s"].iloc[0]) / 2 if len(table) > 1 else 0.25
+    band.imshow(top[np.newaxis], aspect="auto", cmap=colours, vmin=-0.5, vmax=len(labels) - 0.5,
+                interpolation="nearest", extent=(centres.iloc[0] - half_hop, centres.iloc[-1] + half_hop, 0, 1))
+    band.set_yticks([])
+    band.set_ylabel("top", rotation=0, ha="right", va="center")
+    band.set_xlabel("time (s)")
+    figure.savefig(path)
