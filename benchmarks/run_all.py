@@ -6,7 +6,7 @@ Steps: preprocessing 300 copies of the real bundled clips against the naive refe
 SYNTHETIC corpus of CREMA-D's size (`avemotion synth`, with CREMA-D's own design when
 ../shared/cremad-metadata is present; kept in --work and reused) and preprocessing on it against
 the naive reference; model speed, training speed, prediction latency, the full-size learning
-check on the synthetic corpus, the web server under load, and the paper's temporal model and fusion against their alternatives
+check on the synthetic corpus, the web server under load, timelines against the naive way, and the paper's temporal model and fusion against their alternatives
 (attention pooling, gated fusion) on the demo's synthetic corpus over three seeds.
 Takes about 45 minutes on 2 cores.
 """
@@ -74,6 +74,11 @@ def table_rows(figures: dict) -> list[tuple[str, str]]:
                      f"p50 {f['p50_s']:.2f} s, p95 {f['p95_s']:.2f} s")))
     rows.append(("serve, server peak RSS; alive afterwards; 5xx other than 503 or unanswered",
                  f"{load['server_peak_rss_mb']:.0f} MB; {load['alive_after']}; {load['unexpected_errors']}"))
+    timeline = figures["timeline"]
+    rows.append(((f"timeline effnet_lstm 224×224, {timeline['video_s']:.0f} s real-clip video, "
+                 f"{timeline['windows']} windows: engine / naive (cut + predict each window)"),
+                 (f"{timeline['engine_s']:.1f} / {timeline['naive_s']:.1f} s, real-time factor "
+                 f"{timeline['engine_rtf']:.3f} / {timeline['naive_rtf']:.3f}, {timeline['speedup']:.1f}×")))
     learning = figures["learning_check"]
     rows.append(((f"learning check, {learning['clips']} SYNTHETIC clips, frozen random backbones, "
                   "test accuracy (fused / audio only / video only)"),
@@ -150,6 +155,7 @@ def main() -> None:
     figures["train"] = run("train.py", work)
     figures["predict"] = run("predict.py", work)
     figures["serve_load"] = run("serve_load.py", work)
+    figures["timeline"] = run("timeline.py", work)
     figures["learning_check"] = run("learning_check.py", work, str(corpus), "--cache",
                                     str(work / "cache"))
     demo_corpus = work / "synthetic-demo"  # the corpus `avemotion demo` trains on
