@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import av
+import cv2
 import httpx
 import numpy as np
 import pandas as pd
@@ -22,9 +24,11 @@ from avemotion.checkpoint import load_checkpoint
 from avemotion.cli import main
 from avemotion.config import ServeSettings
 from avemotion.cremad import EMOTIONS
+from avemotion.features import FeatureSettings, load_audio, sample_frames
 from avemotion.predict import export_onnx, load
 from avemotion.samples import sample_videos
 from avemotion.serve import create_app
+from avemotion.synth import write_media
 
 from conftest import TEST_IMAGE_SIZE
 from media import write_clip
@@ -337,3 +341,87 @@ def test_browser_uploads_a_clip_and_reads_the_result(classifier):
         browser.close()
     assert label == f"{expected.emotion} ({expected.label})"
     assert (bars, frames, top) == (6, 8, expected.label)
+
+
+def write_y4m(source: Path, path: Path) -> Path:
+    """A clip's video as raw YUV4MPEG, the format Chromium's fake camera plays (in a loop)."""
+    with av.open(str(source)) as clip, av.open(str(path), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 480, 360, "yuv420p"
+        for frame in clip.decode(video=0):
+            image = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+            out.mux(stream.encode(image.reformat(format="yuv420p")))
+        out.mux(stream.encode())
+    return path
+
+
+def chromium(playwright, *extra: str):
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run", *extra])
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run "
+                    "installs it with apt-get; it could not be installed here)")
+def test_camera_mode_labels_a_live_camera_and_microphone_again_and_again(classifier, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    clip = sample_videos()[0]
+    camera = write_y4m(clip, tmp_path / "camera.y4m")
+    microphone = write_media(tmp_path / "microphone.wav", None, audio=load_audio(clip))
+    with live_server(classifier) as url, sync_playwright() as playwright:
+        browser = chromium(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                           f"--use-file-for-fake-video-capture={camera}",
+                           f"--use-file-for-fake-audio-capture={microphone}")
+        page = browser.new_page()
+        page.goto(f"{url}/")
+        page.click("#camera")
+        page.wait_for_function("Number(document.getElementById('live').dataset.updates || 0) >= 4",
+                               timeout=60_000)
+        label = page.inner_text("#live-label")
+        bars = page.locator("#live-bars .bar").count()
+        latency = int(page.get_attribute("#latency", "data-ms"))
+        page.click("#stop")
+        error = page.inner_text("#error")
+        browser.close()
+    assert any(f"({emotion})" in label for emotion in EMOTIONS)
+    assert bars == 6 and error == ""
+    assert 0 < latency < 30_000
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run "
+                    "installs it with apt-get; it could not be installed here)")
+def test_camera_mode_says_so_when_the_browser_refuses_the_camera(classifier):
+    from playwright.sync_api import sync_playwright
+
+    with live_server(classifier) as url, sync_playwright() as playwright:
+        browser = chromium(playwright, "--deny-permission-prompts")
+        page = browser.new_page()
+        page.goto(f"{url}/")
+        page.click("#camera")
+        page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=30_000)
+        error = page.inner_text("#error")
+        browser.close()
+    assert "refused the camera or microphone" in error
+
+
+def test_live_endpoint_judges_a_captured_window_as_a_clip(client, classifier):
+    clip = sample_videos()[5]
+    images = [frame.transpose(1, 2, 0) for frame in sample_frames(clip, FeatureSettings(frame_size=160))]
+    jpegs = [("frames", (f"f{i}.jpg", cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()))
+             for i, image in enumerate(images)]
+    audio = load_audio(clip, 44_100)
+    response = client.post("/live", files=[*jpegs, ("audio", ("a.f32", audio.astype("<f4").tobytes()))],
+                           data={"rate": "44100"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    received = [cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                for _, (_, jpeg) in jpegs]  # what the server decodes: JPEG is lossy
+    expected = classifier.predict_capture(received, audio, 44_100).probabilities
+    assert body["probabilities"] == pytest.approx(expected, abs=1e-6)
+    assert abs(sum(body["probabilities"].values()) - 1) < 1e-5 and body["server_ms"] > 0
+    missing = client.post("/live", files=jpegs, data={"rate": "44100"})
+    assert missing.status_code == 422 and "reads video and audio" in missing.json()["error"]
+    broken = client.post("/live", files=[("frames", ("x.jpg", b"not a jpeg"))], data={"rate": "8000"})
+    assert broken.status_code == 422 and "x.jpg: not a readable image" in broken.json()["error"]

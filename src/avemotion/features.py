@@ -84,6 +84,25 @@ def extract_features(
     return ClipFeatures(frames=frames, mel=mel[np.newaxis].astype(np.float16), face_found=face_found)
 
 
+def features_from_capture(images: list[np.ndarray], waveform: np.ndarray | None, rate: int,
+                          settings: FeatureSettings) -> ClipFeatures:
+    """Features of a window captured live (a camera's RGB images spread over it, a microphone's mono
+    samples at `rate`), made as a clip's are: face crop if asked, square resize, log-Mel at 16 kHz.
+    Either input may be missing for a model that does not read it (zeros stand in)."""
+    size = settings.frame_size
+    face_found = None
+    if images and settings.face_crop:
+        images, face_found = crop_faces(images)
+    frames = (np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images])
+              .transpose(0, 3, 1, 2).copy() if images
+              else np.zeros((settings.n_frames, 3, size, size), np.uint8))
+    if waveform is not None and len(waveform):
+        mel = log_mel(resample(waveform.astype(np.float32), rate, settings.sample_rate), settings)
+    else:
+        mel = np.zeros((settings.n_mels, settings.mel_frames), np.float32)
+    return ClipFeatures(frames=frames, mel=mel[np.newaxis].astype(np.float16), face_found=face_found)
+
+
 def sample_frames(video_path: str | Path, settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
     """The clip's frames at equally spaced positions, first to last: uint8 (n, 3, size, size)."""
     video_frames, _, _ = _decode(Path(video_path), want_video=True, want_audio=False)

@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from avemotion.cremad import EMOTION_NAMES, VIDEO_EXTENSIONS
-from avemotion.features import ClipFeatures, FeatureSettings, MediaError, extract_features
+from avemotion.features import (
+    ClipFeatures,
+    FeatureSettings,
+    MediaError,
+    extract_features,
+    features_from_capture,
+)
 
 PREDICT_BATCH = 8  # clips per network call
 ONNX_METADATA_KEY = "avemotion"  # the ONNX file's metadata entry holding what prediction needs
@@ -136,6 +142,13 @@ class EmotionClassifier:
     def predict(self, path: str | Path) -> Prediction:
         """Predict one clip; a bad file gives a Prediction whose `error` says why."""
         return self.predict_batch([path])[0]
+
+    def predict_capture(self, images: list[np.ndarray], waveform: np.ndarray | None, rate: int) -> Prediction:
+        """Predict a window captured live: RGB images spread over it and its mono audio at `rate`."""
+        result = Prediction(path="capture")
+        result.features = features_from_capture(images, waveform, rate, self.card.feature_settings)
+        self._score([result])
+        return result
 
     def predict_batch(self, paths: list[str | Path], progress: bool = False) -> list[Prediction]:
         """Predict many clips, decoding one at a time and running the network in batches."""

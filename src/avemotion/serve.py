@@ -21,11 +21,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, HTTPException, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from avemotion.config import ServeSettings
+from avemotion.config import DEFAULT_WINDOW_S, ServeSettings, TimelineSettings
 from avemotion.cremad import EMOTION_NAMES, VIDEO_EXTENSIONS
 from avemotion.predict import EmotionClassifier, load
 
@@ -64,20 +64,21 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        return page.replace("{{MAX_MB}}", str(settings.max_upload_mb))
+        window = classifier.card.window_seconds or DEFAULT_WINDOW_S
+        return (page.replace("{{MAX_MB}}", str(settings.max_upload_mb))
+                .replace("{{WINDOW}}", f"{window:g}").replace("{{HOP}}", f"{TimelineSettings().hop:g}"))
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": classifier.card.model_name,
-                "labels": classifier.labels, "admitted": admission.admitted,
-                "capacity": admission.capacity}
+        return {"status": "ok", "model": classifier.card.model_name, "labels": classifier.labels,
+                "modalities": list(classifier.card.modalities),
+                "frames": classifier.card.feature_settings.n_frames,
+                "window_s": classifier.card.window_seconds or DEFAULT_WINDOW_S,
+                "hop_s": TimelineSettings().hop,
+                "admitted": admission.admitted, "capacity": admission.capacity}
 
-    @app.post("/predict")
-    async def predict(file: UploadFile) -> JSONResponse:
-        suffix = Path(file.filename or "").suffix.lower()
-        if suffix not in VIDEO_EXTENSIONS:
-            raise HTTPException(415, f"{file.filename}: unsupported type; upload one of "
-                                     + ", ".join(VIDEO_EXTENSIONS))
+    async def admitted(work, *args):
+        """Run blocking work in a worker thread once admitted; 503 at once when the queue is full."""
         if admission.full():
             raise HTTPException(503, f"busy: {admission.capacity} predictions running or waiting; "
                                      "try again shortly", headers={"Retry-After": str(admission.retry_after())})
@@ -85,11 +86,26 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
         try:
             async with admission.slots:
                 started = time.perf_counter()
-                body = await run_in_threadpool(_predict_upload, classifier, file, suffix, settings)
+                result = await run_in_threadpool(work, *args)
                 admission.record(time.perf_counter() - started)
+                return result
         finally:
             admission.admitted -= 1
-        return JSONResponse(body)
+
+    @app.post("/predict")
+    async def predict(file: UploadFile) -> JSONResponse:
+        suffix = Path(file.filename or "").suffix.lower()
+        if suffix not in VIDEO_EXTENSIONS:
+            raise HTTPException(415, f"{file.filename}: unsupported type; upload one of "
+                                     + ", ".join(VIDEO_EXTENSIONS))
+        return JSONResponse(await admitted(_predict_upload, classifier, file, suffix, settings))
+
+    @app.post("/live")
+    async def live(frames: list[UploadFile] = File(default=[]), audio: UploadFile | None = None,
+                   rate: int = Form(48_000)) -> JSONResponse:
+        """One window captured by the page's camera mode: JPEG frames spread over it, and its audio
+        as little-endian float32 mono samples at `rate`."""
+        return JSONResponse(await admitted(_predict_capture, classifier, frames, audio, rate, settings))
 
     @app.exception_handler(HTTPException)
     def error_as_json(request, error: HTTPException) -> JSONResponse:
@@ -111,6 +127,29 @@ def _predict_upload(classifier: EmotionClassifier, file: UploadFile, suffix: str
             "probabilities": result.probabilities,
             "names": {label: EMOTION_NAMES.get(label, label) for label in classifier.labels},
             "frames": [_png_data_url(frame) for frame in result.features.frames]}
+
+
+def _predict_capture(classifier: EmotionClassifier, frames: list[UploadFile], audio: UploadFile | None,
+                     rate: int, settings: ServeSettings) -> dict:
+    """Decode a live window's frames and samples, predict it, and answer (in a worker thread)."""
+    started = time.perf_counter()
+    limit = settings.max_upload_mb * MB
+    images = []
+    for frame in frames:
+        encoded = np.frombuffer(frame.file.read(limit), np.uint8)
+        image = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if len(encoded) else None
+        if image is None:
+            raise HTTPException(422, f"{frame.filename or 'frame'}: not a readable image")
+        images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    waveform = np.frombuffer(audio.file.read(limit), "<f4") if audio is not None else None
+    modalities = classifier.card.modalities
+    if ("video" in modalities and not images) or ("audio" in modalities and (waveform is None or not len(waveform))):
+        raise HTTPException(422, f"{classifier.card.model_name} reads {' and '.join(modalities)}: "
+                                 "send frames and audio")
+    result = classifier.predict_capture(images, waveform, rate)
+    return {"label": result.label, "emotion": result.emotion, "probabilities": result.probabilities,
+            "names": {label: EMOTION_NAMES.get(label, label) for label in classifier.labels},
+            "server_ms": round(1000 * (time.perf_counter() - started), 1)}
 
 
 def _save_upload(file: UploadFile, path: Path, max_upload_mb: int) -> None:
