@@ -147,6 +147,7 @@ class _Timeline:
         self.audio: _Samples | None = None
         self.next_window = 0
         self.last_window: int | None = None  # known at the end of the file
+        self.duration = 0.0  # seconds, known at the end of the file
         self.rows: list[tuple[float, np.ndarray]] = []
 
     def run(self, progress: bool) -> list[tuple[float, np.ndarray]]:
@@ -178,7 +179,7 @@ class _Timeline:
                         last_time = time
                 self._embed(final=False)
                 self._emit()
-            self._finish(video, last_time)
+            self._finish(video)
 
     def _stream(self, streams, kind: str):
         if not streams:
@@ -187,14 +188,15 @@ class _Timeline:
                              f"reads {reads}")
         return streams[0]
 
-    def _finish(self, video, last_time: float) -> None:
+    def _finish(self, video) -> None:
         """End of file: the last audio samples and grid frames, then the last windows."""
         if self.audio is not None:
             self.audio.add(np.zeros(0, np.float32), last=True)
         if video is not None and self.grid.previous is None:
             raise MediaError(f"{self.path}: no video frame could be decoded")
         # the last window that ends within the file (-1: the file is shorter than one window)
-        self.last_window = int((self._duration(video) - self.plan.window + 1e-6) // self.plan.hop)
+        self.duration = self._duration(video)
+        self.last_window = int((self.duration - self.plan.window + 1e-6) // self.plan.hop)
         if video is not None and self.last_window >= 0:
             self.pending += self.grid.finish(self.plan.slots(self.last_window)[-1] + 1)
         self._embed(final=True)
@@ -285,14 +287,12 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     window = settings.window or classifier.card.window_seconds or DEFAULT_WINDOW_S
     if window <= 0 or settings.hop <= 0 or settings.smooth < 1:
         raise ValueError(f"window ({window}) and hop ({settings.hop}) must be positive, smooth at least 1")
-    plan = _Plan.of(window, settings.hop, classifier.card.feature_settings, _frame_period(path))
-    rows = _Timeline(classifier, plan, path).run(progress)
+    features, frame_period = classifier.card.feature_settings, _frame_period(path)
+    engine = _Timeline(classifier, _Plan.of(window, settings.hop, features, frame_period), path)
+    rows = engine.run(progress)
     if not rows:  # shorter than one window: the whole file is the one stretch
-        result = classifier.predict(path)
-        if not result.ok:
-            raise MediaError(result.error)
-        rows = [(0.0, np.array([result.probabilities[label] for label in classifier.labels]))]
-        window = _length(path)
+        window = engine.duration
+        rows = [(0.0, _whole_file(classifier, path, _Plan.of(window, settings.hop, features, frame_period)))]
     probabilities = np.stack([p for _, p in rows])
     if settings.smooth > 1:
         kernel = np.ones(settings.smooth) / settings.smooth
@@ -307,6 +307,17 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     return table
 
 
+def _whole_file(classifier, path: Path, plan: _Plan) -> np.ndarray:
+    """The probabilities of a file shorter than a window, judged whole: by predict when the model
+    sees (a clip is what predict judges), else as one window of its length."""
+    if "video" in classifier.card.modalities:
+        result = classifier.predict(path)
+        if not result.ok:
+            raise MediaError(result.error)
+        return np.array([result.probabilities[label] for label in classifier.labels])
+    return _Timeline(classifier, plan, path).run(False)[0][1]
+
+
 def _frame_period(path: Path) -> float:
     """Seconds between video frames from the stream's stated rate (0 without video)."""
     try:
@@ -315,11 +326,6 @@ def _frame_period(path: Path) -> float:
     except (av.FFmpegError, OSError):
         return 0.0
     return 1 / float(rate) if rate else 0.0
-
-
-def _length(path: Path) -> float:
-    with av.open(str(path)) as container:
-        return container.duration / av.time_base if container.duration else 0.0
 
 
 def share_of_time(table: pd.DataFrame) -> pd.Series:
