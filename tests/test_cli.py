@@ -8,19 +8,20 @@ import pandas as pd
 import pytest
 
 from avemotion.cli import build_parser, main
-from avemotion.config import DemoSettings, ServeSettings, TrainSettings
+from avemotion.config import DemoSettings, ServeSettings, TimelineSettings, TrainSettings
 from avemotion.features import FeatureSettings
 from avemotion.registry import ModelSettings
 from avemotion.settings import default_of, help_of
 from avemotion.synth import SynthSettings
 
 SUBCOMMANDS = ["index", "eda", "preprocess", "models", "train", "evaluate", "compare", "predict",
-               "export", "serve", "synth", "demo"]
+               "timeline", "export", "serve", "synth", "demo"]
 # Where each subcommand's settings are declared.
 SETTINGS_OF = {
     "preprocess": [FeatureSettings],
     "train": [TrainSettings, ModelSettings, FeatureSettings],
     "serve": [ServeSettings],
+    "timeline": [TimelineSettings],
     "synth": [SynthSettings],
     "models": [FeatureSettings],
     "demo": [DemoSettings],
