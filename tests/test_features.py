@@ -197,6 +197,7 @@ print("identical", len(together))
 """
 
 
+@pytest.mark.slow
 def test_concurrent_extraction_in_threads_gives_the_same_features():
     completed = subprocess.run([sys.executable, "-c", CONCURRENT_EXTRACTION], capture_output=True,
                                text=True, timeout=300, check=False)

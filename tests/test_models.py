@@ -169,6 +169,7 @@ def test_damaged_or_foreign_checkpoints_give_clear_errors(tmp_path):
         assert f"{stem}.ckpt" in str(error.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18_vit_lstm", "effnet_lstm"])
 def test_hybrid_overfits_the_six_real_clips(name, sample_batch):
     frames, mel, targets = sample_batch
@@ -200,6 +201,7 @@ def test_local_weights_file_and_folder_are_loaded(tmp_path):
     assert torch.allclose(loaded["conv1.weight"], source["conv1.weight"].sum(dim=1, keepdim=True))
 
 
+@pytest.mark.slow
 def test_missing_pretrained_weights_fail_with_one_paragraph(tmp_path):
     code = ("from avemotion.models import create_model, WeightsUnavailable\n"
             "try:\n    create_model('effnet_lstm', pretrained=True)\n"

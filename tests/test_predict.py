@@ -274,6 +274,7 @@ def upload(url: str, video: Path) -> httpx.Response:
     return httpx.post(f"{url}/predict", files={"file": (video.name, video.read_bytes())}, timeout=120)
 
 
+@pytest.mark.slow
 def test_concurrent_uploads_all_get_their_own_answer(checkpoint, classifier):
     videos = sample_videos() * 2
     expected = {video.name: classifier.predict(video).probabilities for video in sample_videos()}
@@ -362,6 +363,7 @@ def chromium(playwright, *extra: str):
               "--disable-component-update", "--disable-sync", "--no-first-run", *extra])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run "
                     "installs it with apt-get; it could not be installed here)")
 def test_camera_mode_labels_a_live_camera_and_microphone_again_and_again(classifier, tmp_path):

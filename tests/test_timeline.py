@@ -86,6 +86,7 @@ def test_each_window_is_judged_as_predict_judges_that_stretch(classifier, timeli
     assert max(differences) < 0.05 and np.mean(differences) < 0.01, np.round(differences, 4)
 
 
+@pytest.mark.slow
 def test_an_audio_only_model_on_long_audio_is_exactly_predict_on_each_stretch(
         tmp_path, sample_batch, sample_cache, classifier):
     model = load(calibrated_checkpoint("effnet_lstm_audio_only", tmp_path / "audio.ckpt", sample_batch,
@@ -106,6 +107,7 @@ def test_an_audio_only_model_on_long_audio_is_exactly_predict_on_each_stretch(
         classifier.timeline(recording)
 
 
+@pytest.mark.slow
 def test_memory_holds_about_one_window_whatever_the_length(classifier, long_video, tmp_path, monkeypatch):
     held = []
     release = _Timeline._release
@@ -186,6 +188,7 @@ print(json.dumps({"code": code, "heavy": heavy}))
 """
 
 
+@pytest.mark.slow
 def test_an_exported_model_alone_gives_the_same_timeline_without_torch(checkpoint, long_video, tmp_path,
                                                                       timeline):
     exported = export_onnx(checkpoint, tmp_path / "model.onnx")
@@ -198,6 +201,7 @@ def test_an_exported_model_alone_gives_the_same_timeline_without_torch(checkpoin
     assert from_onnx[list(EMOTIONS)].to_numpy() == pytest.approx(timeline[list(EMOTIONS)].to_numpy(), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_face_crop_follows_the_face_through_the_video(tmp_path, sample_batch, long_video, timeline, monkeypatch):
     cropped = FeatureSettings(frame_size=64, face_crop=True)
     model = load(calibrated_checkpoint("effnet_lstm", tmp_path / "crop.ckpt", sample_batch, cropped))

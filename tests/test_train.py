@@ -209,6 +209,7 @@ def test_compare_writes_table1_and_the_loss_figure(finetuned_run, tmp_path, samp
     assert_valid_png(outputs["figure"])
 
 
+@pytest.mark.slow
 def test_cli_trains_with_actor_kfold(tmp_path, four_actor_metadata, capsys):
     out = tmp_path / "cv"
     code = main(["train", "--model", "effnet_lstm", "--metadata", str(four_actor_metadata),
