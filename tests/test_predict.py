@@ -65,7 +65,8 @@ def test_python_api_predicts_real_clips(checkpoint, classifier, sample_batch):
     (".webm", {"size": (96, 128), "fps": 30}),
     (".mov", {"size": (640, 360), "fps": 24, "audio_rate": 8_000, "channels": 1}),
     (".mkv", {"frames": 15, "fps": 30, "audio_rate": 22_050}),            # half a second
-    (".mp4", {"frames": 900, "size": (64, 48), "fps": 10, "audio_rate": 16_000}),  # a minute and a half
+    pytest.param(".mp4", {"frames": 900, "size": (64, 48), "fps": 10, "audio_rate": 16_000},
+                 marks=pytest.mark.slow, id="mp4-a-minute-and-a-half"),
 ])
 def test_any_container_size_rate_and_length(classifier, tmp_path, suffix, options):
     clip = write_clip(tmp_path / f"clip{suffix}", **options)
