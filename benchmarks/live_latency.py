@@ -20,28 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import httpx
 import numpy as np
 from playwright.sync_api import sync_playwright
 
 from avemotion.features import load_audio
 from avemotion.samples import sample_videos
-from avemotion.synth import write_media
+from avemotion.synth import write_media, write_y4m
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-def write_y4m(source: Path, path: Path) -> Path:
-    """A clip's video as raw YUV4MPEG, the format Chromium's fake camera plays (in a loop)."""
-    with av.open(str(source)) as clip, av.open(str(path), "w", format="yuv4mpegpipe") as out:
-        stream = out.add_stream("rawvideo", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 480, 360, "yuv420p"
-        for frame in clip.decode(video=0):
-            image = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-            out.mux(stream.encode(image.reformat(format="yuv420p")))
-        out.mux(stream.encode())
-    return path
 
 
 def start_server(model: Path) -> tuple[subprocess.Popen, str]:

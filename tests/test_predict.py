@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-import av
 import cv2
 import httpx
 import numpy as np
@@ -28,7 +27,7 @@ from avemotion.features import FeatureSettings, load_audio, sample_frames
 from avemotion.predict import export_onnx, load
 from avemotion.samples import sample_videos
 from avemotion.serve import create_app
-from avemotion.synth import write_media
+from avemotion.synth import write_media, write_y4m
 
 from conftest import TEST_IMAGE_SIZE
 from media import write_clip
@@ -343,18 +342,6 @@ def test_browser_uploads_a_clip_and_reads_the_result(classifier):
         browser.close()
     assert label == f"{expected.emotion} ({expected.label})"
     assert (bars, frames, top) == (6, 8, expected.label)
-
-
-def write_y4m(source: Path, path: Path) -> Path:
-    """A clip's video as raw YUV4MPEG, the format Chromium's fake camera plays (in a loop)."""
-    with av.open(str(source)) as clip, av.open(str(path), "w", format="yuv4mpegpipe") as out:
-        stream = out.add_stream("rawvideo", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 480, 360, "yuv420p"
-        for frame in clip.decode(video=0):
-            image = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-            out.mux(stream.encode(image.reformat(format="yuv420p")))
-        out.mux(stream.encode())
-    return path
 
 
 def chromium(playwright, *extra: str):

@@ -257,6 +257,18 @@ def concatenate_clips(sources: list[Path], out: Path, seconds: float, fps: int =
     return pieces
 
 
+def write_y4m(source: Path, path: Path, size: tuple[int, int] = (480, 360), fps: int = FPS) -> Path:
+    """A clip's video as raw YUV4MPEG, the format Chromium's fake camera plays (in a loop)."""
+    with av.open(str(source)) as clip, av.open(str(path), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for frame in clip.decode(video=0):
+            out.mux(stream.encode(frame.reformat(width=size[0], height=size[1], format="yuv420p")))
+        out.mux(stream.encode())
+    return path
+
+
 def _encode_audio_from(container, stream, waveform: np.ndarray, pts: int) -> int:
     """Encode mono audio whose first sample is at `pts`; return the pts after it."""
     chunk = stream.codec_context.frame_size or 1024
