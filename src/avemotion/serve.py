@@ -57,7 +57,8 @@ class Admission:
 
 
 def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSettings()) -> FastAPI:
-    """The web application: GET / (the page), POST /predict (JSON), GET /health."""
+    """The web application: GET / (the page), POST /predict (a clip), POST /live (a window captured
+    by the page's camera mode), GET /health (JSON)."""
     app = FastAPI(title="avemotion", description="Audio-visual emotion recognition")
     page = resources.files("avemotion").joinpath("page.html").read_text()
     admission = Admission(settings.running_at_once(), settings.queue)
