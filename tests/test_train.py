@@ -174,6 +174,14 @@ def test_interrupted_training_resumes_from_the_last_completed_epoch(tmp_path, sa
     assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [0, 1, 2, 3]
 
 
+def test_training_again_into_a_run_folder_starts_afresh(tmp_path, sample_table, sample_cache):
+    settings = replace(QUICK, freeze_backbones=True, max_epochs=3)
+    train(sample_table, sample_cache, tmp_path, settings)
+    train(sample_table, sample_cache, tmp_path, replace(settings, max_epochs=1))
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [0]
+    assert [path.name for path in (tmp_path / "logs").iterdir()] == ["attempt-1"]
+
+
 def test_frozen_backbones_are_run_once_then_read_from_the_cache(tmp_path, sample_table, sample_cache,
                                                                 monkeypatch):
     settings = replace(QUICK, freeze_backbones=True, max_epochs=3)

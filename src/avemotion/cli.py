@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from avemotion import __version__
-from avemotion.config import DemoSettings, ServeSettings, TimelineSettings, TrainSettings
+from avemotion.config import SPLIT_KINDS, DemoSettings, ServeSettings, TimelineSettings, TrainSettings
 from avemotion.features import FeatureSettings
 from avemotion.registry import ModelSettings, hybrids, list_models, model_settings
 from avemotion.settings import default_of, help_of
@@ -323,7 +323,7 @@ def _add_train_parser(commands) -> None:
     add_setting(recipe, TrainSettings, "patience")
     add_setting(recipe, ModelSettings, "temporal_hidden", "--temporal-hidden", "--lstm-hidden")
     data = train.add_argument_group("split")
-    add_setting(data, TrainSettings, "split", choices=["actor", "random"])
+    add_setting(data, TrainSettings, "split", choices=SPLIT_KINDS)
     add_setting(data, TrainSettings, "folds")
     add_setting(data, TrainSettings, "seed")
     modes = train.add_argument_group("modes")

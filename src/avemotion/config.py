@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from avemotion.registry import ModelSettings, model_settings, same_tuning
 from avemotion.settings import setting
 
-SPLIT_KINDS = ("actor", "random")
+SPLIT_KINDS = ("actor", "random")  # the kinds splits.make_split draws
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,12 @@ class EmotionClassifier:
             raise ValueError(f"{path}: this ONNX model carries no avemotion metadata (labels, feature "
                              "settings); export it again with `avemotion export`, or pass its "
                              "checkpoint: `avemotion predict CHECKPOINT --onnx MODEL.onnx`")
-        return cls(_onnx_network(session), ModelCard.from_json(metadata[ONNX_METADATA_KEY]))
+        try:
+            card = ModelCard.from_json(metadata[ONNX_METADATA_KEY])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: its avemotion metadata cannot be read by this version "
+                             f"({type(error).__name__}: {error})") from error
+        return cls(_onnx_network(session), card)
 
     def timeline(self, path: str | Path, window: float = 0.0, hop: float = 0.5, smooth: int = 1,
                  progress: bool = False):

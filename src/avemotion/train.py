@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -218,6 +219,9 @@ def fit(module: L.LightningModule, train_loader, val_loader, settings: TrainSett
     stopper = EarlyStopping(monitor="val_loss", mode="min", patience=settings.patience)
     last = run.checkpoints / "last.ckpt"
     resuming = resume and last.is_file()
+    if not resuming and is_first_process():  # a new run: no earlier run's epochs in its history
+        for stale in (run.logs, run.checkpoints):
+            shutil.rmtree(stale, ignore_errors=True)
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=settings.max_epochs, accelerator=settings.accelerator,
