@@ -90,12 +90,8 @@ def features_from_capture(images: list[np.ndarray], waveform: np.ndarray | None,
     samples at `rate`), made as a clip's are: face crop if asked, square resize, log-Mel at 16 kHz.
     Either input may be missing for a model that does not read it (zeros stand in)."""
     size = settings.frame_size
-    face_found = None
-    if images and settings.face_crop:
-        images, face_found = crop_faces(images)
-    frames = (np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images])
-              .transpose(0, 3, 1, 2).copy() if images
-              else np.zeros((settings.n_frames, 3, size, size), np.uint8))
+    frames, face_found = (model_frames(images, settings) if images
+                          else (np.zeros((settings.n_frames, 3, size, size), np.uint8), None))
     if waveform is not None and len(waveform):
         mel = log_mel(resample(waveform.astype(np.float32), rate, settings.sample_rate), settings)
     else:
@@ -343,14 +339,22 @@ def _frames_to_array(
     indices = np.array([index for index, _ in held])
     wanted = frame_positions(indices[-1] + 1, settings.n_frames)
     chosen = [held[i][1] for i in np.abs(indices[np.newaxis] - wanted[:, np.newaxis]).argmin(axis=1)]
-    size = settings.frame_size
+    if settings.face_crop:
+        return model_frames([to_rgb(frame) for frame in chosen], settings)
+    # convert and shrink in one scaler pass: three times faster than converting at full size
+    images = [to_rgb(frame, settings.frame_size) for frame in chosen]
+    return np.stack(images).transpose(0, 3, 1, 2).copy(), None
+
+
+def model_frames(images: list[np.ndarray], settings: FeatureSettings) -> tuple[np.ndarray, bool | None]:
+    """RGB images of any size as the model reads them: face-cropped if the settings ask, squeezed
+    to frame_size, uint8 (n, 3, size, size); and whether a face was found (None without cropping)."""
     face_found = None
     if settings.face_crop:
-        images, face_found = crop_faces([to_rgb(frame) for frame in chosen])
-        images = [cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images]
-    else:  # convert and shrink in one scaler pass: three times faster than converting at full size
-        images = [to_rgb(frame, size) for frame in chosen]
-    return np.stack(images).transpose(0, 3, 1, 2).copy(), face_found
+        images, face_found = crop_faces(images)
+    size = settings.frame_size
+    squares = [cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images]
+    return np.stack(squares).transpose(0, 3, 1, 2).copy(), face_found
 
 
 def to_rgb(frame: av.VideoFrame, size: int | None = None) -> np.ndarray:
@@ -389,13 +393,18 @@ def crop_faces(images: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
     boxes = [box for box in map(detect_face, images) if box is not None]
     if not boxes:
         return images, False
+    return crop_around(images, boxes), True
+
+
+def crop_around(images: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
+    """Crop every image to the square, with a margin, around the median of some face boxes."""
     x, y, width, height = np.median(np.array(boxes), axis=0)
     side = max(width, height) * (1 + 2 * FACE_MARGIN)
     centre_x, centre_y = x + width / 2, y + height / 2
-    return [square_crop(image, centre_x, centre_y, side) for image in images], True
+    return [_square_crop(image, centre_x, centre_y, side) for image in images]
 
 
-def square_crop(image: np.ndarray, centre_x: float, centre_y: float, side: float) -> np.ndarray:
+def _square_crop(image: np.ndarray, centre_x: float, centre_y: float, side: float) -> np.ndarray:
     """A square of the given side around a centre, shifted (and if need be shrunk) to fit the image."""
     image_height, image_width = image.shape[:2]
     side = int(min(side, image_width, image_height))

@@ -31,14 +31,13 @@ from tqdm import tqdm
 
 from avemotion.config import DEFAULT_WINDOW_S, TimelineSettings
 from avemotion.features import (
-    FACE_MARGIN,
     FeatureSettings,
     MediaError,
     check_readable,
+    crop_around,
     detect_face,
     log_mel,
     mono_samples,
-    square_crop,
     to_rgb,
 )
 
@@ -229,9 +228,7 @@ class _Timeline:
         if (box := detect_face(image)) is not None:
             self.boxes = [*self.boxes[-2 * self.plan.n_frames + 1 :], box]  # the face over about a window
         if self.boxes:
-            x, y, width, height = np.median(np.array(self.boxes), axis=0)
-            side = max(width, height) * (1 + 2 * FACE_MARGIN)
-            image = square_crop(image, x + width / 2, y + height / 2, side)
+            image = crop_around([image], self.boxes)[0]
         return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
 
     def _ready(self, index: int) -> bool:
