@@ -213,13 +213,20 @@ def _encode_audio(container, stream, waveform: np.ndarray, channels: int) -> Non
         container.mux(stream.encode(frame))
         container.mux(stream.encode())
         return
+    _encode_audio_frames(container, stream, planar, pts=0)
+    container.mux(stream.encode())
+
+
+def _encode_audio_frames(container, stream, planar: np.ndarray, pts: int) -> int:
+    """Encode (channels, samples) float32 audio whose first sample is at `pts`, in the codec's frame
+    size, without flushing; return the pts after it."""
     chunk = stream.codec_context.frame_size or 1024
     for start in range(0, planar.shape[1], chunk):
         piece = np.ascontiguousarray(planar[:, start : start + chunk])
         frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout=stream.layout.name)
-        frame.sample_rate, frame.pts = rate, start
+        frame.sample_rate, frame.pts = stream.codec_context.sample_rate, pts + start
         container.mux(stream.encode(frame))
-    container.mux(stream.encode())
+    return pts + planar.shape[1]
 
 
 def concatenate_clips(sources: list[Path], out: Path, seconds: float, fps: int = FPS,
@@ -248,7 +255,7 @@ def concatenate_clips(sources: list[Path], out: Path, seconds: float, fps: int =
                     frame_count += 1
             waveform = load_audio(source, AUDIO_RATE)
             waveform = np.resize(waveform, round(frame_count / fps * AUDIO_RATE) - audio_pts)  # keep in step
-            audio_pts = _encode_audio_from(container, audio, waveform, audio_pts)
+            audio_pts = _encode_audio_frames(container, audio, waveform[np.newaxis].astype(np.float32), audio_pts)
             pieces.append((elapsed, frame_count / fps, source))
             elapsed = frame_count / fps
             index += 1
@@ -267,17 +274,6 @@ def write_y4m(source: Path, path: Path, size: tuple[int, int] = (480, 360), fps:
             out.mux(stream.encode(frame.reformat(width=size[0], height=size[1], format="yuv420p")))
         out.mux(stream.encode())
     return path
-
-
-def _encode_audio_from(container, stream, waveform: np.ndarray, pts: int) -> int:
-    """Encode mono audio whose first sample is at `pts`; return the pts after it."""
-    chunk = stream.codec_context.frame_size or 1024
-    for start in range(0, len(waveform), chunk):
-        piece = np.ascontiguousarray(waveform[np.newaxis, start : start + chunk].astype(np.float32))
-        frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = stream.codec_context.sample_rate, pts + start
-        container.mux(stream.encode(frame))
-    return pts + len(waveform)
 
 
 SYNTHETIC_NOTE = """This folder is SYNTHETIC: drawn faces and generated voices with CREMA-D's names and
