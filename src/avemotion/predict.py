@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avemotion.config import DEFAULT_WINDOW_S
 from avemotion.cremad import EMOTION_NAMES, VIDEO_EXTENSIONS
 from avemotion.features import (
     ClipFeatures,
@@ -78,6 +79,11 @@ class ModelCard:
     feature_settings: FeatureSettings
     modalities: tuple[str, ...] = ("video", "audio")  # the inputs the model reads
     window_seconds: float | None = None  # typical clip length of the training corpus, when known
+
+    @property
+    def window(self) -> float:
+        """The window a timeline or the camera judges: the training clips' typical length, when known."""
+        return self.window_seconds or DEFAULT_WINDOW_S
 
     def to_json(self) -> str:
         return json.dumps({"version": ONNX_METADATA_VERSION, **asdict(self)})
@@ -180,7 +186,7 @@ class EmotionClassifier:
         """Fill in the labels and probabilities of clips whose features are ready."""
         frames = np.stack([p.features.frames for p in pending])
         mel = np.stack([p.features.mel for p in pending]).astype(np.float32)
-        probabilities = _softmax(self.network(frames, mel))
+        probabilities = softmax(self.network(frames, mel))
         for result, row in zip(pending, probabilities):
             result.probabilities = {label: float(p) for label, p in zip(self.labels, row)}
             result.label = self.labels[int(row.argmax())]
@@ -232,7 +238,8 @@ def _onnx_network(session) -> Network:
     return logits
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, row by row."""
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 

@@ -25,11 +25,12 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from avemotion.config import DEFAULT_WINDOW_S, ServeSettings, TimelineSettings
+from avemotion.config import ServeSettings, TimelineSettings
 from avemotion.cremad import EMOTION_NAMES, VIDEO_EXTENSIONS
 from avemotion.predict import EmotionClassifier, load
 
 MB = 1 << 20  # bytes
+CAMERA_HOP_S = TimelineSettings().hop  # the camera mode judges a window as often as a timeline does
 CHUNK = MB  # bytes read at a time while saving an upload
 
 
@@ -65,17 +66,15 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        window = classifier.card.window_seconds or DEFAULT_WINDOW_S
         return (page.replace("{{MAX_MB}}", str(settings.max_upload_mb))
-                .replace("{{WINDOW}}", f"{window:g}").replace("{{HOP}}", f"{TimelineSettings().hop:g}"))
+                .replace("{{WINDOW}}", f"{classifier.card.window:g}").replace("{{HOP}}", f"{CAMERA_HOP_S:g}"))
 
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "model": classifier.card.model_name, "labels": classifier.labels,
                 "modalities": list(classifier.card.modalities),
                 "frames": classifier.card.feature_settings.n_frames,
-                "window_s": classifier.card.window_seconds or DEFAULT_WINDOW_S,
-                "hop_s": TimelineSettings().hop,
+                "window_s": classifier.card.window, "hop_s": CAMERA_HOP_S,
                 "admitted": admission.admitted, "capacity": admission.capacity}
 
     async def admitted(work, *args):

@@ -29,7 +29,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from avemotion.config import DEFAULT_WINDOW_S, TimelineSettings
+from avemotion.config import TimelineSettings
 from avemotion.features import (
     FeatureSettings,
     MediaError,
@@ -40,6 +40,7 @@ from avemotion.features import (
     mono_samples,
     to_rgb,
 )
+from avemotion.predict import softmax
 
 EMBED_BATCH = 16  # grid frames per image-backbone call
 WINDOW_BATCH = 32  # windows per call of the rest of the network
@@ -263,9 +264,7 @@ class _Timeline:
             mel = np.zeros((len(windows), 1, self.features.n_mels, self.features.mel_frames), np.float32)
         parts = self.classifier.parts
         network = parts.from_frame_features if parts is not None else self.classifier.network
-        logits = network(frames, mel)
-        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        probabilities = softmax(network(frames, mel))
         self.rows += [(self.plan.start(w), p) for w, p in zip(windows, probabilities)]
 
     def _release(self, next_window: int) -> None:
@@ -281,7 +280,7 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
                      progress: bool = False) -> pd.DataFrame:
     """One row per window: start_s, end_s, the top label, and each label's probability."""
     path = Path(path)
-    window = settings.window or classifier.card.window_seconds or DEFAULT_WINDOW_S
+    window = settings.window or classifier.card.window
     if window <= 0 or settings.hop <= 0 or settings.smooth < 1:
         raise ValueError(f"window ({window}) and hop ({settings.hop}) must be positive, smooth at least 1")
     features, frame_period = classifier.card.feature_settings, _frame_period(path)
