@@ -15,40 +15,30 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from avemotion.config import FROZEN_FROM_SCRATCH
-from avemotion.demo import train_with_ablations
+from avemotion.demo import train_from_scratch
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset
 from avemotion.preprocess import FeatureCache, preprocess
-from avemotion.train import train
-
-# The alternatives registered beside each hybrid family (see avemotion.registry).
-ALTERNATIVES = {"resnet18_vit_lstm": ("resnet18_vit_attnpool", "resnet18_vit_lstm_gated"),
-                "effnet_lstm": ("effnet_attnpool", "effnet_lstm_gated")}
+from avemotion.registry import alternatives, hybrids, with_ablations
 
 
 def learning_check(table: pd.DataFrame, cache: FeatureCache, out_dir: Path,
                    family: str = "resnet18_vit_lstm", seed: int = 0) -> dict[str, dict]:
     """Test metrics of the hybrid and of its audio-only and video-only ablations, by model name."""
-    trained = train_with_ablations(table, cache, out_dir, family, seed)
+    trained = train_from_scratch(table, cache, out_dir, with_ablations(family), seed)
     return {run.root.name: metrics for run, metrics in trained}
 
 
 def alternatives_check(table: pd.DataFrame, cache: FeatureCache, out_dir: Path,
                        family: str = "resnet18_vit_lstm", seed: int = 0) -> dict[str, dict]:
     """Test metrics of the family's alternative temporal model and fusion, with the same recipe."""
-    results = {}
-    for name in ALTERNATIVES[family]:
-        settings = replace(FROZEN_FROM_SCRATCH.with_model(name), seed=seed, progress=False)
-        results[name] = train(table, cache, out_dir / name, settings)
-        print(f"   {name:<32} test accuracy {results[name]['accuracy']:.3f}", flush=True)
-    return results
+    trained = train_from_scratch(table, cache, out_dir, alternatives(family), seed)
+    return {run.root.name: metrics for run, metrics in trained}
 
 
 def shuffled_labels(table: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -61,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus", type=Path, help="a folder written by `avemotion synth`")
-    parser.add_argument("--family", default="resnet18_vit_lstm", choices=sorted(ALTERNATIVES))
+    parser.add_argument("--family", default="resnet18_vit_lstm", choices=hybrids())
     parser.add_argument("--frame-size", type=int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--alternatives", action="store_true",

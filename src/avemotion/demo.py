@@ -54,8 +54,8 @@ def run_demo(out_dir: str | Path, data_dir: str | Path | None = None,
     training_table, metadata_path = _training_corpus(out_dir, index.table if data_dir else None, settings)
     cache = preprocess(training_table, out_dir / "cache", FeatureSettings(frame_size=settings.frame_size),
                        progress=False).cache
-    trained = train_with_ablations(training_table, cache, out_dir / "runs", settings.family, settings.seed,
-                                   metadata_path)
+    trained = train_from_scratch(training_table, cache, out_dir / "runs", with_ablations(settings.family),
+                                 settings.seed, metadata_path)
     runs = [run for run, _ in trained]
     for run in runs:
         evaluate_run(run.root, progress=False)
@@ -86,13 +86,13 @@ def _training_corpus(out_dir: Path, real_table: pd.DataFrame | None,
     return table, metadata_path
 
 
-def train_with_ablations(table: pd.DataFrame, cache: FeatureCache, runs_dir: str | Path, family: str,
-                         seed: int = 0, metadata_path: str | Path | None = None,
-                         ) -> list[tuple[RunFolder, dict]]:
-    """A hybrid and both of its ablations, trained from random weights with frozen backbones on an
-    actor-independent split (the recipe FROZEN_FROM_SCRATCH); each run folder with its test metrics."""
+def train_from_scratch(table: pd.DataFrame, cache: FeatureCache, runs_dir: str | Path, models: list[str],
+                       seed: int = 0, metadata_path: str | Path | None = None,
+                       ) -> list[tuple[RunFolder, dict]]:
+    """Registered models trained from random weights with frozen backbones on an actor-independent
+    split (the recipe FROZEN_FROM_SCRATCH), one run folder each; each folder with its test metrics."""
     trained = []
-    for name in with_ablations(family):
+    for name in models:
         run = RunFolder(Path(runs_dir) / name)
         settings = replace(FROZEN_FROM_SCRATCH.with_model(name), seed=seed, progress=False)
         metrics = train(table, cache, run.root, settings,

@@ -57,11 +57,18 @@ def _registry() -> dict[str, ModelSettings]:
         models[fused] = ModelSettings(fused, video, audio)
         models[audio_only] = ModelSettings(audio_only, None, audio)
         models[video_only] = ModelSettings(video_only, video, None)
+        attention, gated = alternatives(hybrid)
         # attention pooling over the frames instead of the LSTM's last hidden state
-        models[f"{family}_attnpool"] = ModelSettings(f"{family}_attnpool", video, audio, temporal="attention")
+        models[attention] = ModelSettings(attention, video, audio, temporal="attention")
         # a learned gate weighing the two modalities instead of plain concatenation
-        models[f"{hybrid}_gated"] = ModelSettings(f"{hybrid}_gated", video, audio, fusion="gated")
+        models[gated] = ModelSettings(gated, video, audio, fusion="gated")
     return models
+
+
+def alternatives(hybrid: str) -> tuple[str, str]:
+    """A hybrid's attention-pooling and gated-fusion alternatives' names."""
+    family = hybrid.removesuffix("_lstm")
+    return f"{family}_attnpool", f"{hybrid}_gated"
 
 
 def with_ablations(hybrid: str) -> tuple[str, str, str]:
