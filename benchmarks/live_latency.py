@@ -13,40 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from playwright.sync_api import sync_playwright
 
-from avemotion.features import load_audio
 from avemotion.samples import sample_videos
-from avemotion.synth import write_media, write_y4m
 
-CHROMIUM = "/usr/bin/chromium"
-
-
-def start_server(model: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "avemotion", "serve", str(model), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/health", timeout=1)
-            return server, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.kill()
-    raise RuntimeError("the server did not start")
+from harness import fake_camera, headless_chromium, served
 
 
 def main() -> None:
@@ -57,34 +32,23 @@ def main() -> None:
     parser.add_argument("--screenshot", type=Path)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    clip = sample_videos()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        camera = write_y4m(clip, Path(tmp) / "camera.y4m")
-        microphone = write_media(Path(tmp) / "microphone.wav", None, audio=load_audio(clip))
-        server, url = start_server(args.model)
+        camera = fake_camera(sample_videos()[0], Path(tmp))
         latencies, server_ms = [], []
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=CHROMIUM, headless=True,
-                    args=["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                          f"--use-file-for-fake-video-capture={camera}",
-                          f"--use-file-for-fake-audio-capture={microphone}"])
-                page = browser.new_page(viewport={"width": 1000, "height": 1100})
-                page.goto(f"{url}/")
-                page.click("#camera")
-                for update in range(1, args.updates + 1):
-                    page.wait_for_function(
-                        f"Number(document.getElementById('live').dataset.updates || 0) >= {update}",
-                        timeout=60_000)
-                    latencies.append(int(page.get_attribute("#latency", "data-ms")))
-                    server_ms.append(float(page.inner_text("#latency").split("server ")[1].split(" ms")[0]))
-                if args.screenshot:
-                    page.screenshot(path=str(args.screenshot), full_page=True)
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        with served(args.model) as (url, _), sync_playwright() as playwright:
+            browser = headless_chromium(playwright, *camera)
+            page = browser.new_page(viewport={"width": 1000, "height": 1100})
+            page.goto(f"{url}/")
+            page.click("#camera")
+            for update in range(1, args.updates + 1):
+                page.wait_for_function(
+                    f"Number(document.getElementById('live').dataset.updates || 0) >= {update}",
+                    timeout=60_000)
+                latencies.append(int(page.get_attribute("#latency", "data-ms")))
+                server_ms.append(float(page.inner_text("#latency").split("server ")[1].split(" ms")[0]))
+            if args.screenshot:
+                page.screenshot(path=str(args.screenshot), full_page=True)
+            browser.close()
     figures = {"updates": len(latencies), "median_ms": float(np.median(latencies)),
                "p95_ms": float(np.percentile(latencies, 95)), "server_median_ms": float(np.median(server_ms))}
     print(f"{args.model}: {len(latencies)} updates, latency from the end of a captured window to its label: "

@@ -18,12 +18,10 @@ from pathlib import Path
 
 import torch
 
-from avemotion.checkpoint import Checkpoint, save_checkpoint
-from avemotion.cremad import EMOTIONS
-from avemotion.features import FeatureSettings
-from avemotion.models import create_model
 from avemotion.predict import export_onnx, load
 from avemotion.samples import sample_videos
+
+from harness import random_checkpoint
 
 
 def median_latency(classifier, repeats: int) -> float:
@@ -48,10 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = Path(tmp) / "model.ckpt"
-        model = create_model("effnet_lstm", pretrained=False)
-        save_checkpoint(checkpoint, model.eval(),
-                        Checkpoint(model.settings, FeatureSettings(), list(EMOTIONS), 0, None))
+        checkpoint = random_checkpoint(Path(tmp) / "model.ckpt")
         onnx_path = export_onnx(checkpoint, Path(tmp) / "model.onnx")
         started = time.perf_counter()
         classifier = load(checkpoint)

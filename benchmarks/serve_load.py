@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -22,36 +19,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import torch
 
-from avemotion.checkpoint import Checkpoint, save_checkpoint
-from avemotion.cremad import EMOTIONS
-from avemotion.features import FeatureSettings
-from avemotion.models import create_model
 from avemotion.samples import sample_videos
 
+from harness import random_checkpoint, served
+
 TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(checkpoint: Path, port: int, options: list[str]) -> subprocess.Popen:
-    """`avemotion serve` on localhost, once it answers /health."""
-    process = subprocess.Popen([sys.executable, "-m", "avemotion", "serve", str(checkpoint), "--port",
-                                str(port), *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the server did not start")
 
 
 def upload(url: str, video: Path) -> tuple[int, float]:
@@ -98,16 +71,9 @@ def main() -> None:
     args = parser.parse_args()
     videos = sample_videos()
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = Path(tmp) / "model.ckpt"
-        torch.manual_seed(0)
-        model = create_model("effnet_lstm", pretrained=False)
-        save_checkpoint(checkpoint, model.eval(),
-                        Checkpoint(model.settings, FeatureSettings(), list(EMOTIONS), 0, None))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = start_server(checkpoint, port, ["--concurrency", str(args.concurrency),
-                                                 "--queue", str(args.queue)])
-        try:
+        checkpoint = random_checkpoint(Path(tmp) / "model.ckpt")
+        options = ("--concurrency", str(args.concurrency), "--queue", str(args.queue))
+        with served(checkpoint, *options) as (url, server):
             upload(url, videos[0])  # warm-up
             started = time.perf_counter()
             with ThreadPoolExecutor(args.concurrent) as pool:
@@ -119,9 +85,6 @@ def main() -> None:
             health = httpx.get(f"{url}/health", timeout=10)
             figures["alive_after"] = server.poll() is None and health.status_code == 200
             figures["server_peak_rss_mb"] = peak_rss_mb(server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     errors = sum(status == 0 or (status >= 500 and status != 503) for status, _ in burst + steady)
     figures["unexpected_errors"] = errors
     for phase in ("burst", "sequential"):

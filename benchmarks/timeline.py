@@ -28,23 +28,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avemotion.checkpoint import Checkpoint, save_checkpoint
-from avemotion.cremad import EMOTIONS
-from avemotion.features import FeatureSettings, load_audio
-from avemotion.models import create_model
+from avemotion.features import load_audio
 from avemotion.predict import load
 from avemotion.samples import sample_videos
 from avemotion.synth import concatenate_clips, write_media
 from avemotion.timeline import plot_timeline
 
+from harness import random_checkpoint
+
 WINDOW, HOP = 2.5, 0.5
-
-
-def random_checkpoint(path: Path) -> Path:
-    torch.manual_seed(0)
-    model = create_model("effnet_lstm", pretrained=False).eval()
-    save_checkpoint(path, model, Checkpoint(model.settings, FeatureSettings(), list(EMOTIONS), 0, None))
-    return path
 
 
 def demo_timeline(demo: Path, work: Path, seconds: float, picture: Path | None) -> float:

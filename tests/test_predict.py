@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -27,13 +26,11 @@ from avemotion.features import FeatureSettings, load_audio, sample_frames
 from avemotion.predict import export_onnx, load
 from avemotion.samples import sample_videos
 from avemotion.serve import create_app
-from avemotion.synth import write_media, write_y4m
 
 from conftest import TEST_IMAGE_SIZE
+from harness import CHROMIUM, fake_camera, free_port, headless_chromium, log, served
 from media import write_clip
 from test_features import bad_media
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -219,12 +216,6 @@ def test_http_endpoint_refuses_bad_uploads_clearly(client):
         assert "/tmp" not in response.json()["error"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def live_server(classifier, settings: ServeSettings = ServeSettings()):
     """The app served by uvicorn on a free localhost port, in a thread; yields its base URL."""
@@ -245,31 +236,6 @@ def live_server(classifier, settings: ServeSettings = ServeSettings()):
         thread.join(timeout=10)
 
 
-@contextmanager
-def serve_command(checkpoint: Path, *options: str):
-    """`avemotion serve` in a child process on a free localhost port; yields its base URL and the
-    process (a crash kills the child, not the tests)."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "avemotion", "serve", str(checkpoint), "--port",
-                                str(port), *options], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while process.poll() is None and time.monotonic() < deadline:
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 def upload(url: str, video: Path) -> httpx.Response:
     return httpx.post(f"{url}/predict", files={"file": (video.name, video.read_bytes())}, timeout=120)
 
@@ -278,10 +244,10 @@ def upload(url: str, video: Path) -> httpx.Response:
 def test_concurrent_uploads_all_get_their_own_answer(checkpoint, classifier):
     videos = sample_videos() * 2
     expected = {video.name: classifier.predict(video).probabilities for video in sample_videos()}
-    with serve_command(checkpoint, "--concurrency", "8", "--queue", "8") as (url, process):
+    with served(checkpoint, "--concurrency", "8", "--queue", "8") as (url, process):
         with ThreadPoolExecutor(len(videos)) as pool:
             responses = list(pool.map(lambda video: upload(url, video), videos))
-        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert process.poll() is None, log(process)[-2000:]
         assert httpx.get(f"{url}/health").json()["status"] == "ok"
     assert [response.status_code for response in responses] == [200] * len(videos)
     for video, response in zip(videos, responses):
@@ -327,10 +293,7 @@ def test_browser_uploads_a_clip_and_reads_the_result(classifier):
     video = sample_videos()[4]
     expected = classifier.predict(video)
     with live_server(classifier) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = headless_chromium(playwright)
         page = browser.new_page()
         page.goto(f"{url}/")
         page.set_input_files("#file", str(video))
@@ -344,26 +307,15 @@ def test_browser_uploads_a_clip_and_reads_the_result(classifier):
     assert (bars, frames, top) == (6, 8, expected.label)
 
 
-def chromium(playwright, *extra: str):
-    return playwright.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True,
-        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", *extra])
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run "
                     "installs it with apt-get; it could not be installed here)")
 def test_camera_mode_labels_a_live_camera_and_microphone_again_and_again(classifier, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    clip = sample_videos()[0]
-    camera = write_y4m(clip, tmp_path / "camera.y4m")
-    microphone = write_media(tmp_path / "microphone.wav", None, audio=load_audio(clip))
+    camera = fake_camera(sample_videos()[0], tmp_path)
     with live_server(classifier) as url, sync_playwright() as playwright:
-        browser = chromium(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                           f"--use-file-for-fake-video-capture={camera}",
-                           f"--use-file-for-fake-audio-capture={microphone}")
+        browser = headless_chromium(playwright, *camera)
         page = browser.new_page()
         page.goto(f"{url}/")
         page.click("#camera")
@@ -386,7 +338,7 @@ def test_camera_mode_says_so_when_the_browser_refuses_the_camera(classifier):
     from playwright.sync_api import sync_playwright
 
     with live_server(classifier) as url, sync_playwright() as playwright:
-        browser = chromium(playwright, "--deny-permission-prompts")
+        browser = headless_chromium(playwright, "--deny-permission-prompts")
         page = browser.new_page()
         page.goto(f"{url}/")
         page.click("#camera")

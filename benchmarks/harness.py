@@ -1,0 +1,99 @@
+"""What several benchmarks (and the tests, which have this folder on their path) share: a full-size
+model with random weights, `avemotion serve` started on a free loopback port, and headless Chromium
+with a fake camera and microphone."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+SERVER_START_S = 60  # a server that answers no /health by then did not start
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; .ci/run installs it
+
+
+def random_checkpoint(path: Path, name: str = "effnet_lstm") -> Path:
+    """A registered model with random weights at 224x224 (speed does not depend on the weights'
+    values), saved as a checkpoint."""
+    import torch
+
+    from avemotion.checkpoint import Checkpoint, save_checkpoint
+    from avemotion.cremad import EMOTIONS
+    from avemotion.features import FeatureSettings
+    from avemotion.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, pretrained=False).eval()
+    save_checkpoint(path, model, Checkpoint(model.settings, FeatureSettings(), list(EMOTIONS), 0, None))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def served(model: Path, *options: str):
+    """`avemotion serve MODEL` in a child process on localhost, once it answers /health; yields its
+    base URL and the process (a crash ends the child, not the caller). Its log goes to a temporary
+    file, read with `log(process)`."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile("w+") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "avemotion", "serve", str(model), "--port", str(port),
+                                    *options], stdout=subprocess.DEVNULL, stderr=log_file)
+        process.log_file = log_file
+        try:
+            _wait_until_answering(url, process)
+            yield url, process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def log(process: subprocess.Popen) -> str:
+    """What a process started by `served` has written to its log so far."""
+    process.log_file.seek(0)
+    return process.log_file.read()
+
+
+def _wait_until_answering(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the server did not start:\n{log(process)[-2000:]}")
+
+
+def headless_chromium(playwright, *extra: str):
+    """Debian's Chromium, headless, quiet, through Playwright."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run", *extra])
+
+
+def fake_camera(clip: Path, folder: Path) -> tuple[str, ...]:
+    """Chromium's arguments for a camera and a microphone that play a clip (in a loop), allowed
+    without asking."""
+    from avemotion.features import load_audio
+    from avemotion.synth import write_media, write_y4m
+
+    camera = write_y4m(clip, folder / "camera.y4m")
+    microphone = write_media(folder / "microphone.wav", None, audio=load_audio(clip))
+    return ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}", f"--use-file-for-fake-audio-capture={microphone}")
