@@ -24,7 +24,7 @@ def random_checkpoint(path: Path, name: str = "effnet_lstm") -> Path:
     import torch
 
     from avemotion.checkpoint import Checkpoint, save_checkpoint
-    from avemotion.cremad import EMOTIONS
+    from avemotion.datasets.cremad import EMOTIONS
     from avemotion.features import FeatureSettings
     from avemotion.models import create_model
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.cremad import EMOTIONS, STATEMENTS
+from avemotion.datasets.cremad import EMOTIONS, STATEMENTS
 from avemotion.samples import sample_videos
 
 

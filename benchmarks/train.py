@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch.utils.data import default_collate
 
-from avemotion.cremad import EMOTIONS, STATEMENTS
+from avemotion.datasets.cremad import EMOTIONS, STATEMENTS
 from avemotion.embeddings import EmbeddingCache
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset

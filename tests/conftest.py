@@ -81,7 +81,7 @@ def sample_batch(sample_cache, sample_table):
     """The six real clips as one model batch: uint8 frames, dB mel, emotion targets."""
     from torch.utils.data import default_collate
 
-    from avemotion.cremad import EMOTIONS
+    from avemotion.datasets.cremad import EMOTIONS
     from avemotion.preprocess import CachedClips
 
     dataset = CachedClips(sample_table, sample_cache, list(EMOTIONS))
@@ -98,7 +98,7 @@ def calibrated_checkpoint(name: str, path: Path, sample_batch, features, **overr
     import torch
 
     from avemotion.checkpoint import Checkpoint, save_checkpoint
-    from avemotion.cremad import EMOTIONS
+    from avemotion.datasets.cremad import EMOTIONS
     from avemotion.models import create_model
 
     frames, mel, _ = sample_batch

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 from PIL import Image
 
-from avemotion.eda import EDA_COLUMNS, run_eda, value_counts
+from avemotion.eda import explored_columns, run_eda, value_counts
 from avemotion.index import index_dataset
 
 
@@ -22,7 +22,9 @@ def test_eda_on_bundled_samples_writes_counts_charts_and_report(tmp_path, sample
     report = run_eda(table, tmp_path)
     page = report.read_text()
     assert "<strong>6</strong> clips of <strong>1</strong> actors" in page
-    for column in EDA_COLUMNS:
+    columns = explored_columns(table)
+    assert columns[:5] == ["statement", "emotion", "intensity", "gender", "modality"]
+    for column in columns:
         counts = pd.read_csv(tmp_path / f"{column}_counts.csv")
         assert counts["count"].sum() == 6
         assert abs(counts["percent"].sum() - 100) < 0.1
@@ -43,3 +45,18 @@ def test_value_counts_keep_dataset_order_and_append_unexpected_values():
     assert list(counts["value"]) == ["LO", "HI", "XX", "ZZ"]
     assert list(counts["count"]) == [1, 1, 2, 1]
     assert list(counts["percent"]) == [20.0, 20.0, 40.0, 20.0]
+
+
+def test_eda_explores_whatever_columns_a_corpus_has(tmp_path):
+    table = pd.DataFrame({
+        "clip": [f"c{i}" for i in range(8)], "actor_id": [1, 1, 2, 2, 3, 3, 4, 4],
+        "emotion": ["calm", "anger"] * 4, "gender": ["female"] * 8,
+        "vocal_channel": ["speech", "song"] * 4, "recording_site": ["lab", "lab", "home", "home"] * 2,
+        "age": range(8), "video_path": [f"/x/{i}.mp4" for i in range(8)],
+    })
+    assert explored_columns(table) == ["emotion", "gender", "vocal_channel", "recording_site"]
+    run_eda(table, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["columns"]["recording_site"] == {"home": 4, "lab": 4}
+    assert summary["columns"]["vocal_channel"] == {"speech": 4, "song": 4}
+    assert not (tmp_path / "age_counts.csv").exists()  # identifiers and numbers with many values are not charted

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from avemotion.cli import main
-from avemotion.cremad import parse_clip_name
+from avemotion.datasets.cremad import parse_clip_name
 from avemotion.index import PROBLEM_KINDS, index_dataset, read_metadata, write_metadata
 
 from conftest import make_tree, write_demographics

@@ -10,7 +10,7 @@ import torch
 
 from avemotion.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from avemotion.cli import main
-from avemotion.cremad import EMOTIONS
+from avemotion.datasets.cremad import EMOTIONS
 from avemotion.features import FeatureSettings
 from avemotion.models import FUSIONS, TEMPORAL_MODELS, create_model, list_models, parameter_count
 from avemotion.registry import hybrids, model_settings

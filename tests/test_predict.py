@@ -21,7 +21,7 @@ import avemotion
 from avemotion.checkpoint import load_checkpoint
 from avemotion.cli import main
 from avemotion.config import ServeSettings
-from avemotion.cremad import EMOTIONS
+from avemotion.datasets.cremad import EMOTIONS
 from avemotion.features import FeatureSettings, load_audio, sample_frames
 from avemotion.predict import export_onnx, load
 from avemotion.samples import sample_videos

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from avemotion.cli import main
-from avemotion.cremad import EMOTIONS
+from avemotion.datasets.cremad import EMOTIONS
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset, write_metadata
 from avemotion.preprocess import FAILURES_FILE, CachedClips, preprocess

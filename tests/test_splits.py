@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avemotion.cremad import EMOTIONS
+from avemotion.datasets.cremad import EMOTIONS
 from avemotion.splits import SplitError, actor_folds, actor_split, random_split
 
 

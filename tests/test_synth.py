@@ -9,7 +9,7 @@ import pytest
 
 from avemotion import synth
 from avemotion.cli import main
-from avemotion.cremad import EMOTIONS
+from avemotion.datasets.cremad import EMOTIONS
 from avemotion.eda import run_eda
 from avemotion.features import FeatureSettings, extract_features, load_audio
 from avemotion.index import index_dataset

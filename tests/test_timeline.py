@@ -12,7 +12,7 @@ import pytest
 from avemotion import timeline as timeline_module
 from avemotion.cli import main
 from avemotion.config import TimelineSettings
-from avemotion.cremad import EMOTIONS
+from avemotion.datasets.cremad import EMOTIONS
 from avemotion.features import FeatureSettings, MediaError, frame_positions, load_audio, log_mel, to_rgb
 from avemotion.predict import export_onnx, load
 from avemotion.samples import sample_audio, sample_videos

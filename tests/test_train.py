@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from avemotion.checkpoint import load_checkpoint
 from avemotion.cli import main
 from avemotion.compare import compare_runs
-from avemotion.cremad import EMOTIONS
+from avemotion.datasets.cremad import EMOTIONS
 from avemotion.embeddings import EmbeddingCache
 from avemotion.evaluate import classification_metrics, crowd_agreement, evaluate_run
 from avemotion.index import index_dataset, write_metadata

@@ -38,6 +38,7 @@ class Checkpoint:
     best_metric: float | None
     metric_name: str = "val_loss"
     window_seconds: float | None = None  # typical clip length of the training corpus
+    speaker_norm: bool = False  # trained on spectrograms standardised per speaker (avemotion.speakers)
 
 
 def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> None:
@@ -55,6 +56,7 @@ def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> No
         "best_metric": None if info.best_metric is None else float(info.best_metric),
         "metric_name": info.metric_name,
         "window_seconds": info.window_seconds,
+        "speaker_norm": info.speaker_norm,
         "state_dict": model.state_dict(),
     }
     partial = path.with_name(f".{path.name}.partial")
@@ -71,7 +73,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Emotio
         feature_settings = _feature_settings(payload["feature_settings"])
         info = Checkpoint(model_settings, feature_settings, list(payload["labels"]),
                           payload["epoch"], payload["best_metric"], payload.get("metric_name", ""),
-                          payload.get("window_seconds"))
+                          payload.get("window_seconds"), payload.get("speaker_norm", False))
         model = EmotionNet(model_settings, image_size=feature_settings.frame_size)
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError) as error:

@@ -8,7 +8,17 @@ from dataclasses import fields
 from pathlib import Path
 
 from avemotion import __version__
-from avemotion.config import SPLIT_KINDS, DemoSettings, ServeSettings, TimelineSettings, TrainSettings
+from avemotion.config import (
+    FROM_SCRATCH,
+    SCHEDULES,
+    SPLIT_KINDS,
+    DemoSettings,
+    ServeSettings,
+    TimelineSettings,
+    TrainSettings,
+    from_scratch,
+)
+from avemotion.datasets import CORPORA
 from avemotion.features import FeatureSettings
 from avemotion.registry import ModelSettings, hybrids, list_models, model_settings
 from avemotion.settings import default_of, help_of
@@ -22,7 +32,8 @@ TRAINING_PACKAGES = frozenset({"torch", "timm", "lightning", "sklearn", "onnx", 
 def _index(args: argparse.Namespace) -> int:
     from avemotion.index import index_dataset, write_metadata
 
-    result = index_dataset(args.data_dir)
+    result = index_dataset(args.data_dir, args.dataset)
+    print(f"dataset: {result.dataset}")
     print(result.summary())
     failures = result.strict_failures()
     if args.strict and failures:
@@ -67,9 +78,14 @@ def _preprocess(args: argparse.Namespace) -> int:
 
 
 def _train_settings(args: argparse.Namespace) -> TrainSettings:
+    """The recipe: the paper's with pretrained weights; from random weights (and whole networks
+    trained), the from-scratch recipe; either way the options given on the command line win."""
     model = model_settings(args.model_name, temporal_hidden=args.temporal_hidden,
                            pretrained=args.pretrained)
-    return _settings_from(args, TrainSettings, model=model)
+    settings = _settings_from(args, TrainSettings, model=model)
+    if not model.pretrained and not settings.freeze_backbones:
+        settings = from_scratch(settings, given=frozenset(getattr(args, "given", ())))
+    return settings
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -80,6 +96,10 @@ def _train(args: argparse.Namespace) -> int:
     settings = _train_settings(args)
     if not settings.model.pretrained:
         print("backbones start from random weights (--no-pretrained): not ImageNet-pretrained")
+        if not settings.freeze_backbones:
+            print(f"from-scratch recipe: lr {settings.learning_rate:g} ({settings.schedule}), "
+                  f"{settings.max_epochs} epochs, batch {settings.batch_size}, mixup {settings.mixup:g}, "
+                  f"{settings.spec_masks} spectrogram masks")
     cache = FeatureCache.open(args.cache, _feature_settings(args))
     metrics = train(read_metadata(args.metadata), cache, args.out, settings, resume=args.resume,
                     metadata_path=str(args.metadata.resolve()))
@@ -104,6 +124,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     from avemotion.evaluate import evaluate_run
 
     metrics, out_dir = evaluate_run(args.run_dir, args.metadata, args.cache, args.output)
+    if "cross_corpus" in metrics:
+        shared = metrics["cross_corpus"]
+        print(f"scored on the labels both corpora share: {', '.join(shared['scored_labels'])}")
+        if shared["data_labels_left_out"]:
+            print(f"left out {shared['clips_left_out']} clips of labels the model does not know: "
+                  + ", ".join(shared["data_labels_left_out"]))
+        if shared["model_labels_not_in_data"]:
+            print("model labels absent from this table (the model's choice is restricted to the "
+                  "scored labels): " + ", ".join(shared["model_labels_not_in_data"]))
     print(_metrics_line(metrics))
     if "crowd" in metrics:
         crowd = metrics["crowd"]
@@ -126,10 +155,13 @@ def _predict(args: argparse.Namespace) -> int:
     from avemotion.predict import expand_inputs, load
 
     classifier = load(args.checkpoint, onnx=args.onnx)
-    paths = expand_inputs(args.clips)
+    paths = expand_inputs(args.clips, classifier.card.extensions)
     if not paths:
-        print("avemotion predict: no video files found", file=sys.stderr)
+        print("avemotion predict: no media files found (" + ", ".join(classifier.card.extensions) + ")",
+              file=sys.stderr)
         return 1
+    if classifier.card.speaker_norm:
+        print(f"speaker-normalised model: the {len(paths)} clips are taken as one speaker's", file=sys.stderr)
     results = classifier.predict_batch(paths, progress=len(paths) > 1 and sys.stderr.isatty())
     for result in results:
         if not result.ok:
@@ -247,28 +279,45 @@ def add_setting(group, settings_class: type, name: str, *flags: str, **options) 
         return
     options.setdefault("type", type(default) if default is not None else str)
     shown = "" if default is None else f" ({default})"
-    group.add_argument(*flags, dest=name, default=default, help=help_text + shown, **options)
+    group.add_argument(*flags, dest=name, default=default, help=help_text + shown,
+                       action=_Given, **options)
+
+
+class _Given(argparse.Action):
+    """Store an option's value and remember that it was given (in `namespace.given`), so that a
+    recipe chosen later keeps what the user asked for."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
 def _add_index_parser(commands) -> None:
     index = commands.add_parser(
-        "index", help="list every clip of a dataset folder in a metadata table",
-        description="Walk DATA_DIR and write one row per audio-video clip (both CREMA-D layouts). "
-        "Defects are counted and listed, never fatal unless --strict.",
+        "index", help="list every clip of a dataset folder (or a manifest) in a metadata table",
+        description="Walk DATA_DIR and write one row per clip: CREMA-D (both layouts) and RAVDESS "
+        "are recognised by their file names, a folder per label (DIR/<label>/*.wav|mp4) by its "
+        "layout; a CSV manifest (columns path and label, optionally speaker, audio_path, gender, "
+        "modality) describes any other corpus. Defects are counted and listed, never fatal unless "
+        "--strict.",
     )
-    index.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder of clips")
+    index.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder of clips, or a manifest .csv")
+    index.add_argument("--dataset", choices=sorted(CORPORA), default=None,
+                       help="read the folder as this corpus instead of recognising it")
     index.add_argument("-o", "--output", type=Path, default=Path("metadata.csv"),
                        help="metadata table to write, .csv or .parquet (default: metadata.csv)")
     index.add_argument("--strict", action="store_true",
-                       help="fail on unparseable names, unknown codes, missing demographics, stray files")
+                       help="fail on unparseable names, unknown codes, missing demographics, stray "
+                       "or missing files, rows without a label")
     index.set_defaults(run=_index)
 
 
 def _add_eda_parser(commands) -> None:
     eda = commands.add_parser(
         "eda", help="value counts and charts of a metadata table",
-        description="Write value counts, bar and pie charts of statement, emotion, intensity and "
-        "gender, and one HTML report showing them.",
+        description="Write value counts, bar and pie charts of the table's emotion, gender and other "
+        "categorical columns (statement, intensity, modality, … as the corpus has them), and one "
+        "HTML report showing them.",
     )
     eda.add_argument("metadata", type=Path, metavar="METADATA", help="table written by `index`")
     eda.add_argument("-o", "--output", type=Path, default=Path("eda"),
@@ -315,12 +364,17 @@ def _add_train_parser(commands) -> None:
     train.add_argument("--metadata", type=Path, required=True, help="table written by `index`")
     train.add_argument("--cache", type=Path, required=True, help="feature cache folder")
     train.add_argument("--out", type=Path, required=True, help="run folder to write")
-    recipe = train.add_argument_group("recipe (the paper's defaults)")
+    recipe = train.add_argument_group(
+        "recipe (the paper's defaults; with --no-pretrained the from-scratch recipe: "
+        + ", ".join(f"{name} {value}" for name, value in FROM_SCRATCH.items()) + ")")
     add_setting(recipe, TrainSettings, "learning_rate", "--lr")
     add_setting(recipe, TrainSettings, "weight_decay")
     add_setting(recipe, TrainSettings, "batch_size")
     add_setting(recipe, TrainSettings, "max_epochs", "--epochs")
     add_setting(recipe, TrainSettings, "patience")
+    add_setting(recipe, TrainSettings, "schedule", choices=SCHEDULES)
+    add_setting(recipe, TrainSettings, "mixup")
+    add_setting(recipe, TrainSettings, "spec_masks")
     add_setting(recipe, ModelSettings, "temporal_hidden", "--temporal-hidden", "--lstm-hidden")
     data = train.add_argument_group("split")
     add_setting(data, TrainSettings, "split", choices=SPLIT_KINDS)
@@ -330,6 +384,7 @@ def _add_train_parser(commands) -> None:
     add_setting(modes, TrainSettings, "freeze_backbones")
     add_setting(modes, ModelSettings, "pretrained", "--no-pretrained")
     add_setting(modes, TrainSettings, "weights")
+    add_setting(modes, TrainSettings, "speaker_norm")
     modes.add_argument("--resume", action="store_true", help="continue from OUT's last epoch")
     hardware = train.add_argument_group("hardware (Lightning)")
     for name in ("accelerator", "devices", "strategy", "num_nodes", "precision", "num_workers"):

@@ -9,15 +9,23 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from avemotion.cremad import EMOTION_NAMES, EMOTIONS, GENDERS, INTENSITIES, STATEMENTS
+from avemotion.datasets import canonical, cremad, ravdess
+from avemotion.index import MODALITIES
 
-# The columns explored, each with its values in the order charts and tables show them.
+# The columns always explored where a table has them, each with the order its values are shown in
+# (values outside it follow, sorted).
 EDA_COLUMNS = {
-    "statement": STATEMENTS,
-    "emotion": EMOTIONS,
-    "intensity": INTENSITIES,
-    "gender": GENDERS,
+    "statement": cremad.STATEMENTS,
+    "emotion": cremad.EMOTIONS,
+    "intensity": cremad.INTENSITIES,
+    "gender": cremad.GENDERS,
+    "vocal_channel": tuple(ravdess.VOCAL_CHANNELS.values()),
+    "modality": MODALITIES,
 }
+# Any other column is explored when it has a few distinct values, except these, which identify
+# clips and files or are free text.
+NOT_EXPLORED = ("clip", "actor_id", "dataset", "video_path", "audio_path", "age")
+MAX_EXPLORED_VALUES = 20
 CHART_DPI = 100
 REPORT_NAME = "report.html"
 
@@ -37,9 +45,21 @@ def value_counts(table: pd.DataFrame, column: str) -> pd.DataFrame:
     )
 
 
+def explored_columns(table: pd.DataFrame) -> list[str]:
+    """The columns the report shows: the known ones the table has, then any other column with a
+    few distinct values (one value tells nothing, and neither do hundreds)."""
+    known = [column for column in EDA_COLUMNS if column in table]
+    others = [column for column in table.columns
+              if column not in EDA_COLUMNS and column not in NOT_EXPLORED
+              and not column.startswith("crowd_")
+              and 1 < table[column].nunique() <= MAX_EXPLORED_VALUES]
+    return known + others
+
+
 def _label(column: str, value: str) -> str:
-    """Chart label of a value: emotions get their name beside the code."""
-    return f"{value} ({EMOTION_NAMES[value]})" if column == "emotion" and value in EMOTION_NAMES else value
+    """Chart label of a value: emotion codes get their name beside them."""
+    name = canonical(value)
+    return f"{value} ({name})" if column == "emotion" and name != value.lower() else value
 
 
 def bar_chart(counts: pd.DataFrame, column: str, path: Path) -> None:
@@ -73,7 +93,7 @@ def run_eda(table: pd.DataFrame, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"clips": len(table), "actors": int(table["actor_id"].nunique()), "columns": {}}
     sections = []
-    for column in EDA_COLUMNS:
+    for column in explored_columns(table):
         counts = value_counts(table, column)
         counts.to_csv(out_dir / f"{column}_counts.csv", index=False)
         bar_chart(counts, column, out_dir / f"{column}_bar.png")

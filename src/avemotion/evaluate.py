@@ -3,6 +3,10 @@
 Metrics come from scikit-learn: accuracy, macro precision / recall / F1, the same per class, and the
 confusion matrix. Where the dataset ships the crowd's votes, the predictions are also compared with
 the crowd's audio-visual majority label.
+
+A model can be scored on another corpus: both corpora's labels are mapped onto the canonical
+emotion vocabulary (:mod:`avemotion.datasets.vocabulary`), only the clips of labels both share are
+scored, the model's choice is restricted to those labels, and the labels left out are named.
 """
 
 from __future__ import annotations
@@ -154,7 +158,8 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
 
     from avemotion.checkpoint import load_checkpoint
     from avemotion.index import read_metadata
-    from avemotion.preprocess import CachedClips, FeatureCache, ensure_cached
+    from avemotion.preprocess import CachedClips, FeatureCache, clips_with_inputs, ensure_cached
+    from avemotion.speakers import speaker_normaliser
 
     run = RunFolder(run_dir)
     config = run.read_config()
@@ -170,11 +175,47 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     results = RunFolder(out_dir) if out_dir else run.evaluation(metadata)
     cache_dir = cache_dir or Path(config["feature_cache"]).parent
     cache = FeatureCache.open(cache_dir, info.feature_settings)
-    table = ensure_cached(table, cache, progress)
-    loader = DataLoader(CachedClips(table, cache, info.labels), batch_size=batch_size)
-    probabilities = predict_probabilities(model, loader)
-    predictions = predictions_table(list(table["clip"]), list(table["emotion"]), probabilities,
-                                    info.labels)
-    extra = {"model": info.model_settings.name, "checkpoint": str(run.model)}
-    metrics = write_evaluation(results, predictions, info.labels, metadata=table, extra=extra)
+    table, labels, extra = _shared_label_clips(table, info.labels)
+    table = ensure_cached(clips_with_inputs(table, info.model_settings), cache, progress)
+    normalise = speaker_normaliser(table, cache) if info.speaker_norm else None
+    clips = CachedClips(table, cache, info.labels, info.model_settings.modalities, normalise)
+    probabilities = predict_probabilities(model, DataLoader(clips, batch_size=batch_size))
+    scored = [info.labels.index(label) for label in labels]
+    predictions = predictions_table(list(table["clip"]), [info.labels[t] for t in clips.targets],
+                                    _renormalised(probabilities[:, scored]), labels)
+    extra.update(model=info.model_settings.name, checkpoint=str(run.model), speaker_norm=info.speaker_norm)
+    metrics = write_evaluation(results, predictions, labels, metadata=table, extra=extra)
     return metrics, results.root
+
+
+def _shared_label_clips(table: pd.DataFrame, model_labels: list[str]) -> tuple[pd.DataFrame, list[str], dict]:
+    """The clips whose label the model knows (through the canonical vocabulary), relabelled with the
+    model's labels; the model labels to score; and what was left out, for the metrics."""
+    from avemotion.datasets import shared_labels
+
+    data_labels = set(table["emotion"].astype(str))
+    if data_labels <= set(model_labels):  # the model's own corpus (or a part of it): every label scored
+        return table.assign(emotion=table["emotion"].astype(str)), list(model_labels), {}
+    mapping, left_out = shared_labels(model_labels, sorted(data_labels))
+    if not mapping:
+        raise ValueError(f"this table's labels ({', '.join(sorted(set(table['emotion'].astype(str))))}) "
+                         f"share no emotion with the model's ({', '.join(model_labels)})")
+    kept = table[table["emotion"].astype(str).isin(mapping)]
+    kept = kept.assign(emotion=kept["emotion"].astype(str).map(mapping))
+    labels = [label for label in model_labels if label in set(mapping.values())]
+    extra = {}
+    if left_out or len(labels) < len(model_labels):
+        extra["cross_corpus"] = {
+            "scored_labels": labels,
+            "data_labels_left_out": left_out,
+            "clips_left_out": int(len(table) - len(kept)),
+            "model_labels_not_in_data": [label for label in model_labels if label not in labels],
+        }
+    return kept, labels, extra
+
+
+def _renormalised(probabilities: np.ndarray) -> np.ndarray:
+    """Probabilities restricted to some labels, summing to one again."""
+    totals = probabilities.sum(axis=1, keepdims=True)
+    return np.divide(probabilities, totals, out=np.full_like(probabilities, 1 / max(1, probabilities.shape[1])),
+                     where=totals > 0)

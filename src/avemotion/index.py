@@ -1,57 +1,50 @@
-"""Stage 1, index: walk a folder of clips and build the metadata table, reading names only.
+"""Stage 1, index: walk a folder of clips (or read a manifest) and build the metadata table, reading
+names only.
 
-Both CREMA-D layouts work without flags: the original release (``VideoFlash/*.flv``,
-``AudioWAV/*.wav``, ``VideoDemographics.csv``, ``processedResults/summaryTable.csv``) and the converted
-one (``1001_DFA_ANG_XX_01.mp4``, gender in the last code). Every defect found on the way is recorded as
-a :class:`Problem`; none stops the walk.
+The walk and the problem report are generic; what a corpus's names mean belongs to its module in
+:mod:`avemotion.datasets` (CREMA-D, RAVDESS, a folder per label, a CSV manifest), which is
+recognised from the names themselves unless one is named. Every defect found on the way is recorded
+as a :class:`Problem`; none stops the walk.
+
+Every table has the columns ``clip`` (a unique name), ``dataset``, ``modality`` (``audio-video``,
+``audio`` or ``video``: what the clip has), ``video_path`` (empty without video), ``actor_id`` (the
+speaker), ``gender`` and ``emotion`` (the corpus's own label), then whatever the corpus adds; an
+``audio_path`` is the voice's own file where it is not the video's track.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from avemotion.cremad import (
-    AUDIO_EXTENSIONS,
-    GENDER_CODES,
-    VIDEO_EXTENSIONS,
-    ClipName,
-    crowd_vote_to_emotions,
-    parse_clip_name,
-)
-
-DEMOGRAPHICS_FILE = "VideoDemographics.csv"
-CROWD_VOTES_FILE = "summaryTable.csv"
+# In order of preference when one clip exists in several formats.
+VIDEO_EXTENSIONS = (".mp4", ".flv", ".webm", ".mov", ".mkv", ".avi")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".ogg")
 # Files a dataset folder legitimately carries beside its media (readme, licence, other tables).
 DOCUMENT_EXTENSIONS = frozenset({".csv", ".txt", ".md", ".pdf", ".json", ".html", ".tab"})
+MODALITIES = ("audio-video", "audio", "video")
 
-# summaryTable.csv column -> our column: the crowd's majority label per modality.
-CROWD_VOTE_COLUMNS = {
-    "VoiceVote": "crowd_voice_vote",
-    "FaceVote": "crowd_face_vote",
-    "MultiModalVote": "crowd_av_vote",
-}
-
-REQUIRED_COLUMNS = ("video_path", "actor_id", "statement", "emotion", "intensity", "gender")
+REQUIRED_COLUMNS = ("clip", "video_path", "actor_id", "gender", "emotion")
 
 # Every kind of problem the index reports, with the sentence that explains it.
 PROBLEM_KINDS = {
-    "unparseable_name": "media file whose name is not a CREMA-D clip name",
-    "unknown_code": "clip name with a code outside the CREMA-D vocabulary (clip left out)",
+    "unparseable_name": "media file whose name is not one of the dataset's clip names",
+    "unknown_code": "clip name with a code outside the dataset's vocabulary (clip left out)",
     "missing_demographics": "actor missing from the demographics file (gender unknown)",
     "stray_file": "file that is neither media nor a dataset document",
     "unreadable": "folder or metadata file that could not be read",
     "audio_only": "clip with audio but no video (left out of the audio-video table)",
     "duplicate": "clip present more than once (one copy used, the others listed)",
+    "missing_file": "file named in the manifest that does not exist (row left out)",
+    "missing_label": "manifest row without a label (row left out)",
 }
 # The kinds that `--strict` turns into a failure; the others describe the data, not a defect.
-STRICT_KINDS = frozenset(
-    {"unparseable_name", "unknown_code", "missing_demographics", "stray_file", "unreadable"}
-)
+STRICT_KINDS = frozenset({"unparseable_name", "unknown_code", "missing_demographics", "stray_file",
+                          "unreadable", "missing_file", "missing_label"})
 
 
 @dataclass(frozen=True)
@@ -65,10 +58,11 @@ class Problem:
 
 @dataclass
 class IndexResult:
-    """The metadata table (one row per audio-video clip) and everything noticed on the way."""
+    """The metadata table (one row per clip) and everything noticed on the way."""
 
     table: pd.DataFrame
     problems: list[Problem] = field(default_factory=list)
+    dataset: str = ""
 
     def counts(self) -> dict[str, int]:
         """Number of problems of each kind, in PROBLEM_KINDS order, zero counts left out."""
@@ -81,8 +75,7 @@ class IndexResult:
 
     def summary(self, examples: int = 3) -> str:
         """A short report: clip and actor counts, then each kind of problem with a few examples."""
-        actors = self.table["actor_id"].nunique()
-        lines = [f"{len(self.table)} audio-video clips, {actors} actors"]
+        lines = [_clip_counts(self.table)]
         for kind, count in self.counts().items():
             lines.append(f"{count:6d} {PROBLEM_KINDS[kind]}")
             shown = [p for p in self.problems if p.kind == kind][:examples]
@@ -98,172 +91,91 @@ class IndexResult:
         )
 
 
-@dataclass
-class _Scan:
-    """What a walk over the folder found, grouped by clip."""
+def _clip_counts(table: pd.DataFrame) -> str:
+    """'6 audio-video clips, 1 actors', with a count for each modality present."""
+    modalities = table_modalities(table).value_counts()
+    clips = [f"{modalities[m]} {m if m == 'audio-video' else m + '-only'} clips"
+             for m in MODALITIES if m in modalities]
+    actors = table["actor_id"].nunique() if "actor_id" in table else 0
+    return ", ".join([*(clips or ["0 clips"]), f"{actors} actors"])
 
-    videos: dict[str, list[tuple[Path, ClipName]]] = field(default_factory=lambda: defaultdict(list))
-    audio: dict[str, list[Path]] = field(default_factory=lambda: defaultdict(list))
-    demographics: list[Path] = field(default_factory=list)
-    crowd_votes: list[Path] = field(default_factory=list)
+
+def table_modalities(table: pd.DataFrame) -> pd.Series:
+    """Each clip's modality; tables written before the column existed hold audio-video clips."""
+    if "modality" not in table:
+        return pd.Series("audio-video", index=table.index)
+    return table["modality"].fillna("audio-video")
+
+
+@dataclass
+class Listing:
+    """What one walk over a dataset folder found: media files, documents, and problems so far."""
+
+    root: Path
+    media: list[Path] = field(default_factory=list)
+    documents: list[Path] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
 
-def index_dataset(data_dir: str | Path) -> IndexResult:
-    """Index every clip under data_dir; see the module docstring for the layouts understood."""
-    data_dir = Path(data_dir).resolve()
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"{data_dir}: no such folder")
-    scan = _scan(data_dir)
-    problems = list(scan.problems)
-    demographics = _read_first(scan.demographics, read_demographics, problems)
-    crowd_votes = _read_first(scan.crowd_votes, read_crowd_votes, problems)
-    rows = [
-        _clip_row(key, candidates, scan.audio.get(key, []), demographics, crowd_votes, problems)
-        for key, candidates in sorted(scan.videos.items())
-    ]
-    for key in sorted(scan.audio.keys() - scan.videos.keys()):
-        problems.append(Problem(str(scan.audio[key][0]), "audio_only", f"no video file for {key}"))
-    table = pd.DataFrame(rows, columns=_columns(rows))
-    return IndexResult(table=table, problems=problems)
+def index_dataset(source: str | Path, dataset: str | None = None) -> IndexResult:
+    """Index a folder of clips, or a manifest CSV; `dataset` names the corpus instead of recognising
+    it from the file names (see :mod:`avemotion.datasets`)."""
+    from avemotion import datasets
+
+    source = Path(source).resolve()
+    if source.is_file():
+        if dataset is not None:
+            raise ValueError(f"{source}: a manifest names its own files and labels; --dataset is for folders")
+        return datasets.manifest.index_manifest(source)
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: no such folder")
+    listing = list_folder(source)
+    corpus = datasets.corpus(dataset) if dataset else datasets.recognise(listing)
+    rows = corpus.index_listing(listing)
+    table = pd.DataFrame(rows, columns=table_columns(rows))
+    return IndexResult(table=table, problems=listing.problems, dataset=corpus.name)
 
 
-def _scan(data_dir: Path) -> _Scan:
-    """Walk data_dir once and sort every file into videos, audio, metadata or problems."""
-    scan = _Scan()
+def list_folder(root: Path) -> Listing:
+    """Walk root once and sort every file into media, documents or stray files."""
+    listing = Listing(root)
 
     def unreadable(error: OSError) -> None:
-        scan.problems.append(Problem(str(error.filename), "unreadable", error.strerror or str(error)))
+        listing.problems.append(Problem(str(error.filename), "unreadable", error.strerror or str(error)))
 
-    for folder, subfolders, files in os.walk(data_dir, onerror=unreadable):
+    for folder, subfolders, files in os.walk(root, onerror=unreadable):
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         for name in sorted(files):
-            _sort_file(Path(folder) / name, scan)
-    return scan
+            path = Path(folder) / name
+            suffix = path.suffix.lower()
+            if suffix in VIDEO_EXTENSIONS or suffix in AUDIO_EXTENSIONS:
+                listing.media.append(path)
+            elif suffix in DOCUMENT_EXTENSIONS:
+                listing.documents.append(path)
+            else:
+                listing.problems.append(Problem(str(path), "stray_file", "not a clip or a dataset document"))
+    return listing
 
 
-def _sort_file(path: Path, scan: _Scan) -> None:
-    """Put one file where it belongs in the scan."""
-    suffix = path.suffix.lower()
-    if path.name == DEMOGRAPHICS_FILE:
-        scan.demographics.append(path)
-    elif path.name == CROWD_VOTES_FILE:
-        scan.crowd_votes.append(path)
-    elif suffix in VIDEO_EXTENSIONS or suffix in AUDIO_EXTENSIONS:
-        _sort_media(path, suffix, scan)
-    elif suffix not in DOCUMENT_EXTENSIONS:
-        scan.problems.append(Problem(str(path), "stray_file", "not a clip or a dataset document"))
+def is_video(path: str | Path) -> bool:
+    """Whether a media file is a video by its extension (else it is audio)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _sort_media(path: Path, suffix: str, scan: _Scan) -> None:
-    """File a media file under its clip, or record why it cannot be."""
-    name = parse_clip_name(path.stem)
-    if name is None:
-        detail = "expected ACTOR_STATEMENT_EMOTION_INTENSITY[_GENDER], e.g. 1001_DFA_ANG_XX"
-        scan.problems.append(Problem(str(path), "unparseable_name", detail))
-    elif unknown := name.unknown_codes():
-        scan.problems.append(Problem(str(path), "unknown_code", "unknown " + ", ".join(unknown)))
-    elif suffix in VIDEO_EXTENSIONS:
-        scan.videos[name.key].append((path, name))
-    else:
-        scan.audio[name.key].append(path)
+def media_preference(path: Path) -> tuple[int, Path]:
+    """Order of preference among copies of one clip: by extension (mp4 before flv, WAV before
+    MP3: the lossless audio is the better source), then by path."""
+    order = VIDEO_EXTENSIONS if is_video(path) else AUDIO_EXTENSIONS
+    return order.index(path.suffix.lower()), path
 
 
-def _clip_row(
-    key: str,
-    candidates: list[tuple[Path, ClipName]],
-    audio_paths: list[Path],
-    demographics: pd.DataFrame | None,
-    crowd_votes: pd.DataFrame | None,
-    problems: list[Problem],
-) -> dict:
-    """One table row for one clip, choosing among its copies and joining the metadata."""
-    candidates = sorted(candidates, key=lambda c: (VIDEO_EXTENSIONS.index(c[0].suffix.lower()), c[0]))
-    video_path, name = candidates[0]
-    for other, _ in candidates[1:]:
-        problems.append(Problem(str(other), "duplicate", f"{key} already indexed as {video_path}"))
-    row = {
-        "clip": key,
-        "video_path": str(video_path),
-        "actor_id": name.actor_id,
-        "statement": name.statement,
-        "emotion": name.emotion,
-        "intensity": name.intensity,
-        "gender": GENDER_CODES.get(name.gender_code or "", "unknown"),
-    }
-    if audio_paths:
-        row["audio_path"] = str(min(audio_paths, key=_audio_preference))
-    if demographics is not None:
-        _join_demographics(row, demographics, video_path, problems)
-    if crowd_votes is not None and key in crowd_votes.index:
-        row.update(crowd_votes.loc[key].to_dict())
-    return row
-
-
-def _audio_preference(path: Path) -> tuple[int, Path]:
-    """WAV before MP3: the release's lossless audio is the better source."""
-    return AUDIO_EXTENSIONS.index(path.suffix.lower()), path
-
-
-def _join_demographics(
-    row: dict, demographics: pd.DataFrame, video_path: Path, problems: list[Problem]
-) -> None:
-    """Add age, race, ethnicity and the gender from the demographics file to a row."""
-    actor = row["actor_id"]
-    if actor not in demographics.index:
-        problems.append(Problem(str(video_path), "missing_demographics", f"actor {actor}"))
-        return
-    actor_row = demographics.loc[actor]
-    row["gender"] = actor_row["gender"]
-    row.update(age=actor_row["age"], race=actor_row["race"], ethnicity=actor_row["ethnicity"])
-
-
-def _columns(rows: list[dict]) -> list[str]:
-    """The table's columns: the required ones, then the optional ones that any row has."""
-    optional = ["audio_path", "age", "race", "ethnicity", *CROWD_VOTE_COLUMNS.values()]
-    present = {column for row in rows for column in row}
-    return ["clip", *REQUIRED_COLUMNS, *[column for column in optional if column in present]]
-
-
-def _read_first(paths: list[Path], reader, problems: list[Problem]) -> pd.DataFrame | None:
-    """Read the first metadata file of a kind; an unreadable one is a problem, not a crash."""
-    for path in paths[1:]:
-        problems.append(Problem(str(path), "duplicate", f"second metadata file, {paths[0]} used"))
-    if not paths:
-        return None
-    try:
-        return reader(paths[0])
-    except (OSError, ValueError, KeyError) as error:
-        problems.append(Problem(str(paths[0]), "unreadable", f"{type(error).__name__}: {error}"))
-        return None
-
-
-def read_demographics(path: str | Path) -> pd.DataFrame:
-    """Read VideoDemographics.csv into a table indexed by actor id with gender/age/race/ethnicity."""
-    table = pd.read_csv(path)
-    missing = {"ActorID", "Age", "Sex", "Race", "Ethnicity"} - set(table.columns)
-    if missing:
-        raise ValueError(f"missing columns {sorted(missing)}")
-    gender = table["Sex"].str.strip().str.lower().where(lambda s: s.isin(["male", "female"]))
-    return pd.DataFrame(
-        {
-            "gender": gender.fillna("unknown").to_numpy(),
-            "age": table["Age"].to_numpy(),
-            "race": table["Race"].to_numpy(),
-            "ethnicity": table["Ethnicity"].to_numpy(),
-        },
-        index=table["ActorID"].astype(int),
-    )
-
-
-def read_crowd_votes(path: str | Path) -> pd.DataFrame:
-    """Read summaryTable.csv into a table indexed by clip with the crowd's votes in our codes."""
-    table = pd.read_csv(path, dtype=str)
-    missing = {"FileName", *CROWD_VOTE_COLUMNS} - set(table.columns)
-    if missing:
-        raise ValueError(f"missing columns {sorted(missing)}")
-    votes = table.set_index("FileName")[list(CROWD_VOTE_COLUMNS)].rename(columns=CROWD_VOTE_COLUMNS)
-    return votes.fillna("").map(crowd_vote_to_emotions)
+def table_columns(rows: list[dict]) -> list[str]:
+    """The table's columns: the generic ones first, then the others in the order rows have them."""
+    leading = ["clip", "dataset", "modality", *REQUIRED_COLUMNS[1:]]
+    seen = dict.fromkeys(leading)
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    return list(seen)
 
 
 def write_metadata(table: pd.DataFrame, path: str | Path) -> None:
@@ -285,4 +197,4 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(f"{path}: not an avemotion metadata table, missing columns {missing}")
-    return table
+    return table.astype({"clip": str, "emotion": str})

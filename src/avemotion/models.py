@@ -17,7 +17,7 @@ import timm
 import torch
 from torch import nn
 
-from avemotion.features import FRAME_SIZE
+from avemotion.features import FRAME_SIZE, MEL_DB_MEAN, MEL_DB_STD
 from avemotion.registry import MODELS, ModelSettings, list_models, model_settings
 
 __all__ = ["FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings", "create_model",
@@ -25,10 +25,6 @@ __all__ = ["FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Log-Mel dB values (top_db 80, reference power 1) are standardised with these fixed constants,
-# measured over the bundled clips' spectrograms (mean -43 dB, standard deviation 17.6 dB).
-MEL_DB_MEAN = -45.0
-MEL_DB_STD = 18.0
 
 TEMPORAL_MODELS: dict[str, type[nn.Module]] = {}  # name -> class(input_dim, settings)
 FUSIONS: dict[str, type[nn.Module]] = {}  # name -> class(input_dims, settings)

@@ -1,4 +1,5 @@
-"""Stage 6, predict: the emotion of any clip with a face and a voice, from a trained model.
+"""Stage 6, predict: the emotion of any clip with a face and a voice (or, for a one-modality model,
+of a voice or a face alone), from a trained model.
 
     clf = avemotion.load("run/model.ckpt")  # or an exported "model.onnx"
     result = clf.predict("clip.mp4")        # result.label, result.probabilities
@@ -7,7 +8,8 @@
 Features come from :func:`avemotion.features.extract_features` with the feature settings stored in
 the checkpoint, so a clip is prepared exactly as the training clips were. The network runs in
 PyTorch from a checkpoint, or in ONNX Runtime from an exported model, whose metadata carries the
-labels and feature settings: an ONNX model alone predicts, and never imports torch.
+labels and feature settings: an ONNX model alone predicts, and never imports torch. A model trained
+with speaker normalisation judges several clips of one speaker together (a folder), never one clip.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from avemotion.config import DEFAULT_WINDOW_S
-from avemotion.cremad import EMOTION_NAMES, VIDEO_EXTENSIONS
+from avemotion.datasets.vocabulary import canonical
 from avemotion.features import (
     ClipFeatures,
     FeatureSettings,
@@ -29,6 +31,8 @@ from avemotion.features import (
     extract_features,
     features_from_capture,
 )
+from avemotion.index import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from avemotion.speakers import MIN_SPEAKER_CLIPS, SpeakerNormError, SpeakerStatistics
 
 PREDICT_BATCH = 8  # clips per network call
 ONNX_METADATA_KEY = "avemotion"  # the ONNX file's metadata entry holding what prediction needs
@@ -61,8 +65,8 @@ class Prediction:
 
     @property
     def emotion(self) -> str | None:
-        """The top emotion's name ('anger') rather than its code ('ANG')."""
-        return EMOTION_NAMES.get(self.label, self.label) if self.label else None
+        """The top emotion's canonical name ('anger') rather than its corpus's code ('ANG')."""
+        return canonical(self.label) if self.label else None
 
     def as_dict(self) -> dict:
         """JSON-ready form."""
@@ -79,6 +83,16 @@ class ModelCard:
     feature_settings: FeatureSettings
     modalities: tuple[str, ...] = ("video", "audio")  # the inputs the model reads
     window_seconds: float | None = None  # typical clip length of the training corpus, when known
+    speaker_norm: bool = False  # trained on speaker-normalised spectrograms (avemotion.speakers)
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The files the model takes: videos, and audio files too when it reads no video."""
+        return VIDEO_EXTENSIONS if "video" in self.modalities else VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
+
+    def label_names(self) -> dict[str, str]:
+        """Each label's canonical emotion name ('ANG' -> 'anger')."""
+        return {label: canonical(label) for label in self.labels}
 
     @property
     def window(self) -> float:
@@ -99,7 +113,7 @@ class ModelCard:
     def of_checkpoint(cls, info) -> ModelCard:
         """The card of a loaded checkpoint's info."""
         return cls(info.model_settings.name, info.labels, info.feature_settings,
-                   info.model_settings.modalities, info.window_seconds)
+                   info.model_settings.modalities, info.window_seconds, info.speaker_norm)
 
 
 class EmotionClassifier:
@@ -147,22 +161,38 @@ class EmotionClassifier:
         return emotion_timeline(self, path, TimelineSettings(window, hop, smooth), progress)
 
     def features(self, path: str | Path) -> ClipFeatures:
-        """The clip's frames and log-Mel, made with the model's feature settings."""
-        return extract_features(path, self.card.feature_settings)
+        """The clip's frames and log-Mel (only what the model reads), made with the model's
+        feature settings."""
+        return extract_features(path, self.card.feature_settings, modalities=self.card.modalities)
 
     def predict(self, path: str | Path) -> Prediction:
         """Predict one clip; a bad file gives a Prediction whose `error` says why."""
+        self._refuse_single_clip(path)
         return self.predict_batch([path])[0]
+
+    def _refuse_single_clip(self, path) -> None:
+        if self.card.speaker_norm:
+            raise SpeakerNormError(f"{path}: {self._speaker_norm_advice()}")
+
+    def _speaker_norm_advice(self) -> str:
+        return (f"{self.card.model_name} was trained with speaker normalisation and cannot judge a "
+                f"clip on its own; give it a folder of at least {MIN_SPEAKER_CLIPS} clips of the same "
+                "speaker (`avemotion predict FOLDER`), or a long recording of one person "
+                "(`avemotion timeline`)")
 
     def predict_capture(self, images: list[np.ndarray], waveform: np.ndarray | None, rate: int) -> Prediction:
         """Predict a window captured live: RGB images spread over it and its mono audio at `rate`."""
+        self._refuse_single_clip("capture")
         result = Prediction(path="capture")
         result.features = features_from_capture(images, waveform, rate, self.card.feature_settings)
         self._score([result])
         return result
 
     def predict_batch(self, paths: list[str | Path], progress: bool = False) -> list[Prediction]:
-        """Predict many clips, decoding one at a time and running the network in batches."""
+        """Predict many clips, decoding one at a time and running the network in batches. A
+        speaker-normalised model takes them all as one speaker's clips."""
+        if self.card.speaker_norm:
+            return self.predict_one_speaker(paths, progress)
         from tqdm import tqdm
 
         results = []
@@ -180,6 +210,27 @@ class EmotionClassifier:
                 pending = []
         if pending:
             self._score(pending)
+        return results
+
+    def predict_one_speaker(self, paths: list[str | Path], progress: bool = False) -> list[Prediction]:
+        """Predict several clips of one speaker with a speaker-normalised model: every clip's
+        spectrogram is standardised with the statistics of all of them."""
+        from tqdm import tqdm
+
+        results = [Prediction(path=str(path)) for path in paths]
+        for result in tqdm(results, unit="clip", desc="predict", disable=not progress):
+            try:
+                result.features = self.features(result.path)
+            except MediaError as error:
+                result.error = str(error)
+        decoded = [result for result in results if result.ok]
+        if len(decoded) < MIN_SPEAKER_CLIPS:
+            raise SpeakerNormError(f"{len(decoded)} readable clip(s): {self._speaker_norm_advice()}")
+        statistics = SpeakerStatistics.of(result.features.mel for result in decoded)
+        for result in decoded:
+            result.features.mel = statistics.normalise(result.features.mel)
+        for start in range(0, len(decoded), PREDICT_BATCH):
+            self._score(decoded[start : start + PREDICT_BATCH])
         return results
 
     def _score(self, pending: list[Prediction]) -> None:
@@ -257,12 +308,12 @@ def _onnx_session(path: str | Path):
         raise ValueError(f"{path}: not a readable ONNX model ({error})") from error
 
 
-def expand_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files as given, and every video file (by extension) inside any folder, sorted."""
+def expand_inputs(inputs: list[str | Path], extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> list[Path]:
+    """Files as given, and every media file (by extension) inside any folder, sorted."""
     paths = []
     for item in map(Path, inputs):
         if item.is_dir():
-            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in extensions)
         else:
             paths.append(item)
     return paths

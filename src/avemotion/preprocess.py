@@ -21,7 +21,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from avemotion.features import ClipFeatures, FeatureSettings, MediaError, extract_features
+from avemotion.features import ClipFeatures, FeatureSettings, MediaError, extract_features, no_frames, no_mel
+from avemotion.index import table_modalities
 
 SETTINGS_FILE = "settings.json"
 FAILURES_FILE = "failures.csv"
@@ -93,8 +94,9 @@ class _Job:
     """One clip to preprocess: what a worker needs, and nothing it has to send back."""
 
     clip: str
-    video_path: str
-    audio_path: str | None
+    video_path: str  # the file the job reads first: the video, or the voice of an audio-only clip
+    audio_path: str | None  # a separate voice file; None: the video's own track, if it has a voice
+    modalities: tuple[str, ...]  # what the clip has: ('video', 'audio'), ('audio',) or ('video',)
 
 
 @dataclass(frozen=True)
@@ -168,14 +170,47 @@ def ensure_cached(table: pd.DataFrame, cache: FeatureCache, progress: bool = Tru
     return table[~table["clip"].isin(failed)]
 
 
+# A table's modality -> the features its clips give.
+CLIP_MODALITIES = {"audio-video": ("video", "audio"), "audio": ("audio",), "video": ("video",)}
+
+
 def _jobs(table: pd.DataFrame) -> list[_Job]:
     """One job per row of a metadata table; a missing audio_path means the clip's own track."""
     audio = table["audio_path"] if "audio_path" in table else pd.Series(None, index=table.index)
     clips = table["clip"] if "clip" in table else table["video_path"].map(lambda p: Path(p).stem)
-    return [
-        _Job(clip=str(clip), video_path=str(video), audio_path=None if pd.isna(wav) else str(wav))
-        for clip, video, wav in zip(clips, table["video_path"], audio)
-    ]
+    jobs = []
+    for clip, video, voice, modality in zip(clips, table["video_path"], audio, table_modalities(table)):
+        video, voice = optional_path(video), optional_path(voice)
+        jobs.append(_Job(clip=str(clip), video_path=video or voice, audio_path=voice if video else None,
+                         modalities=CLIP_MODALITIES[modality]))
+    return jobs
+
+
+class ModalityError(ValueError):
+    """A model asked to learn from (or be scored on) clips without the input it reads."""
+
+
+def clips_with_inputs(table: pd.DataFrame, model) -> pd.DataFrame:
+    """The clips that have every input the model reads; none is one clear error naming what is
+    missing, some is a note of how many were left out."""
+    has = table_modalities(table).map(lambda modality: set(CLIP_MODALITIES[modality]))
+    needed = set(model.modalities)
+    usable = has.map(needed.issubset).to_numpy(bool)
+    if not usable.any():
+        present = set().union(*has)
+        missing = " and ".join(sorted(needed - present)) or " and ".join(sorted(needed))
+        instead = ("an audio-only model (such as resnet18_vit_lstm_audio_only)" if "audio" in present
+                   else "a video-only model (such as resnet18_vit_lstm_video_only)")
+        raise ModalityError(f"{model.name} reads {' and '.join(model.modalities)}, but no clip of this "
+                            f"corpus has {missing}: train {instead} on it")
+    if not usable.all():
+        print(f"{(~usable).sum()} clips left out: they lack an input {model.name} reads")
+    return table[usable]
+
+
+def optional_path(value) -> str | None:
+    """A path column's value, or None where the table leaves it empty."""
+    return None if pd.isna(value) or str(value) == "" else str(value)
 
 
 def _run(jobs: list[_Job], cache: FeatureCache, workers: int):
@@ -212,7 +247,7 @@ def _process(job: _Job) -> _Outcome:
 def _process_into(cache: FeatureCache, job: _Job) -> _Outcome:
     """Compute and store one clip's features; any failure becomes a recorded reason, never a crash."""
     try:
-        features = extract_features(job.video_path, cache.settings, job.audio_path)
+        features = extract_features(job.video_path, cache.settings, job.audio_path, job.modalities)
         cache.write(job.clip, features)
     except MediaError as error:
         return _Outcome(job.clip, job.video_path, error=str(error))
@@ -240,9 +275,14 @@ def _write_failures(report: PreprocessReport) -> None:
 
 
 class CachedClips:
-    """A map-style dataset over cached clips (usable by torch's DataLoader): frames, mel, label."""
+    """A map-style dataset over cached clips (usable by torch's DataLoader): frames, mel, label.
 
-    def __init__(self, table: pd.DataFrame, cache: FeatureCache, labels: list[str]) -> None:
+    Only the modalities a model reads are returned (the other array is empty), so clips with and
+    without video batch together for an audio-only model. `transform` (mel -> mel) changes each
+    spectrogram as it is read: speaker normalisation, augmentation."""
+
+    def __init__(self, table: pd.DataFrame, cache: FeatureCache, labels: list[str],
+                 modalities: tuple[str, ...] = ("video", "audio"), transform=None) -> None:
         missing = [clip for clip in table["clip"] if not cache.has(clip)]
         if missing:
             raise FileNotFoundError(
@@ -252,10 +292,17 @@ class CachedClips:
         self.clips = list(table["clip"])
         self.targets = [labels.index(emotion) for emotion in table["emotion"]]
         self.cache = cache
+        self.modalities = modalities
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
         features = self.cache.read(self.clips[index])
-        return features.frames, features.mel.astype(np.float32), self.targets[index]
+        settings = self.cache.settings
+        frames = features.frames if "video" in self.modalities else no_frames(settings)
+        mel = features.mel.astype(np.float32) if "audio" in self.modalities else no_mel(settings)[None]
+        if self.transform is not None and "audio" in self.modalities:
+            mel = self.transform(self.clips[index], mel)
+        return frames, mel, self.targets[index]

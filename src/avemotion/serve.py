@@ -26,8 +26,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from avemotion.config import ServeSettings, TimelineSettings
-from avemotion.cremad import EMOTION_NAMES, VIDEO_EXTENSIONS
 from avemotion.predict import EmotionClassifier, load
+from avemotion.speakers import SpeakerNormError
 
 MB = 1 << 20  # bytes
 CAMERA_HOP_S = TimelineSettings().hop  # the camera mode judges a window as often as a timeline does
@@ -66,13 +66,21 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        return (page.replace("{{MAX_MB}}", str(settings.max_upload_mb))
+        accept = ",".join(classifier.card.extensions) + ("" if "video" in classifier.card.modalities
+                                                        else ",audio/*") + ",video/*"
+        wanted = ("a video with a face and a voice" if set(classifier.card.modalities) == {"video", "audio"}
+                  else "a video with a face" if "video" in classifier.card.modalities
+                  else "a voice recording or a video")
+        formats = ", ".join(extension.lstrip(".") for extension in classifier.card.extensions)
+        return (page.replace("{{MAX_MB}}", str(settings.max_upload_mb)).replace("{{ACCEPT}}", accept)
+                .replace("{{WANTED}}", wanted).replace("{{FORMATS}}", formats)
                 .replace("{{WINDOW}}", f"{classifier.card.window:g}").replace("{{HOP}}", f"{CAMERA_HOP_S:g}"))
 
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "model": classifier.card.model_name, "labels": classifier.labels,
                 "modalities": list(classifier.card.modalities),
+                "speaker_norm": classifier.card.speaker_norm,
                 "frames": classifier.card.feature_settings.n_frames,
                 "window_s": classifier.card.window, "hop_s": CAMERA_HOP_S,
                 "admitted": admission.admitted, "capacity": admission.capacity}
@@ -95,9 +103,9 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
     @app.post("/predict")
     async def predict(file: UploadFile) -> JSONResponse:
         suffix = Path(file.filename or "").suffix.lower()
-        if suffix not in VIDEO_EXTENSIONS:
-            raise HTTPException(415, f"{file.filename}: unsupported type; upload one of "
-                                     + ", ".join(VIDEO_EXTENSIONS))
+        accepted = classifier.card.extensions
+        if suffix not in accepted:
+            raise HTTPException(415, f"{file.filename}: unsupported type; upload one of " + ", ".join(accepted))
         return JSONResponse(await admitted(_predict_upload, classifier, file, suffix, settings))
 
     @app.post("/live")
@@ -120,12 +128,15 @@ def _predict_upload(classifier: EmotionClassifier, file: UploadFile, suffix: str
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"upload{suffix}"
         _save_upload(file, path, settings.max_upload_mb)
-        result = classifier.predict(path)
+        try:
+            result = classifier.predict(path)
+        except SpeakerNormError as error:
+            raise HTTPException(422, str(error).replace(str(path), file.filename or "upload")) from error
     if not result.ok:  # the message names the temporary file; show the user's name instead
         raise HTTPException(422, result.error.replace(str(path), file.filename or "upload"))
     return {"file": file.filename, "label": result.label, "emotion": result.emotion,
             "probabilities": result.probabilities,
-            "names": {label: EMOTION_NAMES.get(label, label) for label in classifier.labels},
+            "names": classifier.card.label_names(),
             "frames": [_png_data_url(frame) for frame in result.features.frames]}
 
 
@@ -146,9 +157,12 @@ def _predict_capture(classifier: EmotionClassifier, frames: list[UploadFile], au
     if ("video" in modalities and not images) or ("audio" in modalities and (waveform is None or not len(waveform))):
         raise HTTPException(422, f"{classifier.card.model_name} reads {' and '.join(modalities)}: "
                                  "send frames and audio")
-    result = classifier.predict_capture(images, waveform, rate)
+    try:
+        result = classifier.predict_capture(images, waveform, rate)
+    except SpeakerNormError as error:
+        raise HTTPException(422, str(error)) from error
     return {"label": result.label, "emotion": result.emotion, "probabilities": result.probabilities,
-            "names": {label: EMOTION_NAMES.get(label, label) for label in classifier.labels},
+            "names": classifier.card.label_names(),
             "server_ms": round(1000 * (time.perf_counter() - started), 1)}
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import soxr
 from tqdm import tqdm
 
-from avemotion.cremad import EMOTIONS, STATEMENTS
+from avemotion.datasets.cremad import EMOTIONS, STATEMENTS
 from avemotion.settings import setting
 
 FPS = 30
@@ -167,11 +167,11 @@ def write_media(path: Path, frames: list[np.ndarray] | None, fps: int = FPS,
     """Encode RGB frames and/or a (channels, samples) or mono waveform into one media file.
 
     The codecs follow the container: FLV 1 + MP3 in .flv (as CREMA-D's own files), VP8 + Opus in
-    .webm, MPEG-4 part 2 + AAC otherwise; a .wav holds 16-bit PCM audio only.
+    .webm, MPEG-4 part 2 + AAC otherwise; a .wav (16-bit PCM) or .flac holds audio only.
     """
     suffix = path.suffix.lower()
     video_codec, audio_codec = {".flv": ("flv", "libmp3lame"), ".webm": ("libvpx", "libopus"),
-                                ".wav": (None, "pcm_s16le")}.get(suffix, ("mpeg4", "aac"))
+                                ".wav": (None, "pcm_s16le"), ".flac": (None, "flac")}.get(suffix, ("mpeg4", "aac"))
     with av.open(str(path), "w") as container:
         video = None
         if frames is not None and video_codec is not None:

@@ -12,6 +12,10 @@ its own samples with predict's function, so it is exactly a clip's (about a mill
 one long spectrogram would differ at every window's edges, where a clip is zero-padded). Only the
 grid frames and samples of windows not yet finished are held, so memory stays bounded whatever the
 length.
+
+A model trained with speaker normalisation takes the recording as one person's: a first pass over
+its voice gathers the statistics of every window's spectrogram, and the second standardises each
+window with them (the recording must be at least MIN_SPEAKER_WINDOWS windows long).
 """
 
 from __future__ import annotations
@@ -41,9 +45,11 @@ from avemotion.features import (
     to_rgb,
 )
 from avemotion.predict import softmax
+from avemotion.speakers import RunningStatistics, SpeakerNormError, SpeakerStatistics
 
 EMBED_BATCH = 16  # grid frames per image-backbone call
 WINDOW_BATCH = 32  # windows per call of the rest of the network
+MIN_SPEAKER_WINDOWS = 4  # a speaker-normalised timeline needs this many windows' length of voice
 
 
 @dataclass(frozen=True)
@@ -133,12 +139,15 @@ class _Samples:
 class _Timeline:
     """The streaming engine: decode, embed grid frames, gather audio samples, emit windows."""
 
-    def __init__(self, classifier, plan: _Plan, path: Path) -> None:
+    def __init__(self, classifier, plan: _Plan, path: Path, speaker: SpeakerStatistics | None = None,
+                 gather: RunningStatistics | None = None) -> None:
         self.classifier = classifier
         self.plan = plan
         self.path = path
         self.features = classifier.card.feature_settings
-        self.uses_video = "video" in classifier.card.modalities
+        self.speaker = speaker  # standardise each window's spectrogram with these statistics
+        self.gather = gather  # only gather the windows' spectrogram statistics, scoring nothing
+        self.uses_video = "video" in classifier.card.modalities and gather is None
         self.uses_audio = "audio" in classifier.card.modalities
         self.grid = _GridFrames(plan.grid)
         self.pending: list[tuple[int, av.VideoFrame]] = []
@@ -253,15 +262,21 @@ class _Timeline:
         self._release(self.next_window)
 
     def _score(self, windows: list[int]) -> None:
-        size, n = self.features.frame_size, self.plan.n_frames
+        size = self.features.frame_size
         if self.uses_video:
             frames = np.stack([np.stack([self.frames[s] for s in self.plan.slots(w)]) for w in windows])
-        else:
-            frames = np.zeros((len(windows), n, 3, size, size), np.uint8)
+        else:  # a model without a video branch reads no frames
+            frames = np.zeros((len(windows), 0, 3, size, size), np.uint8)
         if self.audio is not None:
             mel = np.stack([self.audio.window(self.plan.first_sample(w), self.plan.samples) for w in windows])
         else:
             mel = np.zeros((len(windows), 1, self.features.n_mels, self.features.mel_frames), np.float32)
+        if self.gather is not None:
+            for window_mel in mel:
+                self.gather.add(window_mel)
+            return
+        if self.speaker is not None:
+            mel = self.speaker.normalise(mel)
         parts = self.classifier.parts
         network = parts.from_frame_features if parts is not None else self.classifier.network
         probabilities = softmax(network(frames, mel))
@@ -284,7 +299,9 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     if window <= 0 or settings.hop <= 0 or settings.smooth < 1:
         raise ValueError(f"window ({window}) and hop ({settings.hop}) must be positive, smooth at least 1")
     features, frame_period = classifier.card.feature_settings, _frame_period(path)
-    engine = _Timeline(classifier, _Plan.of(window, settings.hop, features, frame_period), path)
+    plan = _Plan.of(window, settings.hop, features, frame_period)
+    speaker = _speaker_statistics(classifier, plan, path) if classifier.card.speaker_norm else None
+    engine = _Timeline(classifier, plan, path, speaker)
     rows = engine.run(progress)
     if not rows:  # shorter than one window: the whole file is the one stretch
         window = engine.duration
@@ -301,6 +318,19 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     for index, label in enumerate(classifier.labels):
         table[label] = probabilities[:, index].round(6)
     return table
+
+
+def _speaker_statistics(classifier, plan: _Plan, path: Path) -> SpeakerStatistics:
+    """The first pass of a speaker-normalised timeline: the statistics of every window's voice."""
+    gathered = RunningStatistics()
+    engine = _Timeline(classifier, plan, path, gather=gathered)
+    engine.run(progress=False)
+    if engine.duration < MIN_SPEAKER_WINDOWS * plan.window:
+        raise SpeakerNormError(
+            f"{path}: {classifier.card.model_name} was trained with speaker normalisation and needs "
+            f"a recording of one person at least {MIN_SPEAKER_WINDOWS} windows long "
+            f"({MIN_SPEAKER_WINDOWS * plan.window:g} s); this one lasts {engine.duration:.1f} s")
+    return gathered.result()
 
 
 def _whole_file(classifier, path: Path, plan: _Plan) -> np.ndarray:

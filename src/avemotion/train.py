@@ -1,8 +1,10 @@
 """Stage 4, train: the paper's recipe with PyTorch Lightning, on an honest split, into one run folder.
 
 The recipe (AdamW, cross-entropy, early stopping on validation loss, the best weights restored and
-used on the test split) is a :class:`~avemotion.config.TrainSettings`; the run folder's layout is
-:class:`~avemotion.runs.RunFolder`'s.
+used on the test split; from random weights a one-cycle schedule, spectrogram masks and mixup) is
+a :class:`~avemotion.config.TrainSettings`; the run folder's layout is
+:class:`~avemotion.runs.RunFolder`'s. The labels are the corpus's (:func:`corpus_labels`): the
+model's head has one output per label, and the checkpoint carries them.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import signal
 import threading
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -27,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from avemotion.checkpoint import Checkpoint, save_checkpoint
 from avemotion.config import TrainSettings
-from avemotion.cremad import EMOTIONS
+from avemotion.datasets import corpus_labels
 from avemotion.embeddings import prepare_frozen_backbones
 from avemotion.evaluate import (
     plot_loss_curves,
@@ -38,13 +41,12 @@ from avemotion.evaluate import (
 )
 from avemotion.features import typical_duration
 from avemotion.models import EmotionNet
-from avemotion.preprocess import CachedClips, FeatureCache, ensure_cached
+from avemotion.preprocess import CachedClips, FeatureCache, clips_with_inputs, ensure_cached, optional_path
 from avemotion.runs import RunFolder
+from avemotion.speakers import SpeakerNormError, require_speakers, speaker_normaliser
 from avemotion.splits import actor_folds, make_split
 
 __all__ = ["EmotionModule", "TrainSettings", "TrainingInterrupted", "fit", "train", "train_one"]
-
-LABELS = list(EMOTIONS)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -73,13 +75,30 @@ class EmotionModule(L.LightningModule):
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         first, second, target = batch
+        if stage == "train" and self.settings.mixup > 0:
+            return self._mixup_step(first, second, target)
         logits = self(first, second)
         loss = F.cross_entropy(logits, target)
-        accuracy = (logits.argmax(dim=1) == target).float().mean()
-        options = {"on_step": False, "on_epoch": True, "batch_size": len(target), "sync_dist": True}
+        self._log(stage, loss, (logits.argmax(dim=1) == target).float().mean(), len(target))
+        return loss
+
+    def _mixup_step(self, first: torch.Tensor, second: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mixup: each clip blended with another of the batch, the loss blended in the same share."""
+        alpha = torch.tensor(float(self.settings.mixup))
+        share = float(torch.distributions.Beta(alpha, alpha).sample())  # seeded with the run
+        partner = torch.randperm(len(target), device=target.device)
+        blend = lambda x: share * x.float() + (1 - share) * x.float()[partner]
+        logits = self(blend(first), blend(second))
+        loss = share * F.cross_entropy(logits, target) + (1 - share) * F.cross_entropy(logits, target[partner])
+        hits = share * (logits.argmax(dim=1) == target).float() + (1 - share) * (
+            logits.argmax(dim=1) == target[partner]).float()
+        self._log("train", loss, hits.mean(), len(target))
+        return loss
+
+    def _log(self, stage: str, loss: torch.Tensor, accuracy: torch.Tensor, batch_size: int) -> None:
+        options = {"on_step": False, "on_epoch": True, "batch_size": batch_size, "sync_dist": True}
         self.log(f"{stage}_loss", loss, prog_bar=True, **options)
         self.log(f"{stage}_acc", accuracy, **options)
-        return loss
 
     def training_step(self, batch, batch_index):
         return self._step(batch, "train")
@@ -89,8 +108,16 @@ class EmotionModule(L.LightningModule):
 
     def configure_optimizers(self):
         trainable = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(trainable, lr=self.settings.learning_rate,
-                                 weight_decay=self.settings.weight_decay)
+        optimiser = torch.optim.AdamW(trainable, lr=self.settings.learning_rate,
+                                      weight_decay=self.settings.weight_decay)
+        if self.settings.schedule == "constant":
+            return optimiser
+        if self.settings.schedule != "onecycle":
+            raise ValueError(f"unknown schedule {self.settings.schedule!r}; choose constant or onecycle")
+        one_cycle = torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, max_lr=self.settings.learning_rate,
+            total_steps=max(1, int(self.trainer.estimated_stepping_batches)))
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": one_cycle, "interval": "step"}}
 
 
 class EpochTimer(L.Callback):
@@ -111,6 +138,9 @@ def train(table: pd.DataFrame, cache: FeatureCache, out_dir: str | Path, setting
     Clips missing from the feature cache are preprocessed first; clips that fail to decode are
     left out, with their reasons in the cache's failures.csv."""
     run = RunFolder(out_dir)
+    table = clips_with_inputs(table, settings.model)
+    if settings.speaker_norm:
+        require_speakers(table)
     table = ensure_cached(table, cache, settings.progress)
     run.root.mkdir(parents=True, exist_ok=True)
     if settings.folds > 1:
@@ -167,30 +197,91 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     Under DDP every process trains; only the first writes the run's results, and the others
     return an empty dict."""
     L.seed_everything(settings.seed, workers=True, verbose=False)
+    labels = corpus_labels(table)
+    settings = replace(settings, model=replace(settings.model, num_classes=len(labels)))
     model = EmotionNet(settings.model, image_size=cache.settings.frame_size, weights=settings.weights)
     if is_first_process():
         _write_config(run, settings, cache, metadata_path)
     parts = {name: table[split.to_numpy() == name] for name in ("train", "val", "test")}
     if settings.freeze_backbones:
-        datasets = prepare_frozen_backbones(model, parts, cache, LABELS, settings.progress)
+        if settings.speaker_norm:
+            raise SpeakerNormError("--speaker-norm trains whole networks; it cannot be combined "
+                                   "with --freeze-backbones")
+        datasets = prepare_frozen_backbones(model, parts, cache, labels, settings.progress)
     else:
-        datasets = {name: CachedClips(part, cache, LABELS) for name, part in parts.items()}
+        datasets = _cached_datasets(table, parts, cache, labels, settings)
     loaders = _loaders(datasets, settings)
     module = EmotionModule(model, settings)
     best = fit(module, loaders["train"], loaders["val"], settings, run, resume)
     if not is_first_process():
         return {}
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-    epoch, best_loss = _best_epoch(run)
-    window = typical_duration(list(parts["train"]["video_path"])) if len(parts["train"]) else None
-    save_checkpoint(run.model, model, Checkpoint(model.settings, cache.settings, LABELS, epoch, best_loss,
-                                                 window_seconds=window))
+    epoch, best_loss = _kept_epoch(run, settings)
+    save_checkpoint(run.model, model, Checkpoint(model.settings, cache.settings, labels, epoch, best_loss,
+                                                 window_seconds=_typical_length(parts["train"]),
+                                                 speaker_norm=settings.speaker_norm))
     probabilities = predict_probabilities(module, loaders["test"])
     test = parts["test"]
-    predictions = predictions_table(list(test["clip"]), list(test["emotion"]), probabilities, LABELS)
+    predictions = predictions_table(list(test["clip"]), list(test["emotion"]), probabilities, labels)
     extra = {"model": settings.model.name, "best_epoch": epoch, "best_val_loss": best_loss,
-             "pretrained": settings.model.pretrained, "split": settings.split}
-    return write_evaluation(run, predictions, LABELS, metadata=table, extra=extra)
+             "pretrained": settings.model.pretrained, "split": settings.split,
+             "speaker_norm": settings.speaker_norm}
+    return write_evaluation(run, predictions, labels, metadata=table, extra=extra)
+
+
+def _typical_length(table: pd.DataFrame) -> float | None:
+    """The training clips' typical length in seconds, read from their files' headers."""
+    audio = table["audio_path"] if "audio_path" in table else pd.Series(None, index=table.index)
+    paths = [optional_path(video) or optional_path(voice) for video, voice in zip(table["video_path"], audio)]
+    return typical_duration([path for path in paths if path]) if paths else None
+
+
+def _cached_datasets(table, parts: dict, cache: FeatureCache, labels: list[str],
+                     settings: TrainSettings) -> dict[str, CachedClips]:
+    """Each part's clips from the feature cache, speaker-normalised if asked, the training clips
+    masked if asked."""
+    normalise = speaker_normaliser(table, cache) if settings.speaker_norm else None
+    modalities = settings.model.modalities
+    masks = SpectrogramMasks(settings.spec_masks, settings.seed) if settings.spec_masks else None
+    return {name: CachedClips(part, cache, labels, modalities,
+                              _chain(normalise, masks if name == "train" else None))
+            for name, part in parts.items()}
+
+
+def _chain(*transforms):
+    """One (clip, mel) -> mel transform applying the given ones (None skipped) in order."""
+    present = [transform for transform in transforms if transform is not None]
+    if not present:
+        return None
+
+    def apply(clip, mel):
+        for transform in present:
+            mel = transform(clip, mel)
+        return mel
+
+    return apply
+
+
+class SpectrogramMasks:
+    """SpecAugment's masking: `count` bands of Mel bins and `count` spans of time steps, each up to
+    an eighth of the spectrogram wide, set to the spectrogram's mean. Training clips only."""
+
+    def __init__(self, count: int, seed: int) -> None:
+        self.count = count
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, clip: str, mel: np.ndarray) -> np.ndarray:
+        masked = mel.copy()
+        fill = float(mel.mean())
+        for axis in (-2, -1):  # Mel bins, then time
+            size = mel.shape[axis]
+            for _ in range(self.count):
+                width = int(self.rng.integers(0, size // 8 + 1))
+                start = int(self.rng.integers(0, size - width + 1))
+                index = [slice(None)] * mel.ndim
+                index[axis] = slice(start, start + width)
+                masked[tuple(index)] = fill
+        return masked
 
 
 def _loaders(datasets: dict, settings: TrainSettings) -> dict[str, DataLoader]:
@@ -206,17 +297,22 @@ def _loaders(datasets: dict, settings: TrainSettings) -> dict[str, DataLoader]:
 
 def fit(module: L.LightningModule, train_loader, val_loader, settings: TrainSettings, run: RunFolder,
         resume: bool = False) -> Path:
-    """Run Lightning's loop with early stopping and checkpointing; return the best checkpoint path.
+    """Run Lightning's loop with early stopping and checkpointing; return the kept checkpoint's path.
 
     `last.ckpt` is written after every epoch, so an interrupted run keeps its last completed epoch
     and `resume` continues from it.
     """
-    best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor="val_loss", mode="min",
-                           save_top_k=1, enable_version_counter=False)
     # Saved once the whole epoch (validation included) is done, so a resume starts the next one.
     latest = ModelCheckpoint(dirpath=run.checkpoints, filename="last", save_on_train_epoch_end=True,
                              enable_version_counter=False)
-    stopper = EarlyStopping(monitor="val_loss", mode="min", patience=settings.patience)
+    # With the one-cycle schedule the weights kept are the last epoch's, with no early stopping: the
+    # schedule anneals to its end, and picking an earlier epoch on a few validation speakers' loss
+    # is mostly noise.
+    best = None if settings.schedule == "onecycle" else ModelCheckpoint(
+        dirpath=run.checkpoints, filename="best", monitor="val_loss", mode="min", save_top_k=1,
+        enable_version_counter=False)
+    selection = [] if best is None else [best, EarlyStopping(monitor="val_loss", mode="min",
+                                                             patience=settings.patience)]
     last = run.checkpoints / "last.ckpt"
     resuming = resume and last.is_file()
     if not resuming and is_first_process():  # a new run: no earlier run's epochs in its history
@@ -227,7 +323,7 @@ def fit(module: L.LightningModule, train_loader, val_loader, settings: TrainSett
             max_epochs=settings.max_epochs, accelerator=settings.accelerator,
             devices=_devices(settings.devices), strategy=settings.strategy,
             num_nodes=settings.num_nodes, precision=settings.precision,
-            callbacks=[best, latest, stopper, EpochTimer()],
+            callbacks=[latest, *selection, EpochTimer()],
             logger=CSVLogger(run.logs, name="", version=_next_attempt(run)),
             log_every_n_steps=1, enable_progress_bar=settings.progress,
             enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=run.root,
@@ -245,7 +341,7 @@ def fit(module: L.LightningModule, train_loader, val_loader, settings: TrainSett
                                   f"{last}; continue with --resume")
     if trainer.is_global_zero:
         _write_history(run)
-    return Path(best.best_model_path)
+    return last if best is None else Path(best.best_model_path)
 
 
 def _next_attempt(run: RunFolder) -> str:
@@ -292,10 +388,11 @@ def _write_history(run: RunFolder) -> pd.DataFrame:
     return history
 
 
-def _best_epoch(run: RunFolder) -> tuple[int, float]:
-    """The epoch with the lowest validation loss, and that loss."""
+def _kept_epoch(run: RunFolder, settings: TrainSettings) -> tuple[int, float]:
+    """The epoch whose weights were kept, and its validation loss: the lowest validation loss, or
+    the last epoch with the one-cycle schedule."""
     history = pd.read_csv(run.history)
-    row = history.loc[history["val_loss"].idxmin()]
+    row = history.iloc[-1] if settings.schedule == "onecycle" else history.loc[history["val_loss"].idxmin()]
     return int(row["epoch"]), float(row["val_loss"])
 
 

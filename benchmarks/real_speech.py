@@ -1,0 +1,231 @@
+"""First results on real voices: RAVDESS speech, 8 emotions, speaker-independent 6-fold.
+
+    pip install -e '.[train,bench]'
+    python benchmarks/real_speech.py RAVDESS_DIR [--work DIR] [--models …] [--folds 1 2 …]
+
+RAVDESS_DIR holds the RAVDESS speech audio (``Actor_01/03-01-05-01-02-01-01.wav`` …, or the same
+files flat; CC BY-NC-SA 4.0, never shipped with avemotion). Fold k holds out actors 4k-3 … 4k; two
+actors of the next block (one man, one woman) are the validation speakers, and the other 18 train.
+On the same folds, side by side, the field's standard hand-crafted baseline: openSMILE's eGeMAPS
+functionals (88 per clip) and an RBF support-vector machine (scikit-learn's defaults, features
+standardised on the training speakers), trained on the same 18 actors as the models
+(`egemaps_svm`), and, since it needs no validation speakers, also on all 20 (`egemaps_svm_20`).
+
+Two protocols, every model and the baseline under both:
+- clip: each clip judged on its own, as `avemotion predict` judges a new clip;
+- speaker: each speaker's inputs standardised with the statistics of all that speaker's clips
+  (unlabelled): the baseline's eGeMAPS functionals, and the models' spectrograms (trained with
+  `--speaker-norm`);
+- speaker-features (models only): the clip-level model's audio features (its backbone's 512 or
+  1280 numbers per clip) standardised per speaker as the baseline's functionals are, and a
+  logistic regression (scikit-learn's defaults) fitted on the training speakers' in place of the
+  network's head. Not yet a `train` option; it shows where speaker normalisation helps a network.
+
+The audio-only models train from random weights with `avemotion train`'s from-scratch recipe. Each
+fold's result is kept in WORK, so an interrupted run resumes where it stopped. Prints and writes
+(WORK/real_speech.json, .md) accuracy, unweighted accuracy (mean per-class recall) and macro F1,
+mean ± std over the folds, and the training seconds per fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, recall_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from avemotion.config import TrainSettings, from_scratch
+from avemotion.features import FeatureSettings
+from avemotion.index import index_dataset
+from avemotion.preprocess import FeatureCache, ensure_cached
+from avemotion.registry import model_settings
+from avemotion.runs import RunFolder
+from avemotion.train import train_one
+
+MODELS = ("resnet18_vit_lstm_audio_only", "effnet_lstm_audio_only")
+PROTOCOLS = ("clip", "speaker")
+SPEAKER_FEATURES = "speaker-features"
+FOLDS = 6
+ACTORS_PER_FOLD = 4
+BASELINE = "egemaps_svm"
+
+
+def speech_table(ravdess_dir: Path) -> pd.DataFrame:
+    """The RAVDESS speech clips (audio only) as an avemotion metadata table."""
+    result = index_dataset(ravdess_dir, "ravdess")
+    table = result.table
+    table = table[(table["vocal_channel"] == "speech") & (table["modality"] == "audio")]
+    if table.empty:
+        raise SystemExit(f"{ravdess_dir}: no RAVDESS speech audio (03-01-*.wav) found")
+    return table.reset_index(drop=True)
+
+
+def fold_split(table: pd.DataFrame, fold: int) -> pd.Series:
+    """Fold k (1-6): actors 4k-3…4k test, one man and one woman of the next block val, the rest train."""
+    test = set(range(ACTORS_PER_FOLD * (fold - 1) + 1, ACTORS_PER_FOLD * fold + 1))
+    following = ACTORS_PER_FOLD * (fold % FOLDS)
+    val = {following + 1, following + 2}  # odd: a man, even: a woman
+    split = table["actor_id"].map(lambda a: "test" if a in test else "val" if a in val else "train")
+    return split.rename("split")
+
+
+def scores(true, predicted) -> dict:
+    return {"accuracy": float(accuracy_score(true, predicted)),
+            "unweighted_accuracy": float(recall_score(true, predicted, average="macro", zero_division=0)),
+            "macro_f1": float(f1_score(true, predicted, average="macro", zero_division=0))}
+
+
+def model_fold(table, split, cache, work: Path, name: str, protocol: str, fold: int, epochs: int | None) -> dict:
+    """Train one audio-only model on one fold (or read the result a previous run left)."""
+    run = RunFolder(work / "runs" / name / protocol / f"fold-{fold}")
+    result_file = run.root / "real_speech_fold.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    settings = from_scratch(TrainSettings(model=model_settings(name, pretrained=False), progress=False,
+                                          speaker_norm=protocol == "speaker"))
+    if epochs:
+        settings = replace(settings, max_epochs=epochs)
+    run.root.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    train_one(table, split, cache, run, settings, resume=False, metadata_path=None)
+    seconds = time.perf_counter() - started
+    predictions = pd.read_csv(run.predictions)
+    result = {**scores(predictions["true"], predictions["predicted"]), "seconds": seconds}
+    run.write_json(result_file, result)
+    return result
+
+
+def speaker_features_fold(table, split, mels, work: Path, name: str, fold: int) -> dict:
+    """The clip-level model of a fold, its audio features standardised per speaker, and a logistic
+    regression on the training speakers' features in place of its head."""
+    from avemotion.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(RunFolder(work / "runs" / name / "clip" / f"fold-{fold}").model)
+    started = time.perf_counter()
+    with torch.no_grad():
+        features = torch.cat([model.embed_audio(mels[i : i + 128]) for i in range(0, len(mels), 128)])
+    standardised = per_speaker_standardised(pd.DataFrame(features.numpy()), table["actor_id"]).to_numpy()
+    train, test = (split == "train").to_numpy(), (split == "test").to_numpy()
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    classifier.fit(standardised[train], table["emotion"].to_numpy()[train])
+    predicted = classifier.predict(standardised[test])
+    return {**scores(table["emotion"].to_numpy()[test], predicted), "seconds": time.perf_counter() - started}
+
+
+def egemaps_features(table: pd.DataFrame, work: Path) -> pd.DataFrame:
+    """eGeMAPS v02 functionals of every clip, computed once and kept in WORK."""
+    path = work / "egemaps.csv"
+    if path.is_file():
+        features = pd.read_csv(path, index_col="clip")
+        if set(table["clip"]) <= set(features.index):
+            return features.loc[table["clip"]]
+    try:
+        import opensmile
+    except ImportError:
+        raise SystemExit("the eGeMAPS baseline needs openSMILE: pip install -e '.[bench]'") from None
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                            feature_level=opensmile.FeatureLevel.Functionals)
+    rows = [smile.process_file(audio).iloc[0] for audio in table["audio_path"]]
+    features = pd.DataFrame(rows, index=pd.Index(table["clip"], name="clip"))
+    features.to_csv(path)
+    return features
+
+
+def per_speaker_standardised(features: pd.DataFrame, speakers: pd.Series) -> pd.DataFrame:
+    """Each speaker's features standardised with the mean and spread of all that speaker's clips."""
+    grouped = features.groupby(speakers.to_numpy())
+    return (features - grouped.transform("mean")) / grouped.transform("std").replace(0, 1)
+
+
+def baseline_fold(table, split, features: pd.DataFrame, protocol: str, with_val: bool) -> dict:
+    """eGeMAPS + RBF SVM on one fold, trained on the training speakers (and the validation ones)."""
+    if protocol == "speaker":
+        features = per_speaker_standardised(features, table["actor_id"])
+    train = split.isin(["train", "val"] if with_val else ["train"]).to_numpy()
+    test = (split == "test").to_numpy()
+    started = time.perf_counter()
+    classifier = make_pipeline(StandardScaler(), SVC(kernel="rbf"))
+    classifier.fit(features.to_numpy()[train], table["emotion"].to_numpy()[train])
+    predicted = classifier.predict(features.to_numpy()[test])
+    return {**scores(table["emotion"].to_numpy()[test], predicted), "seconds": time.perf_counter() - started}
+
+
+def summarise(results: dict) -> dict:
+    """Mean and std over folds of each score, per (system, protocol)."""
+    summary = {}
+    for key, folds in results.items():
+        summary[key] = {name: {"mean": float(np.mean([f[name] for f in folds])),
+                               "std": float(np.std([f[name] for f in folds])),
+                               "median": float(np.median([f[name] for f in folds]))}
+                        for name in ("accuracy", "unweighted_accuracy", "macro_f1", "seconds")}
+        summary[key]["folds"] = len(folds)
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    lines = ["| system | protocol | folds | accuracy | unweighted accuracy | macro F1 | train s / fold (median) |",
+             "|---|---|---|---|---|---|---|"]
+    for key, row in summary.items():
+        system, protocol = key.split("/")
+        cells = [f"{row[n]['mean']:.3f} ± {row[n]['std']:.3f}"
+                 for n in ("accuracy", "unweighted_accuracy", "macro_f1")]
+        lines.append(f"| {system} | {protocol} | {row['folds']} | " + " | ".join(cells)
+                     + f" | {row['seconds']['median']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ravdess_dir", type=Path)
+    parser.add_argument("--work", type=Path, default=Path("real-speech-work"), help="cache, runs, results")
+    parser.add_argument("--models", nargs="*", default=list(MODELS), help="audio-only models to train")
+    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
+    parser.add_argument("--folds", nargs="+", type=int, default=list(range(1, FOLDS + 1)))
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick looks)")
+    args = parser.parse_args()
+
+    table = speech_table(args.ravdess_dir)
+    args.work.mkdir(parents=True, exist_ok=True)
+    cache = FeatureCache.open(args.work / "cache", FeatureSettings())
+    table = ensure_cached(table, cache, progress=True)
+    print(f"RAVDESS speech: {len(table)} clips, {table['actor_id'].nunique()} actors, "
+          f"{table['emotion'].nunique()} emotions; folds {args.folds}")
+    features = egemaps_features(table, args.work)
+    mels = torch.from_numpy(np.stack([cache.read(clip).mel.astype(np.float32) for clip in table["clip"]]))
+    results: dict[str, list[dict]] = {}
+    for fold in args.folds:
+        split = fold_split(table, fold)
+        for protocol in args.protocols:
+            for name, with_val in ((BASELINE, False), (f"{BASELINE}_20", True)):
+                outcome = baseline_fold(table, split, features, protocol, with_val)
+                results.setdefault(f"{name}/{protocol}", []).append(outcome)
+                print(f"fold {fold} {name} {protocol}: accuracy {outcome['accuracy']:.3f}", flush=True)
+            for name in args.models:
+                outcome = model_fold(table, split, cache, args.work, name, protocol, fold, args.epochs)
+                results.setdefault(f"{name}/{protocol}", []).append(outcome)
+                print(f"fold {fold} {name} {protocol}: accuracy {outcome['accuracy']:.3f} "
+                      f"({outcome['seconds']:.0f} s)", flush=True)
+        if "clip" in args.protocols:
+            for name in args.models:
+                outcome = speaker_features_fold(table, split, mels, args.work, name, fold)
+                results.setdefault(f"{name}/{SPEAKER_FEATURES}", []).append(outcome)
+                print(f"fold {fold} {name} {SPEAKER_FEATURES}: accuracy {outcome['accuracy']:.3f}", flush=True)
+    summary = summarise(results)
+    (args.work / "real_speech.json").write_text(json.dumps({"summary": summary, "folds": results}, indent=2))
+    table_md = markdown(summary)
+    (args.work / "real_speech.md").write_text(table_md + "\n")
+    print(table_md)
+
+
+if __name__ == "__main__":
+    main()
