@@ -44,6 +44,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from avemotion.checkpoint import load_checkpoint
 from avemotion.config import TrainSettings, from_scratch
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset
@@ -108,8 +109,6 @@ def model_fold(table, split, cache, work: Path, name: str, protocol: str, fold: 
 def speaker_features_fold(table, split, mels, work: Path, name: str, fold: int) -> dict:
     """The clip-level model of a fold, its audio features standardised per speaker, and a logistic
     regression on the training speakers' features in place of its head."""
-    from avemotion.checkpoint import load_checkpoint
-
     model, _ = load_checkpoint(RunFolder(work / "runs" / name / "clip" / f"fold-{fold}").model)
     started = time.perf_counter()
     with torch.no_grad():
@@ -187,7 +186,7 @@ def markdown(summary: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ravdess_dir", type=Path)
-    parser.add_argument("--work", type=Path, default=Path("real-speech-work"), help="cache, runs, results")
+    parser.add_argument("--work", type=Path, default=Path(".cache/real-speech"), help="cache, runs, results")
     parser.add_argument("--models", nargs="*", default=list(MODELS), help="audio-only models to train")
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument("--folds", nargs="+", type=int, default=list(range(1, FOLDS + 1)))
