@@ -200,7 +200,7 @@ def main() -> None:
     print(f"RAVDESS speech: {len(table)} clips, {table['actor_id'].nunique()} actors, "
           f"{table['emotion'].nunique()} emotions; folds {args.folds}")
     features = egemaps_features(table, args.work)
-    mels = torch.from_numpy(np.stack([cache.read(clip).mel.astype(np.float32) for clip in table["clip"]]))
+    mels = torch.from_numpy(np.stack([cache.read(clip, ("audio",)).mel.astype(np.float32) for clip in table["clip"]]))
     results: dict[str, list[dict]] = {}
     for fold in args.folds:
         split = fold_split(table, fold)

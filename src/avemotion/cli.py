@@ -422,14 +422,16 @@ def _add_compare_parser(commands) -> None:
 
 def _add_predict_parser(commands) -> None:
     predict = commands.add_parser(
-        "predict", help="the emotion of any clip (mp4, flv, webm, mov, mkv) from a checkpoint",
-        description="Print each clip's top emotion and its six probabilities, using the feature "
-        "settings stored with MODEL. A folder predicts every video in it. Bad files get one "
-        "line each on stderr and make the exit status 1; the others are still printed.",
+        "predict", help="the emotion of any clip (mp4, flv, webm, mov, mkv; audio files for an "
+        "audio-only model) from a checkpoint",
+        description="Print each clip's top label and every label's probability, using the feature "
+        "settings stored with MODEL. A folder predicts every clip in it (a speaker-normalised model "
+        "takes them as one speaker's). Bad files get one line each on stderr and make the exit "
+        "status 1; the others are still printed.",
     )
     predict.add_argument("checkpoint", type=Path, metavar="MODEL",
                          help="model.ckpt of a run, or an exported model.onnx (needs no PyTorch)")
-    predict.add_argument("clips", nargs="+", metavar="CLIP", help="video files or folders")
+    predict.add_argument("clips", nargs="+", metavar="CLIP", help="media files or folders")
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table",
                          help="output format (table)")
     predict.add_argument("--onnx", type=Path, help="with a checkpoint: run its ONNX export instead")

@@ -100,13 +100,13 @@ class EmbeddingCache:
 
     def _backbone_outputs(self, clips: list[str]) -> dict[str, np.ndarray]:
         """The backbones' features of some clips, as arrays named like the cache's entries."""
-        entries = [self.features.read(clip) for clip in clips]
+        entries = [self.features.read(clip, self.model.settings.modalities) for clip in clips]
         device = next(self.model.parameters()).device
         arrays = {}
         if self.model.frames is not None:
             frames = torch.from_numpy(np.stack([entry.frames for entry in entries]))
             arrays["frames"] = self.model.embed_frames(frames.to(device)).cpu().numpy()
-        if self.model.spectrogram is not None:  # only the branches the model has: a clip may lack the other
+        if self.model.spectrogram is not None:
             mel = torch.from_numpy(np.stack([entry.mel for entry in entries]).astype(np.float32))
             arrays["audio"] = self.model.embed_audio(mel.to(device)).cpu().numpy()
         return arrays

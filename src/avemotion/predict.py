@@ -198,13 +198,10 @@ class EmotionClassifier:
         results = []
         pending: list[Prediction] = []
         for path in tqdm(paths, unit="clip", desc="predict", disable=not progress):
-            result = Prediction(path=str(path))
-            try:
-                result.features = self.features(path)
-                pending.append(result)
-            except MediaError as error:
-                result.error = str(error)
+            result = self._decoded(path)
             results.append(result)
+            if result.ok:
+                pending.append(result)
             if len(pending) == PREDICT_BATCH:
                 self._score(pending)
                 pending = []
@@ -217,12 +214,7 @@ class EmotionClassifier:
         spectrogram is standardised with the statistics of all of them."""
         from tqdm import tqdm
 
-        results = [Prediction(path=str(path)) for path in paths]
-        for result in tqdm(results, unit="clip", desc="predict", disable=not progress):
-            try:
-                result.features = self.features(result.path)
-            except MediaError as error:
-                result.error = str(error)
+        results = [self._decoded(path) for path in tqdm(paths, unit="clip", desc="predict", disable=not progress)]
         decoded = [result for result in results if result.ok]
         if len(decoded) < MIN_SPEAKER_CLIPS:
             raise SpeakerNormError(f"{len(decoded)} readable clip(s): {self._speaker_norm_advice()}")
@@ -232,6 +224,15 @@ class EmotionClassifier:
         for start in range(0, len(decoded), PREDICT_BATCH):
             self._score(decoded[start : start + PREDICT_BATCH])
         return results
+
+    def _decoded(self, path: str | Path) -> Prediction:
+        """A clip's Prediction with its features ready, or with the reason they cannot be made."""
+        result = Prediction(path=str(path))
+        try:
+            result.features = self.features(path)
+        except MediaError as error:
+            result.error = str(error)
+        return result
 
     def _score(self, pending: list[Prediction]) -> None:
         """Fill in the labels and probabilities of clips whose features are ready."""

@@ -37,9 +37,10 @@ class SpeakerStatistics:
     @classmethod
     def of(cls, mels: Iterable[np.ndarray]) -> SpeakerStatistics:
         """The statistics of some spectrograms (1, n_mels, time) or (n_mels, time), all time steps pooled."""
-        columns = np.concatenate([np.asarray(mel, np.float32).reshape(mel.shape[-2], -1) for mel in mels],
-                                 axis=1)
-        return cls(columns.mean(axis=1), np.maximum(columns.std(axis=1), MIN_STD_DB))
+        gathered = RunningStatistics()
+        for mel in mels:
+            gathered.add(mel)
+        return gathered.result()
 
     def normalise(self, mel: np.ndarray) -> np.ndarray:
         """A spectrogram standardised per Mel bin, on the ordinary dB scale: float32, same shape."""
@@ -73,15 +74,15 @@ def speaker_normaliser(table, cache):
     that speaker in the table (its labels unused)."""
     require_speakers(table)
     speakers = list(table["actor_id"])
-    mels = [cache.read(clip).mel for clip in table["clip"]]
+    mels = [cache.read(clip, ("audio",)).mel for clip in table["clip"]]
     statistics = statistics_by_speaker(speakers, mels, "the table")
     speaker_of = dict(zip(table["clip"], speakers))
     return lambda clip, mel: statistics[speaker_of[clip]].normalise(mel)
 
 
 class RunningStatistics:
-    """A speaker's statistics gathered one spectrogram at a time (a long recording's windows),
-    holding only sums."""
+    """A speaker's statistics gathered one spectrogram at a time (a long recording's windows, or a
+    folder's clips), holding only sums."""
 
     def __init__(self) -> None:
         self.count = 0
