@@ -13,13 +13,12 @@ standardised on the training speakers), trained on the same 18 actors as the mod
 
 Two protocols, every model and the baseline under both:
 - clip: each clip judged on its own, as `avemotion predict` judges a new clip;
-- speaker: each speaker's inputs standardised with the statistics of all that speaker's clips
-  (unlabelled): the baseline's eGeMAPS functionals, and the models' spectrograms (trained with
-  `--speaker-norm`);
-- speaker-features (models only): the clip-level model's audio features (its backbone's 512 or
-  1280 numbers per clip) standardised per speaker as the baseline's functionals are, and a
-  logistic regression (scikit-learn's defaults) fitted on the training speakers' in place of the
-  network's head. Not yet a `train` option; it shows where speaker normalisation helps a network.
+- speaker: each speaker's features standardised with the statistics of all that speaker's clips
+  (unlabelled): the baseline's eGeMAPS functionals, and the features the models' last layer reads
+  (512 or 1280 per clip), as `avemotion train --speaker-norm` does. Its first step trains the same
+  network as the clip protocol, so the fold's clip-level network is reused, and only the second
+  step (standardise per speaker, fit the speaker head on the training speakers) is run; its
+  seconds are the clip training's plus that step's.
 
 The audio-only models train from random weights with `avemotion train`'s from-scratch recipe. Each
 fold's result is kept in WORK, so an interrupted run resumes where it stopped. Prints and writes
@@ -37,8 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -51,11 +48,10 @@ from avemotion.index import index_dataset
 from avemotion.preprocess import FeatureCache, ensure_cached
 from avemotion.registry import model_settings
 from avemotion.runs import RunFolder
-from avemotion.train import train_one
+from avemotion.train import fit_speaker_normalisation, train_one
 
 MODELS = ("resnet18_vit_lstm_audio_only", "effnet_lstm_audio_only")
 PROTOCOLS = ("clip", "speaker")
-SPEAKER_FEATURES = "speaker-features"
 FOLDS = 6
 ACTORS_PER_FOLD = 4
 BASELINE = "egemaps_svm"
@@ -86,14 +82,17 @@ def scores(true, predicted) -> dict:
             "macro_f1": float(f1_score(true, predicted, average="macro", zero_division=0))}
 
 
-def model_fold(table, split, cache, work: Path, name: str, protocol: str, fold: int, epochs: int | None) -> dict:
+def clip_run(work: Path, name: str, fold: int) -> RunFolder:
+    return RunFolder(work / "runs" / name / "clip" / f"fold-{fold}")
+
+
+def model_fold(table, split, cache, work: Path, name: str, fold: int, epochs: int | None) -> dict:
     """Train one audio-only model on one fold (or read the result a previous run left)."""
-    run = RunFolder(work / "runs" / name / protocol / f"fold-{fold}")
+    run = clip_run(work, name, fold)
     result_file = run.root / "real_speech_fold.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
-    settings = from_scratch(TrainSettings(model=model_settings(name, pretrained=False), progress=False,
-                                          speaker_norm=protocol == "speaker"))
+    settings = from_scratch(TrainSettings(model=model_settings(name, pretrained=False), progress=False))
     if epochs:
         settings = replace(settings, max_epochs=epochs)
     run.root.mkdir(parents=True, exist_ok=True)
@@ -106,19 +105,16 @@ def model_fold(table, split, cache, work: Path, name: str, protocol: str, fold: 
     return result
 
 
-def speaker_features_fold(table, split, mels, work: Path, name: str, fold: int) -> dict:
-    """The clip-level model of a fold, its audio features standardised per speaker, and a logistic
-    regression on the training speakers' features in place of its head."""
-    model, _ = load_checkpoint(RunFolder(work / "runs" / name / "clip" / f"fold-{fold}").model)
+def speaker_fold(table, split, cache, work: Path, name: str, fold: int, epochs: int | None) -> dict:
+    """`--speaker-norm` on one fold: the fold's clip-level network, then speaker normalisation's
+    second step, as `train` runs it."""
+    trained = model_fold(table, split, cache, work, name, fold, epochs)
+    model, info = load_checkpoint(clip_run(work, name, fold).model)
     started = time.perf_counter()
-    with torch.no_grad():
-        features = torch.cat([model.embed_audio(mels[i : i + 128]) for i in range(0, len(mels), 128)])
-    standardised = per_speaker_standardised(pd.DataFrame(features.numpy()), table["actor_id"]).to_numpy()
-    train, test = (split == "train").to_numpy(), (split == "test").to_numpy()
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    classifier.fit(standardised[train], table["emotion"].to_numpy()[train])
-    predicted = classifier.predict(standardised[test])
-    return {**scores(table["emotion"].to_numpy()[test], predicted), "seconds": time.perf_counter() - started}
+    probabilities = fit_speaker_normalisation(model, table, split, cache, info.labels, batch_size=64)
+    predicted = [info.labels[index] for index in probabilities.argmax(axis=1)]
+    seconds = trained["seconds"] + time.perf_counter() - started
+    return {**scores(table["emotion"][(split == "test").to_numpy()], predicted), "seconds": seconds}
 
 
 def egemaps_features(table: pd.DataFrame, work: Path) -> pd.DataFrame:
@@ -200,7 +196,6 @@ def main() -> None:
     print(f"RAVDESS speech: {len(table)} clips, {table['actor_id'].nunique()} actors, "
           f"{table['emotion'].nunique()} emotions; folds {args.folds}")
     features = egemaps_features(table, args.work)
-    mels = torch.from_numpy(np.stack([cache.read(clip, ("audio",)).mel.astype(np.float32) for clip in table["clip"]]))
     results: dict[str, list[dict]] = {}
     for fold in args.folds:
         split = fold_split(table, fold)
@@ -210,15 +205,11 @@ def main() -> None:
                 results.setdefault(f"{name}/{protocol}", []).append(outcome)
                 print(f"fold {fold} {name} {protocol}: accuracy {outcome['accuracy']:.3f}", flush=True)
             for name in args.models:
-                outcome = model_fold(table, split, cache, args.work, name, protocol, fold, args.epochs)
+                run_fold = model_fold if protocol == "clip" else speaker_fold
+                outcome = run_fold(table, split, cache, args.work, name, fold, args.epochs)
                 results.setdefault(f"{name}/{protocol}", []).append(outcome)
                 print(f"fold {fold} {name} {protocol}: accuracy {outcome['accuracy']:.3f} "
                       f"({outcome['seconds']:.0f} s)", flush=True)
-        if "clip" in args.protocols:
-            for name in args.models:
-                outcome = speaker_features_fold(table, split, mels, args.work, name, fold)
-                results.setdefault(f"{name}/{SPEAKER_FEATURES}", []).append(outcome)
-                print(f"fold {fold} {name} {SPEAKER_FEATURES}: accuracy {outcome['accuracy']:.3f}", flush=True)
     summary = summarise(results)
     (args.work / "real_speech.json").write_text(json.dumps({"summary": summary, "folds": results}, indent=2))
     table_md = markdown(summary)

@@ -188,6 +188,40 @@ def test_a_speaker_normalised_model_judges_a_speakers_clips_together(speaker_nor
 
 
 @pytest.mark.slow  # trains
+def test_speaker_normalised_probabilities_agree_in_training_evaluate_predict_and_onnx(
+        speaker_norm_run, ravdess_corpus, tmp_path):
+    """The test speaker's probabilities as training wrote them, as `evaluate` recomputes them from
+    the checkpoint, and as `predict` and the ONNX export give them for that speaker's files."""
+    written = pd.read_csv(speaker_norm_run / "predictions.csv").set_index("clip")
+    columns = [f"p_{label}" for label in ravdess.LABELS]
+    assert np.allclose(written[columns].sum(axis=1), 1.0, atol=1e-4)
+    _, folder = evaluate_run(speaker_norm_run, progress=False)
+    evaluated = pd.read_csv(folder / "predictions.csv").set_index("clip").loc[written.index]
+    assert np.allclose(evaluated[columns], written[columns], atol=1e-5)
+
+    table = pd.read_csv(ravdess_corpus).set_index("clip")
+    files = [table.loc[clip, "audio_path"] for clip in written.index]
+    assert table.loc[written.index, "actor_id"].nunique() == 1  # one test speaker
+    checkpoint = speaker_norm_run / "model.ckpt"
+    onnx = tmp_path / "model.onnx"
+    assert main(["export", str(checkpoint), "-o", str(onnx)]) == 0
+    for classifier in (load(checkpoint), load(onnx)):
+        predicted = classifier.predict_batch(files)
+        probabilities = np.array([[p.probabilities[label] for label in ravdess.LABELS] for p in predicted])
+        assert np.allclose(probabilities, written[columns].to_numpy(), atol=1e-4)
+
+
+@pytest.mark.slow  # trains
+def test_frozen_backbones_take_speaker_normalisation_too(ravdess_corpus, tmp_path):
+    out = tmp_path / "frozen"
+    assert main(train_args(ravdess_corpus, out, ravdess_corpus.parent / "cache", "--epochs", "1",
+                           "--freeze-backbones", "--speaker-norm")) == 0
+    model, info = load_checkpoint(out / "model.ckpt")
+    assert info.speaker_norm and model.speaker_head is not None
+    assert json.loads((out / "metrics.json").read_text())["speaker_norm"] is True
+
+
+@pytest.mark.slow  # trains
 def test_a_speaker_normalised_model_takes_a_long_recording_of_one_person(speaker_norm_run, tmp_path, capsys):
     voice = np.concatenate([load_audio(path) for path in sample_audio()] * 2)  # about 30 s of one man
     long_recording = write_media(tmp_path / "long.wav", None, audio=voice, audio_rate=SAMPLE_RATE)
@@ -209,6 +243,16 @@ def test_speaker_norm_needs_speakers(tmp_path, capsys):
     assert main(train_args(tmp_path / "t.csv", tmp_path / "r", tmp_path / "c", "--speaker-norm",
                            "--split", "random")) == 2
     assert "no speaker column" in capsys.readouterr().err
+    # a speaker heard once gives no statistics: refused before any training
+    rows = [f"v{i}.mp3,{label},{speaker}" for i, (label, speaker) in enumerate(zip("abcabc", "xxxyyz"))]
+    (tmp_path / "m.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
+    assert main(["index", str(tmp_path / "m.csv"), "-o", str(tmp_path / "t.csv")]) == 0
+    capsys.readouterr()
+    assert main(train_args(tmp_path / "t.csv", tmp_path / "r", tmp_path / "c", "--speaker-norm",
+                           "--split", "random")) == 2
+    error = capsys.readouterr().err
+    assert "at least 2 clips of each speaker" in error and "first: z" in error and "Traceback" not in error
+    assert not (tmp_path / "r" / "history.csv").exists()
 
 
 @pytest.mark.slow  # trains

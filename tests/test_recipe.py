@@ -8,43 +8,52 @@ import torch
 
 from avemotion.cli import _train_settings, build_parser
 from avemotion.config import FROM_SCRATCH, TrainSettings
-from avemotion.features import MEL_DB_MEAN, MEL_DB_STD
 from avemotion.models import create_model
-from avemotion.speakers import RunningStatistics, SpeakerNormError, SpeakerStatistics, statistics_by_speaker
+from avemotion.predict import softmax
+from avemotion.speakers import SpeakerHead, SpeakerNormError, fit_speaker_head, standardised_by_speaker
 from avemotion.train import EmotionModule, SpectrogramMasks
 
 
-def spectrograms(count: int, offset: float, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [(offset + 5 * rng.standard_normal((1, 8, 20))).astype(np.float32) for _ in range(count)]
-
-
-def test_speaker_statistics_remove_the_speaker_and_keep_the_db_scale():
-    loud, quiet = spectrograms(3, -20.0), spectrograms(3, -60.0, seed=1)
-    statistics = statistics_by_speaker(["a"] * 3 + ["b"] * 3, loud + quiet, "test")
-    normalised = [statistics["a"].normalise(m) for m in loud] + [statistics["b"].normalise(m) for m in quiet]
-    pooled_a = np.concatenate([m.reshape(8, -1) for m in normalised[:3]], axis=1)
-    pooled_b = np.concatenate([m.reshape(8, -1) for m in normalised[3:]], axis=1)
-    for pooled in (pooled_a, pooled_b):  # each speaker: every Mel bin at the ordinary dB mean and spread
-        assert np.allclose(pooled.mean(axis=1), MEL_DB_MEAN, atol=1e-3)
-        assert np.allclose(pooled.std(axis=1), MEL_DB_STD, atol=1e-2)
-    assert normalised[0].shape == loud[0].shape and normalised[0].dtype == np.float32
+def test_each_speakers_features_are_standardised_with_that_speakers_statistics():
+    rng = np.random.default_rng(0)
+    loud = 50.0 + 5.0 * rng.standard_normal((6, 4))  # one speaker's clips far from the other's
+    quiet = -3.0 + 0.1 * rng.standard_normal((5, 4))
+    quiet[:, 3] = 7.0  # a feature constant over a speaker's clips: centred, not divided by zero
+    features = np.concatenate([loud, quiet])
+    standardised = standardised_by_speaker(features, ["a"] * 6 + [2] * 5, "test")
+    assert standardised.dtype == np.float32 and standardised.shape == features.shape
+    for rows in (slice(0, 6), slice(6, 11)):
+        assert np.allclose(standardised[rows].mean(axis=0), 0.0, atol=1e-5)
+    assert np.allclose(standardised[:6].std(axis=0), 1.0, atol=1e-5)
+    assert np.allclose(standardised[6:, :3].std(axis=0), 1.0, atol=1e-5)
+    assert np.allclose(standardised[6:, 3], 0.0)
+    # the same clips in another order give the same rows
+    order = rng.permutation(11)
+    again = standardised_by_speaker(features[order], np.array(["a"] * 6 + [2] * 5, dtype=object)[order], "test")
+    assert np.allclose(again, standardised[order], atol=1e-6)
 
 
 def test_a_speaker_with_one_clip_is_refused_by_name():
-    with pytest.raises(SpeakerNormError, match="first: lonely"):
-        statistics_by_speaker(["a", "a", "lonely"], spectrograms(3, -30.0), "table.csv")
+    with pytest.raises(SpeakerNormError, match="table.csv: .*first: lonely"):
+        standardised_by_speaker(np.zeros((3, 2)), ["a", "a", "lonely"], "table.csv")
 
 
-def test_running_statistics_equal_the_pooled_ones():
-    mels = spectrograms(5, -40.0)
-    running = RunningStatistics()
-    for mel in mels:
-        running.add(mel)
-    columns = np.concatenate([mel.reshape(8, -1) for mel in mels], axis=1)  # every time step pooled
-    assert np.allclose(running.result().mean, columns.mean(axis=1), atol=1e-4)
-    assert np.allclose(running.result().std, columns.std(axis=1), atol=1e-4)
-    assert np.allclose(SpeakerStatistics.of(mels).std, columns.std(axis=1), atol=1e-4)
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_speaker_head_is_the_logistic_regression_folded_into_one_layer(classes):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    targets = np.arange(60) % classes
+    features = rng.standard_normal((60, 5)) * [1, 10, 0.1, 1, 1] + targets[:, None] * [1, 0, 0, -1, 0]
+    head = fit_speaker_head(features, targets, classes + 1)  # the last class never seen in training
+    scaler = StandardScaler().fit(features)
+    reference = LogisticRegression(max_iter=5000).fit(scaler.transform(features), targets)
+    probabilities = softmax(head.logits(features))
+    assert head.weight.shape == (classes + 1, 5) and head.bias.shape == (classes + 1,)
+    assert np.allclose(probabilities[:, :classes], reference.predict_proba(scaler.transform(features)), atol=1e-4)
+    assert np.all(probabilities[:, classes] < 1e-6)  # an unseen class is never chosen
+    assert SpeakerHead.from_json(head.to_json()).logits(features[:3]) == pytest.approx(head.logits(features[:3]))
 
 
 def test_spectrogram_masks_cover_bands_and_spans_with_the_mean():

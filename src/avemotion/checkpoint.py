@@ -38,7 +38,7 @@ class Checkpoint:
     best_metric: float | None
     metric_name: str = "val_loss"
     window_seconds: float | None = None  # typical clip length of the training corpus
-    speaker_norm: bool = False  # trained on spectrograms standardised per speaker (avemotion.speakers)
+    speaker_norm: bool = False  # has a speaker-normalisation last layer (avemotion.speakers)
 
 
 def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> None:
@@ -75,6 +75,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Emotio
                           payload["epoch"], payload["best_metric"], payload.get("metric_name", ""),
                           payload.get("window_seconds"), payload.get("speaker_norm", False))
         model = EmotionNet(model_settings, image_size=feature_settings.frame_size)
+        if info.speaker_norm:
+            model.add_speaker_head()
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError) as error:
         raise CheckpointError(f"{path}: checkpoint does not match this model code ({error})") from error

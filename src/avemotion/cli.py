@@ -459,7 +459,8 @@ def _add_export_parser(commands) -> None:
     export = commands.add_parser(
         "export", help="export a checkpoint's network to ONNX",
         description="Write the network as ONNX (inputs frames uint8 and mel float32, output "
-        "logits, dynamic batch) for `predict --onnx` or any ONNX runtime.",
+        "logits, dynamic batch) for `predict --onnx` or any ONNX runtime. A speaker-normalised "
+        "model's output is each clip's features, and its last layer is in the file's metadata.",
     )
     export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="model.ckpt of a run")
     export.add_argument("-o", "--output", type=Path, default=Path("model.onnx"),

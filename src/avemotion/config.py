@@ -49,9 +49,9 @@ class TrainSettings:
                            "their labels (0: off)")
     spec_masks: int = setting(0, "time and frequency masks laid over each training spectrogram "
                               "(SpecAugment; 0: off)")
-    speaker_norm: bool = setting(False, "standardise each speaker's spectrograms with the statistics "
-                                 "of all that speaker's clips (needs several clips per speaker, also "
-                                 "to predict)")
+    speaker_norm: bool = setting(False, "after training, standardise each clip's features with the "
+                                 "statistics of all its speaker's clips and refit the last layer on "
+                                 "them (needs several clips per speaker, also to predict)")
     progress: bool = True  # progress bars
 
     def with_model(self, name: str) -> TrainSettings:

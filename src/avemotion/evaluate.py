@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from torch.utils.data import DataLoader
 
 from avemotion.runs import RunFolder
 
@@ -62,6 +63,28 @@ def predict_probabilities(network: torch.nn.Module, loader) -> np.ndarray:
     outputs = [torch.softmax(network(first.to(device), second.to(device)), dim=1).cpu()
                for first, second, _ in loader]
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0))
+
+
+@torch.no_grad()
+def clip_features(network: torch.nn.Module, loader) -> np.ndarray:
+    """The vector each clip's last layer reads (EmotionNet.clip_features), for every clip a loader
+    yields, in order: float32 (N, D)."""
+    network.eval()
+    device = next(network.parameters()).device
+    outputs = [network.clip_features(first.to(device), second.to(device)).float().cpu()
+               for first, second, _ in loader]
+    return torch.cat(outputs).numpy()
+
+
+def speaker_normalised_probabilities(network, clips, speakers, batch_size: int) -> np.ndarray:
+    """Probabilities from a speaker-normalised network: each clip's features standardised with its
+    speaker's statistics (from all that speaker's clips here), through the network's speaker head."""
+    from avemotion.predict import softmax
+    from avemotion.speakers import standardised_by_speaker
+
+    features = clip_features(network, DataLoader(clips, batch_size=batch_size))
+    standardised = standardised_by_speaker(features, speakers, "the evaluated table")
+    return softmax(network.speaker_head_weights().logits(standardised))
 
 
 def crowd_agreement(predictions: pd.DataFrame, metadata: pd.DataFrame) -> dict | None:
@@ -154,12 +177,10 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
                  batch_size: int = 8, progress: bool = True) -> tuple[dict, Path]:
     """Recompute a run's metrics from its checkpoint alone: on its test split, or on every clip of
     another metadata table. Returns the metrics and the folder they were written to."""
-    from torch.utils.data import DataLoader
-
     from avemotion.checkpoint import load_checkpoint
     from avemotion.index import read_metadata
     from avemotion.preprocess import CachedClips, FeatureCache, clips_with_inputs, ensure_cached
-    from avemotion.speakers import speaker_normaliser
+    from avemotion.speakers import require_speakers
 
     run = RunFolder(run_dir)
     config = run.read_config()
@@ -177,9 +198,12 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     cache = FeatureCache.open(cache_dir, info.feature_settings)
     table, labels, extra = _shared_label_clips(table, info.labels)
     table = ensure_cached(clips_with_inputs(table, info.model_settings), cache, progress)
-    normalise = speaker_normaliser(table, cache) if info.speaker_norm else None
-    clips = CachedClips(table, cache, info.labels, info.model_settings.modalities, normalise)
-    probabilities = predict_probabilities(model, DataLoader(clips, batch_size=batch_size))
+    clips = CachedClips(table, cache, info.labels, info.model_settings.modalities)
+    if info.speaker_norm:
+        require_speakers(table)
+        probabilities = speaker_normalised_probabilities(model, clips, table["actor_id"], batch_size)
+    else:
+        probabilities = predict_probabilities(model, DataLoader(clips, batch_size=batch_size))
     scored = [info.labels.index(label) for label in labels]
     predictions = predictions_table(list(table["clip"]), [info.labels[t] for t in clips.targets],
                                     _renormalised(probabilities[:, scored]), labels)

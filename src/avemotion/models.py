@@ -5,8 +5,11 @@ model over the frame features), an audio branch (image backbone on the one-chann
 spectrogram, pooled), a fusion of the two, and one linear layer to the emotion logits. The paper's
 temporal model is an LSTM's last hidden state and its fusion is concatenation with dropout; each is
 one class here, registered by name in TEMPORAL_MODELS or FUSIONS, so an alternative is a class and
-a line. The models differ only in their :class:`ModelSettings`, registered by name in
-:mod:`avemotion.registry`.
+a line; every fusion ends in a linear `classifier` over the vector its `features` make. The models
+differ only in their :class:`ModelSettings`, registered by name in :mod:`avemotion.registry`.
+
+A model trained with speaker normalisation (:mod:`avemotion.speakers`) has a second last layer,
+`speaker_head`, which reads that vector standardised with its speaker's statistics.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from torch import nn
 
 from avemotion.features import FRAME_SIZE, MEL_DB_MEAN, MEL_DB_STD
 from avemotion.registry import MODELS, ModelSettings, list_models, model_settings
+from avemotion.speakers import SpeakerHead
 
 __all__ = ["FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings", "create_model",
            "list_models", "model_settings"]
@@ -136,8 +140,12 @@ class ConcatFusion(nn.Module):
         self.dropout = nn.Dropout(settings.dropout)
         self.classifier = nn.Linear(sum(input_dims), settings.num_classes)
 
+    def features(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The vector the classifier reads: the modalities' features side by side."""
+        return torch.cat(features, dim=1)
+
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(self.dropout(torch.cat(features, dim=1)))
+        return self.classifier(self.dropout(self.features(features)))
 
 
 @register(FUSIONS, "gated")
@@ -153,11 +161,15 @@ class GatedFusion(nn.Module):
         self.dropout = nn.Dropout(settings.dropout)
         self.classifier = nn.Linear(width, settings.num_classes)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+    def features(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The vector the classifier reads: the gated sum of the projected modalities."""
         projected = torch.stack([torch.tanh(p(f)) for p, f in zip(self.projections, features)], dim=1)
         gates = self.gate(torch.cat(features, dim=1)).view(projected.shape)
         weights = torch.softmax(gates, dim=1)  # (B, modalities, width): sums to 1 over modalities
-        return self.classifier(self.dropout((weights * projected).sum(dim=1)))
+        return (weights * projected).sum(dim=1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier(self.dropout(self.features(features)))
 
 
 class EmotionNet(nn.Module):
@@ -185,6 +197,27 @@ class EmotionNet(nn.Module):
             dim = encoder.dim if encoder is not None else 0
             self.register_buffer(f"{name}_feature_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_feature_std", torch.ones(dim))
+        self.speaker_head: nn.Linear | None = None
+
+    def add_speaker_head(self) -> nn.Linear:
+        """The last layer of speaker normalisation, beside the ordinary one (its weights are fitted
+        by :func:`avemotion.train.fit_speaker_normalisation` or loaded from a checkpoint)."""
+        self.speaker_head = nn.Linear(self.head.classifier.in_features, self.settings.num_classes)
+        return self.speaker_head
+
+    def set_speaker_head(self, head: SpeakerHead) -> None:
+        """Give the model a fitted speaker-normalisation layer."""
+        layer = self.speaker_head or self.add_speaker_head()
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(head.weight))
+            layer.bias.copy_(torch.from_numpy(head.bias))
+
+    def speaker_head_weights(self) -> SpeakerHead:
+        """The speaker-normalisation layer as NumPy arrays (prediction applies it outside the network)."""
+        if self.speaker_head is None:
+            raise ValueError(f"{self.settings.name} has no speaker-normalisation layer")
+        return SpeakerHead(self.speaker_head.weight.detach().cpu().numpy().copy(),
+                           self.speaker_head.bias.detach().cpu().numpy().copy())
 
     def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Per-frame backbone features (B, T, D): what the frozen-backbone mode caches."""
@@ -221,12 +254,28 @@ class EmotionNet(nn.Module):
         self, frame_features: torch.Tensor | None, audio_features: torch.Tensor | None
     ) -> torch.Tensor:
         """Logits from backbone features: the temporal model, fusion and head, the part trained when frozen."""
+        return self.head(self._branches(frame_features, audio_features))
+
+    def clip_features(self, frames: torch.Tensor | None, mel: torch.Tensor | None) -> torch.Tensor:
+        """(B, D): the vector the last layer reads, what speaker normalisation standardises."""
+        return self.clip_features_from_embeddings(
+            self.embed_frames(frames) if self.frames is not None else None,
+            self.embed_audio(mel) if self.spectrogram is not None else None,
+        )
+
+    def clip_features_from_embeddings(self, frame_features: torch.Tensor | None,
+                                      audio_features: torch.Tensor | None) -> torch.Tensor:
+        """(B, D) from backbone features, as :meth:`clip_features`."""
+        return self.head.features(self._branches(frame_features, audio_features))
+
+    def _branches(self, frame_features: torch.Tensor | None, audio_features: torch.Tensor | None) -> list:
+        """Each branch's clip features, in the order the fusion takes them."""
         fused = []
         if self.temporal is not None:
             fused.append(self._video_from_embeddings(frame_features))
         if self.spectrogram is not None:
             fused.append(self._audio_from_embeddings(audio_features))
-        return self.head(fused)
+        return fused
 
     def set_feature_standardisation(self, frame_features: torch.Tensor | None,
                                     audio_features: torch.Tensor | None) -> None:
@@ -241,6 +290,17 @@ class EmotionNet(nn.Module):
     def backbones(self) -> list[nn.Module]:
         """The image backbones, for freezing them."""
         return [encoder.backbone for encoder in (self.frames, self.spectrogram) if encoder is not None]
+
+
+class ClipFeatures(nn.Module):
+    """An EmotionNet up to the vector its last layer reads: what a speaker-normalised model exports."""
+
+    def __init__(self, model: EmotionNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        return self.model.clip_features(frames, mel)
 
 
 class WeightsUnavailable(RuntimeError):

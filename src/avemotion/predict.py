@@ -9,7 +9,9 @@ Features come from :func:`avemotion.features.extract_features` with the feature 
 the checkpoint, so a clip is prepared exactly as the training clips were. The network runs in
 PyTorch from a checkpoint, or in ONNX Runtime from an exported model, whose metadata carries the
 labels and feature settings: an ONNX model alone predicts, and never imports torch. A model trained
-with speaker normalisation judges several clips of one speaker together (a folder), never one clip.
+with speaker normalisation judges several clips of one speaker together (a folder), never one clip:
+its network gives each clip's features, and the speaker's statistics and the model's speaker head
+(:mod:`avemotion.speakers`) turn them into probabilities.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ from avemotion.features import (
     features_from_capture,
 )
 from avemotion.index import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
-from avemotion.speakers import MIN_SPEAKER_CLIPS, SpeakerNormError, SpeakerStatistics
+from avemotion.speakers import MIN_SPEAKER_CLIPS, SpeakerHead, SpeakerNormError, standardised
 
 PREDICT_BATCH = 8  # clips per network call
 ONNX_METADATA_KEY = "avemotion"  # the ONNX file's metadata entry holding what prediction needs
 ONNX_METADATA_VERSION = 1
-Network = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (frames uint8, mel float32) -> logits
+ONNX_SPEAKER_HEAD_KEY = "avemotion_speaker_head"  # a speaker-normalised model's last layer
+# (frames uint8, mel float32) -> logits, or a speaker-normalised model's clip features
+Network = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class NetworkParts:
     image features once, then everything else per window."""
 
     embed_frames: Callable[[np.ndarray], np.ndarray]  # (N, 3, H, W) uint8 -> (N, D)
-    from_frame_features: Network  # (B, T, D) frame features, (B, 1, n_mels, time) mel -> logits
+    from_frame_features: Network  # (B, T, D) frame features, (B, 1, n_mels, time) mel -> as Network
 
 
 @dataclass
@@ -83,7 +87,7 @@ class ModelCard:
     feature_settings: FeatureSettings
     modalities: tuple[str, ...] = ("video", "audio")  # the inputs the model reads
     window_seconds: float | None = None  # typical clip length of the training corpus, when known
-    speaker_norm: bool = False  # trained on speaker-normalised spectrograms (avemotion.speakers)
+    speaker_norm: bool = False  # judges one speaker's clips together (avemotion.speakers)
 
     @property
     def extensions(self) -> tuple[str, ...]:
@@ -119,11 +123,15 @@ class ModelCard:
 class EmotionClassifier:
     """A trained network with its labels and feature settings, ready to predict on media files."""
 
-    def __init__(self, network: Network, card: ModelCard, parts: NetworkParts | None = None) -> None:
+    def __init__(self, network: Network, card: ModelCard, parts: NetworkParts | None = None,
+                 speaker_head: SpeakerHead | None = None) -> None:
+        if card.speaker_norm and speaker_head is None:
+            raise ValueError(f"{card.model_name}: a speaker-normalised model needs its speaker head")
         self.network = network
         self.card = card
         self.labels = card.labels
         self.parts = parts  # None: a timeline runs the whole network on each window
+        self.speaker_head = speaker_head  # the last layer, outside the network, of a speaker-normalised model
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, onnx: str | Path | None = None) -> EmotionClassifier:
@@ -131,9 +139,11 @@ class EmotionClassifier:
         from avemotion.checkpoint import load_checkpoint
 
         model, info = load_checkpoint(checkpoint)
+        card = ModelCard.of_checkpoint(info)
+        head = model.speaker_head_weights() if info.speaker_norm else None
         if onnx is not None:
-            return cls(_onnx_network(_onnx_session(onnx)), ModelCard.of_checkpoint(info))
-        return cls(_torch_network(model), ModelCard.of_checkpoint(info), _torch_parts(model))
+            return cls(_onnx_network(_onnx_session(onnx)), card, speaker_head=head)
+        return cls(_torch_network(model, info.speaker_norm), card, _torch_parts(model, info.speaker_norm), head)
 
     @classmethod
     def from_onnx(cls, path: str | Path) -> EmotionClassifier:
@@ -146,10 +156,11 @@ class EmotionClassifier:
                              "checkpoint: `avemotion predict CHECKPOINT --onnx MODEL.onnx`")
         try:
             card = ModelCard.from_json(metadata[ONNX_METADATA_KEY])
+            head = SpeakerHead.from_json(metadata[ONNX_SPEAKER_HEAD_KEY]) if card.speaker_norm else None
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}: its avemotion metadata cannot be read by this version "
                              f"({type(error).__name__}: {error})") from error
-        return cls(_onnx_network(session), card)
+        return cls(_onnx_network(session), card, speaker_head=head)
 
     def timeline(self, path: str | Path, window: float = 0.0, hop: float = 0.5, smooth: int = 1,
                  progress: bool = False):
@@ -211,19 +222,21 @@ class EmotionClassifier:
 
     def predict_one_speaker(self, paths: list[str | Path], progress: bool = False) -> list[Prediction]:
         """Predict several clips of one speaker with a speaker-normalised model: every clip's
-        spectrogram is standardised with the statistics of all of them."""
+        features are standardised with the statistics of all of them."""
         from tqdm import tqdm
 
         results = [self._decoded(path) for path in tqdm(paths, unit="clip", desc="predict", disable=not progress)]
         decoded = [result for result in results if result.ok]
         if len(decoded) < MIN_SPEAKER_CLIPS:
             raise SpeakerNormError(f"{len(decoded)} readable clip(s): {self._speaker_norm_advice()}")
-        statistics = SpeakerStatistics.of(result.features.mel for result in decoded)
-        for result in decoded:
-            result.features.mel = statistics.normalise(result.features.mel)
-        for start in range(0, len(decoded), PREDICT_BATCH):
-            self._score(decoded[start : start + PREDICT_BATCH])
+        outputs = np.concatenate([self._outputs(decoded[start : start + PREDICT_BATCH])
+                                  for start in range(0, len(decoded), PREDICT_BATCH)])
+        self._fill(decoded, self.one_speaker_probabilities(outputs))
         return results
+
+    def one_speaker_probabilities(self, features: np.ndarray) -> np.ndarray:
+        """A speaker-normalised model's probabilities for clip features (N, D) of one speaker."""
+        return softmax(self.speaker_head.logits(standardised(features)))
 
     def _decoded(self, path: str | Path) -> Prediction:
         """A clip's Prediction with its features ready, or with the reason they cannot be made."""
@@ -236,9 +249,15 @@ class EmotionClassifier:
 
     def _score(self, pending: list[Prediction]) -> None:
         """Fill in the labels and probabilities of clips whose features are ready."""
+        self._fill(pending, softmax(self._outputs(pending)))
+
+    def _outputs(self, pending: list[Prediction]) -> np.ndarray:
+        """The network's outputs for clips whose features are ready, in one call."""
         frames = np.stack([p.features.frames for p in pending])
         mel = np.stack([p.features.mel for p in pending]).astype(np.float32)
-        probabilities = softmax(self.network(frames, mel))
+        return self.network(frames, mel)
+
+    def _fill(self, pending: list[Prediction], probabilities: np.ndarray) -> None:
         for result, row in zip(pending, probabilities):
             result.probabilities = {label: float(p) for label, p in zip(self.labels, row)}
             result.label = self.labels[int(row.argmax())]
@@ -251,20 +270,24 @@ def load(model: str | Path, onnx: str | Path | None = None) -> EmotionClassifier
     return EmotionClassifier.from_checkpoint(model, onnx)
 
 
-def _torch_network(model) -> Network:
-    """The PyTorch model as a function of NumPy arrays."""
+def _torch_network(model, features: bool = False) -> Network:
+    """The PyTorch model as a function of NumPy arrays: its logits, or its clip features."""
     import torch
 
-    def logits(frames: np.ndarray, mel: np.ndarray) -> np.ndarray:
+    function = model.clip_features if features else model
+
+    def outputs(frames: np.ndarray, mel: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return model(torch.from_numpy(frames), torch.from_numpy(mel)).numpy()
+            return function(torch.from_numpy(frames), torch.from_numpy(mel)).numpy()
 
-    return logits
+    return outputs
 
 
-def _torch_parts(model) -> NetworkParts:
+def _torch_parts(model, features: bool = False) -> NetworkParts:
     """The PyTorch model's frame backbone, and the rest of it, as functions of NumPy arrays."""
     import torch
+
+    rest = model.clip_features_from_embeddings if features else model.forward_embeddings
 
     @torch.no_grad()
     def embed_frames(images: np.ndarray) -> np.ndarray:
@@ -274,20 +297,22 @@ def _torch_parts(model) -> NetworkParts:
     def from_frame_features(frame_features: np.ndarray, mel: np.ndarray) -> np.ndarray:
         video = torch.from_numpy(frame_features) if model.frames is not None else None
         audio = model.embed_audio(torch.from_numpy(mel)) if model.spectrogram is not None else None
-        return model.forward_embeddings(video, audio).numpy()
+        return rest(video, audio).numpy()
 
     return NetworkParts(embed_frames, from_frame_features)
 
 
 def _onnx_network(session) -> Network:
-    """An ONNX Runtime session as a function of NumPy arrays (feeding the inputs it has)."""
+    """An ONNX Runtime session as a function of NumPy arrays (feeding the inputs it has): its one
+    output, `logits` or a speaker-normalised model's `features`."""
     names = [model_input.name for model_input in session.get_inputs()]
+    output = session.get_outputs()[0].name
 
-    def logits(frames: np.ndarray, mel: np.ndarray) -> np.ndarray:
+    def outputs(frames: np.ndarray, mel: np.ndarray) -> np.ndarray:
         feeds = {"frames": frames, "mel": mel}
-        return session.run(["logits"], {name: feeds[name] for name in names})[0]
+        return session.run([output], {name: feeds[name] for name in names})[0]
 
-    return logits
+    return outputs
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -323,13 +348,16 @@ def expand_inputs(inputs: list[str | Path], extensions: tuple[str, ...] = VIDEO_
 def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> Path:
     """Write the network as ONNX: inputs `frames` (uint8) and `mel` (float32), output `logits`,
     with a dynamic batch dimension, and in its metadata the model card (labels, feature settings,
-    model name), so that the file alone predicts."""
+    model name), so that the file alone predicts. A speaker-normalised model's output is `features`
+    instead, and its speaker head is in the metadata too."""
     import onnx
     import torch
 
     from avemotion.checkpoint import load_checkpoint
+    from avemotion.models import ClipFeatures
 
     model, info = load_checkpoint(checkpoint)
+    network, output_name = (ClipFeatures(model), "features") if info.speaker_norm else (model, "logits")
     settings = info.feature_settings
     frames = torch.zeros(2, settings.n_frames, 3, settings.frame_size, settings.frame_size,
                          dtype=torch.uint8)
@@ -341,12 +369,14 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
         # may be fixed; the batch axis is declared dynamic, and the tests run other batch sizes.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (frames, mel), str(output), input_names=["frames", "mel"],
-            output_names=["logits"], opset_version=opset, dynamo=False,
-            dynamic_axes={"frames": {0: "batch"}, "mel": {0: "batch"}, "logits": {0: "batch"}},
+            network, (frames, mel), str(output), input_names=["frames", "mel"],
+            output_names=[output_name], opset_version=opset, dynamo=False,
+            dynamic_axes={"frames": {0: "batch"}, "mel": {0: "batch"}, output_name: {0: "batch"}},
         )
     exported = onnx.load(str(output))
-    card = ModelCard.of_checkpoint(info)
-    onnx.helper.set_model_props(exported, {ONNX_METADATA_KEY: card.to_json()})
+    properties = {ONNX_METADATA_KEY: ModelCard.of_checkpoint(info).to_json()}
+    if info.speaker_norm:
+        properties[ONNX_SPEAKER_HEAD_KEY] = model.speaker_head_weights().to_json()
+    onnx.helper.set_model_props(exported, properties)
     onnx.save(exported, str(output))
     return output

@@ -289,7 +289,7 @@ class CachedClips:
 
     Only the modalities a model reads are returned (the other array is empty), so clips with and
     without video batch together for an audio-only model. `transform` (mel -> mel) changes each
-    spectrogram as it is read: speaker normalisation, augmentation."""
+    spectrogram as it is read (the training clips' masks)."""
 
     def __init__(self, table: pd.DataFrame, cache: FeatureCache, labels: list[str],
                  modalities: tuple[str, ...] = ("video", "audio"), transform=None) -> None:

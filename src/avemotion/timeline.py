@@ -13,9 +13,10 @@ one long spectrogram would differ at every window's edges, where a clip is zero-
 grid frames and samples of windows not yet finished are held, so memory stays bounded whatever the
 length.
 
-A model trained with speaker normalisation takes the recording as one person's: a first pass over
-its voice gathers the statistics of every window's spectrogram, and the second standardises each
-window with them (the recording must be at least MIN_SPEAKER_WINDOWS windows long).
+A model trained with speaker normalisation takes the recording as one person's: every window's
+features are standardised with the statistics of all the windows' before its speaker head judges
+them (the recording must be at least MIN_SPEAKER_WINDOWS windows long). Those features are what
+it holds to the end: 2 kB a window for the ResNet-18 audio model, 15 MB for an hour at a 0.5 s hop.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from avemotion.features import (
     to_rgb,
 )
 from avemotion.predict import softmax
-from avemotion.speakers import RunningStatistics, SpeakerNormError, SpeakerStatistics
+from avemotion.speakers import SpeakerNormError
 
 EMBED_BATCH = 16  # grid frames per image-backbone call
 WINDOW_BATCH = 32  # windows per call of the rest of the network
@@ -139,15 +140,12 @@ class _Samples:
 class _Timeline:
     """The streaming engine: decode, embed grid frames, gather audio samples, emit windows."""
 
-    def __init__(self, classifier, plan: _Plan, path: Path, speaker: SpeakerStatistics | None = None,
-                 gather: RunningStatistics | None = None) -> None:
+    def __init__(self, classifier, plan: _Plan, path: Path) -> None:
         self.classifier = classifier
         self.plan = plan
         self.path = path
         self.features = classifier.card.feature_settings
-        self.speaker = speaker  # standardise each window's spectrogram with these statistics
-        self.gather = gather  # only gather the windows' spectrogram statistics, scoring nothing
-        self.uses_video = "video" in classifier.card.modalities and gather is None
+        self.uses_video = "video" in classifier.card.modalities
         self.uses_audio = "audio" in classifier.card.modalities
         self.grid = _GridFrames(plan.grid)
         self.pending: list[tuple[int, av.VideoFrame]] = []
@@ -157,7 +155,7 @@ class _Timeline:
         self.next_window = 0
         self.last_window: int | None = None  # known at the end of the file
         self.duration = 0.0  # seconds, known at the end of the file
-        self.rows: list[tuple[float, np.ndarray]] = []
+        self.rows: list[tuple[float, np.ndarray]] = []  # each window's start and network output
 
     def run(self, progress: bool) -> list[tuple[float, np.ndarray]]:
         check_readable(self.path)
@@ -271,16 +269,9 @@ class _Timeline:
             mel = np.stack([self.audio.window(self.plan.first_sample(w), self.plan.samples) for w in windows])
         else:
             mel = np.zeros((len(windows), 1, self.features.n_mels, self.features.mel_frames), np.float32)
-        if self.gather is not None:
-            for window_mel in mel:
-                self.gather.add(window_mel)
-            return
-        if self.speaker is not None:
-            mel = self.speaker.normalise(mel)
         parts = self.classifier.parts
         network = parts.from_frame_features if parts is not None else self.classifier.network
-        probabilities = softmax(network(frames, mel))
-        self.rows += [(self.plan.start(w), p) for w, p in zip(windows, probabilities)]
+        self.rows += [(self.plan.start(w), output) for w, output in zip(windows, network(frames, mel))]
 
     def _release(self, next_window: int) -> None:
         """Forget the grid frames and samples that no window still to come reads."""
@@ -300,19 +291,22 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
         raise ValueError(f"window ({window}) and hop ({settings.hop}) must be positive, smooth at least 1")
     features, frame_period = classifier.card.feature_settings, _frame_period(path)
     plan = _Plan.of(window, settings.hop, features, frame_period)
-    speaker = _speaker_statistics(classifier, plan, path) if classifier.card.speaker_norm else None
-    engine = _Timeline(classifier, plan, path, speaker)
+    engine = _Timeline(classifier, plan, path)
     rows = engine.run(progress)
-    if not rows:  # shorter than one window: the whole file is the one stretch
-        window = engine.duration
-        rows = [(0.0, _whole_file(classifier, path, _Plan.of(window, settings.hop, features, frame_period)))]
-    probabilities = np.stack([p for _, p in rows])
+    starts = np.array([start for start, _ in rows])
+    if classifier.card.speaker_norm:
+        _require_one_speakers_length(classifier, plan, path, engine.duration)
+        probabilities = classifier.one_speaker_probabilities(np.stack([output for _, output in rows]))
+    elif rows:
+        probabilities = softmax(np.stack([output for _, output in rows]))
+    else:  # shorter than one window: the whole file is the one stretch
+        window, starts = engine.duration, np.zeros(1)
+        probabilities = _whole_file(classifier, path, _Plan.of(window, settings.hop, features, frame_period))[None]
     if settings.smooth > 1:
         kernel = np.ones(settings.smooth) / settings.smooth
         padded = np.pad(probabilities, ((settings.smooth // 2, (settings.smooth - 1) // 2), (0, 0)), mode="edge")
         probabilities = np.stack([np.convolve(padded[:, j], kernel, mode="valid")
                                   for j in range(probabilities.shape[1])], axis=1)
-    starts = np.array([start for start, _ in rows])
     table = pd.DataFrame({"start_s": starts.round(3), "end_s": (starts + window).round(3),
                           "label": [classifier.labels[i] for i in probabilities.argmax(axis=1)]})
     for index, label in enumerate(classifier.labels):
@@ -320,17 +314,13 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     return table
 
 
-def _speaker_statistics(classifier, plan: _Plan, path: Path) -> SpeakerStatistics:
-    """The first pass of a speaker-normalised timeline: the statistics of every window's voice."""
-    gathered = RunningStatistics()
-    engine = _Timeline(classifier, plan, path, gather=gathered)
-    engine.run(progress=False)
-    if engine.duration < MIN_SPEAKER_WINDOWS * plan.window:
+def _require_one_speakers_length(classifier, plan: _Plan, path: Path, duration: float) -> None:
+    """Refuse a recording too short to give the statistics of its speaker."""
+    if duration < MIN_SPEAKER_WINDOWS * plan.window:
         raise SpeakerNormError(
             f"{path}: {classifier.card.model_name} was trained with speaker normalisation and needs "
             f"a recording of one person at least {MIN_SPEAKER_WINDOWS} windows long "
-            f"({MIN_SPEAKER_WINDOWS * plan.window:g} s); this one lasts {engine.duration:.1f} s")
-    return gathered.result()
+            f"({MIN_SPEAKER_WINDOWS * plan.window:g} s); this one lasts {duration:.1f} s")
 
 
 def _whole_file(classifier, path: Path, plan: _Plan) -> np.ndarray:
@@ -341,7 +331,7 @@ def _whole_file(classifier, path: Path, plan: _Plan) -> np.ndarray:
         if not result.ok:
             raise MediaError(result.error)
         return np.array([result.probabilities[label] for label in classifier.labels])
-    return _Timeline(classifier, plan, path).run(False)[0][1]
+    return softmax(_Timeline(classifier, plan, path).run(False)[0][1][None])[0]
 
 
 def _frame_period(path: Path) -> float:

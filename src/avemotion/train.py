@@ -33,6 +33,7 @@ from avemotion.config import TrainSettings
 from avemotion.datasets import corpus_labels
 from avemotion.embeddings import prepare_frozen_backbones
 from avemotion.evaluate import (
+    clip_features,
     plot_loss_curves,
     predict_probabilities,
     predictions_table,
@@ -41,9 +42,10 @@ from avemotion.evaluate import (
 )
 from avemotion.features import typical_duration
 from avemotion.models import EmotionNet
+from avemotion.predict import softmax
 from avemotion.preprocess import CachedClips, FeatureCache, clips_with_inputs, ensure_cached, optional_path
 from avemotion.runs import RunFolder
-from avemotion.speakers import SpeakerNormError, require_speakers, speaker_normaliser
+from avemotion.speakers import fit_speaker_head, require_speakers, standardised_by_speaker
 from avemotion.splits import actor_folds, make_split
 
 __all__ = ["EmotionModule", "TrainSettings", "TrainingInterrupted", "fit", "train", "train_one"]
@@ -204,9 +206,6 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
         _write_config(run, settings, cache, metadata_path)
     parts = {name: table[split.to_numpy() == name] for name in ("train", "val", "test")}
     if settings.freeze_backbones:
-        if settings.speaker_norm:
-            raise SpeakerNormError("--speaker-norm trains whole networks; it cannot be combined "
-                                   "with --freeze-backbones")
         datasets = prepare_frozen_backbones(model, parts, cache, labels, settings.progress)
     else:
         datasets = _cached_datasets(table, parts, cache, labels, settings)
@@ -217,16 +216,33 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
         return {}
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     epoch, best_loss = _kept_epoch(run, settings)
+    if settings.speaker_norm:
+        probabilities = fit_speaker_normalisation(model, table, split, cache, labels, settings.batch_size)
+    else:
+        probabilities = predict_probabilities(module, loaders["test"])
     save_checkpoint(run.model, model, Checkpoint(model.settings, cache.settings, labels, epoch, best_loss,
                                                  window_seconds=_typical_length(parts["train"]),
                                                  speaker_norm=settings.speaker_norm))
-    probabilities = predict_probabilities(module, loaders["test"])
     test = parts["test"]
     predictions = predictions_table(list(test["clip"]), list(test["emotion"]), probabilities, labels)
     extra = {"model": settings.model.name, "best_epoch": epoch, "best_val_loss": best_loss,
              "pretrained": settings.model.pretrained, "split": settings.split,
              "speaker_norm": settings.speaker_norm}
     return write_evaluation(run, predictions, labels, metadata=table, extra=extra)
+
+
+def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.Series,
+                              cache: FeatureCache, labels: list[str], batch_size: int) -> np.ndarray:
+    """Speaker normalisation's second step on a trained network: every clip's features standardised
+    with its speaker's statistics, the model's `speaker_head` fitted on the training clips'; returns
+    the test clips' probabilities (in the table's order)."""
+    clips = CachedClips(table, cache, labels, model.settings.modalities)
+    standardised = standardised_by_speaker(clip_features(model, DataLoader(clips, batch_size=batch_size)),
+                                           table["actor_id"], "the training table")
+    train, test = (split == "train").to_numpy(), (split == "test").to_numpy()
+    head = fit_speaker_head(standardised[train], np.asarray(clips.targets)[train], len(labels))
+    model.set_speaker_head(head)
+    return softmax(head.logits(standardised[test]))
 
 
 def _typical_length(table: pd.DataFrame) -> float | None:
@@ -238,28 +254,11 @@ def _typical_length(table: pd.DataFrame) -> float | None:
 
 def _cached_datasets(table, parts: dict, cache: FeatureCache, labels: list[str],
                      settings: TrainSettings) -> dict[str, CachedClips]:
-    """Each part's clips from the feature cache, speaker-normalised if asked, the training clips
-    masked if asked."""
-    normalise = speaker_normaliser(table, cache) if settings.speaker_norm else None
+    """Each part's clips from the feature cache, the training clips masked if asked."""
     modalities = settings.model.modalities
     masks = SpectrogramMasks(settings.spec_masks, settings.seed) if settings.spec_masks else None
-    return {name: CachedClips(part, cache, labels, modalities,
-                              _chain(normalise, masks if name == "train" else None))
+    return {name: CachedClips(part, cache, labels, modalities, masks if name == "train" else None)
             for name, part in parts.items()}
-
-
-def _chain(*transforms):
-    """One (clip, mel) -> mel transform applying the given ones (None skipped) in order."""
-    present = [transform for transform in transforms if transform is not None]
-    if not present:
-        return None
-
-    def apply(clip, mel):
-        for transform in present:
-            mel = transform(clip, mel)
-        return mel
-
-    return apply
 
 
 class SpectrogramMasks:
