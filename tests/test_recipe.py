@@ -70,6 +70,28 @@ def test_spectrogram_masks_cover_bands_and_spans_with_the_mean():
     assert not all(np.array_equal(masked[0], m) for m in masked[1:])  # a new draw every time
 
 
+class _Masked(torch.utils.data.Dataset):
+    def __init__(self, masks) -> None:
+        self.masks = masks
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.masks("clip", np.arange(64 * 128, dtype=np.float32).reshape(1, 64, 128))
+
+
+def test_spectrogram_masks_differ_between_dataloader_workers():
+    def drawn(seed: int) -> list[np.ndarray]:
+        loader = torch.utils.data.DataLoader(_Masked(SpectrogramMasks(2, seed=0)), batch_size=1, num_workers=2,
+                                             generator=torch.Generator().manual_seed(seed))
+        return [batch[0].numpy() for batch in loader]
+
+    masked = drawn(seed=0)  # items 0, 2, 4, 6 from the first worker, 1, 3, 5, 7 from the second
+    assert not any(np.array_equal(masked[i], masked[i + 1]) for i in (0, 2, 4, 6))
+    assert all(np.array_equal(a, b) for a, b in zip(masked, drawn(seed=0)))  # reproducible with the seed
+
+
 def test_mixup_blends_the_batch_and_the_loss():
     torch.manual_seed(0)
     model = create_model("resnet18_vit_lstm_audio_only", pretrained=False, num_classes=3)

@@ -263,24 +263,36 @@ def _cached_datasets(table, parts: dict, cache: FeatureCache, labels: list[str],
 
 class SpectrogramMasks:
     """SpecAugment's masking: `count` bands of Mel bins and `count` spans of time steps, each up to
-    an eighth of the spectrogram wide, set to the spectrogram's mean. Training clips only."""
+    an eighth of the spectrogram wide, set to the spectrogram's mean. Training clips only.
+
+    Each DataLoader worker process gets a copy of this object; each copy draws from its own
+    generator, seeded with the worker's seed, so that workers do not lay the same masks."""
 
     def __init__(self, count: int, seed: int) -> None:
         self.count = count
         self.rng = np.random.default_rng(seed)
+        self.worker: int | None = None  # the worker whose seed self.rng has, None in the main process
 
     def __call__(self, clip: str, mel: np.ndarray) -> np.ndarray:
+        rng = self._generator()
         masked = mel.copy()
         fill = float(mel.mean())
         for axis in (-2, -1):  # Mel bins, then time
             size = mel.shape[axis]
             for _ in range(self.count):
-                width = int(self.rng.integers(0, size // 8 + 1))
-                start = int(self.rng.integers(0, size - width + 1))
+                width = int(rng.integers(0, size // 8 + 1))
+                start = int(rng.integers(0, size - width + 1))
                 index = [slice(None)] * mel.ndim
                 index[axis] = slice(start, start + width)
                 masked[tuple(index)] = fill
         return masked
+
+    def _generator(self) -> np.random.Generator:
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None and self.worker != worker.id:
+            self.rng = np.random.default_rng(worker.seed)  # the DataLoader's seed for this worker
+            self.worker = worker.id
+        return self.rng
 
 
 def _loaders(datasets: dict, settings: TrainSettings) -> dict[str, DataLoader]:
