@@ -20,8 +20,10 @@ Two protocols, every model and the baseline under both:
   step (standardise per speaker, fit the speaker head on the training speakers) is run; its
   seconds are the clip training's plus that step's.
 
-The audio-only models train from random weights with `avemotion train`'s from-scratch recipe. Each
-fold's result is kept in WORK, so an interrupted run resumes where it stopped. Prints and writes
+The audio-only models train from random weights with `avemotion train`'s from-scratch recipe.
+`--seed N` trains them again with another seed, an independent run that shows how much a score
+owes to one training run. Each fold's result is kept in WORK, so an interrupted run resumes where
+it stopped. Prints and writes
 (WORK/real_speech.json, .md) accuracy, unweighted accuracy (mean per-class recall) and macro F1,
 mean ± std over the folds, and the training seconds per fold.
 """
@@ -82,19 +84,18 @@ def scores(true, predicted) -> dict:
             "macro_f1": float(f1_score(true, predicted, average="macro", zero_division=0))}
 
 
-def clip_run(work: Path, name: str, fold: int) -> RunFolder:
-    return RunFolder(work / "runs" / name / "clip" / f"fold-{fold}")
+def clip_run(runs: Path, name: str, fold: int) -> RunFolder:
+    return RunFolder(runs / name / "clip" / f"fold-{fold}")
 
 
-def model_fold(table, split, cache, work: Path, name: str, fold: int, epochs: int | None) -> dict:
+def model_fold(table, split, cache, runs: Path, name: str, fold: int, overrides: dict) -> dict:
     """Train one audio-only model on one fold (or read the result a previous run left)."""
-    run = clip_run(work, name, fold)
+    run = clip_run(runs, name, fold)
     result_file = run.root / "real_speech_fold.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
     settings = from_scratch(TrainSettings(model=model_settings(name, pretrained=False), progress=False))
-    if epochs:
-        settings = replace(settings, max_epochs=epochs)
+    settings = replace(settings, **overrides)
     run.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     train_one(table, split, cache, run, settings, resume=False, metadata_path=None)
@@ -105,11 +106,11 @@ def model_fold(table, split, cache, work: Path, name: str, fold: int, epochs: in
     return result
 
 
-def speaker_fold(table, split, cache, work: Path, name: str, fold: int, epochs: int | None) -> dict:
+def speaker_fold(table, split, cache, runs: Path, name: str, fold: int, overrides: dict) -> dict:
     """`--speaker-norm` on one fold: the fold's clip-level network, then speaker normalisation's
     second step, as `train` runs it."""
-    trained = model_fold(table, split, cache, work, name, fold, epochs)
-    model, info = load_checkpoint(clip_run(work, name, fold).model)
+    trained = model_fold(table, split, cache, runs, name, fold, overrides)
+    model, info = load_checkpoint(clip_run(runs, name, fold).model)
     started = time.perf_counter()
     probabilities = fit_speaker_normalisation(model, table, split, cache, info.labels, batch_size=64)
     predicted = [info.labels[index] for index in probabilities.argmax(axis=1)]
@@ -187,7 +188,12 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument("--folds", nargs="+", type=int, default=list(range(1, FOLDS + 1)))
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick looks)")
+    parser.add_argument("--seed", type=int, default=0, help="the networks' training seed (another seed: "
+                        "another independent training run, kept in WORK/runs-seed-N)")
     args = parser.parse_args()
+    overrides = {"seed": args.seed, **({"max_epochs": args.epochs} if args.epochs else {})}
+    runs = args.work / ("runs" if args.seed == 0 else f"runs-seed-{args.seed}")
+    results_name = "real_speech" if args.seed == 0 else f"real_speech-seed-{args.seed}"
 
     table = speech_table(args.ravdess_dir)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -206,14 +212,14 @@ def main() -> None:
                 print(f"fold {fold} {name} {protocol}: accuracy {outcome['accuracy']:.3f}", flush=True)
             for name in args.models:
                 run_fold = model_fold if protocol == "clip" else speaker_fold
-                outcome = run_fold(table, split, cache, args.work, name, fold, args.epochs)
+                outcome = run_fold(table, split, cache, runs, name, fold, overrides)
                 results.setdefault(f"{name}/{protocol}", []).append(outcome)
                 print(f"fold {fold} {name} {protocol}: accuracy {outcome['accuracy']:.3f} "
                       f"({outcome['seconds']:.0f} s)", flush=True)
     summary = summarise(results)
-    (args.work / "real_speech.json").write_text(json.dumps({"summary": summary, "folds": results}, indent=2))
+    (args.work / f"{results_name}.json").write_text(json.dumps({"summary": summary, "folds": results}, indent=2))
     table_md = markdown(summary)
-    (args.work / "real_speech.md").write_text(table_md + "\n")
+    (args.work / f"{results_name}.md").write_text(table_md + "\n")
     print(table_md)
 
 
