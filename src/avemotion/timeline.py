@@ -295,7 +295,7 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     rows = engine.run(progress)
     starts = np.array([start for start, _ in rows])
     if classifier.card.speaker_norm:
-        _require_one_speakers_length(classifier, plan, path, engine.duration)
+        _require_enough_voice(classifier, plan, path, engine.duration)
         probabilities = classifier.one_speaker_probabilities(np.stack([output for _, output in rows]))
     elif rows:
         probabilities = softmax(np.stack([output for _, output in rows]))
@@ -314,7 +314,7 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     return table
 
 
-def _require_one_speakers_length(classifier, plan: _Plan, path: Path, duration: float) -> None:
+def _require_enough_voice(classifier, plan: _Plan, path: Path, duration: float) -> None:
     """Refuse a recording too short to give the statistics of its speaker."""
     if duration < MIN_SPEAKER_WINDOWS * plan.window:
         raise SpeakerNormError(
