@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -10,7 +11,13 @@ from avemotion.cli import _train_settings, build_parser
 from avemotion.config import FROM_SCRATCH, TrainSettings
 from avemotion.models import create_model
 from avemotion.predict import softmax
-from avemotion.speakers import SpeakerHead, SpeakerNormError, fit_speaker_head, standardised_by_speaker
+from avemotion.speakers import (
+    SpeakerHead,
+    SpeakerNormError,
+    fit_speaker_head,
+    require_speakers,
+    standardised_by_speaker,
+)
 from avemotion.train import EmotionModule, SpectrogramMasks
 
 
@@ -36,6 +43,16 @@ def test_each_speakers_features_are_standardised_with_that_speakers_statistics()
 def test_a_speaker_with_one_clip_is_refused_by_name():
     with pytest.raises(SpeakerNormError, match="table.csv: .*first: lonely"):
         standardised_by_speaker(np.zeros((3, 2)), ["a", "a", "lonely"], "table.csv")
+
+
+def test_clips_without_a_speaker_are_refused_by_name():
+    table = pd.DataFrame({"clip": ["c1", "c2", "c3", "c4"], "actor_id": ["a", "a", None, "b"]})
+    with pytest.raises(SpeakerNormError, match="1 clips have none .first: c3"):
+        require_speakers(table)
+    table["actor_id"] = ["a", "a", "b", "b"]
+    require_speakers(table)  # every clip's speaker, two clips each
+    with pytest.raises(SpeakerNormError, match="no speaker column"):
+        require_speakers(table.drop(columns="actor_id"))
 
 
 @pytest.mark.parametrize("classes", [2, 3])

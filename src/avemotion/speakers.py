@@ -104,8 +104,13 @@ def fit_speaker_head(features: np.ndarray, targets: np.ndarray, num_classes: int
 
 
 def require_speakers(table, source: str = "the table") -> None:
-    """Refuse, before any work, a table without speakers or with a speaker of too few clips."""
-    if "actor_id" not in table or table["actor_id"].isna().all() or (table["actor_id"].astype(str) == "").all():
+    """Refuse, before any work, a table without speakers, with clips of no speaker, or with a
+    speaker of too few clips."""
+    unknown = table["actor_id"].isna() | (table["actor_id"].astype(str) == "") if "actor_id" in table else None
+    if unknown is None or unknown.all():
         raise SpeakerNormError("speaker normalisation needs each clip's speaker: this table has no "
                                "speaker column (actor_id; `speaker` in a manifest)")
+    if unknown.any():
+        raise SpeakerNormError(f"{source}: speaker normalisation needs each clip's speaker; "
+                               f"{int(unknown.sum())} clips have none (first: {table['clip'][unknown].iloc[0]})")
     _require_enough_clips(np.asarray([str(speaker) for speaker in table["actor_id"]]), source)
