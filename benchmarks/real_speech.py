@@ -187,13 +187,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS), help="audio-only models to train")
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument("--folds", nargs="+", type=int, default=list(range(1, FOLDS + 1)))
-    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick looks)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override the recipe's epochs (quick looks, kept in WORK/runs-epochs-N)")
     parser.add_argument("--seed", type=int, default=0, help="the networks' training seed (another seed: "
                         "another independent training run, kept in WORK/runs-seed-N)")
     args = parser.parse_args()
     overrides = {"seed": args.seed, **({"max_epochs": args.epochs} if args.epochs else {})}
-    runs = args.work / ("runs" if args.seed == 0 else f"runs-seed-{args.seed}")
-    results_name = "real_speech" if args.seed == 0 else f"real_speech-seed-{args.seed}"
+    # another seed or a quick look never reads (or overwrites) the default runs' results
+    variant = (f"-seed-{args.seed}" if args.seed else "") + (f"-epochs-{args.epochs}" if args.epochs else "")
+    runs, results_name = args.work / f"runs{variant}", f"real_speech{variant}"
 
     table = speech_table(args.ravdess_dir)
     args.work.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,8 @@ class EmotionClassifier:
         head = model.speaker_head_weights() if info.speaker_norm else None
         if onnx is not None:
             return cls(_onnx_network(_onnx_session(onnx)), card, speaker_head=head)
-        return cls(_torch_network(model, info.speaker_norm), card, _torch_parts(model, info.speaker_norm), head)
+        features = info.speaker_norm  # the network gives clip features, the speaker head the logits
+        return cls(_torch_network(model, features), card, _torch_parts(model, features), head)
 
     @classmethod
     def from_onnx(cls, path: str | Path) -> EmotionClassifier:

@@ -111,6 +111,7 @@ def require_speakers(table, source: str = "the table") -> None:
         raise SpeakerNormError("speaker normalisation needs each clip's speaker: this table has no "
                                "speaker column (actor_id; `speaker` in a manifest)")
     if unknown.any():
+        first = table["clip"][unknown].iloc[0]
         raise SpeakerNormError(f"{source}: speaker normalisation needs each clip's speaker; "
-                               f"{int(unknown.sum())} clips have none (first: {table['clip'][unknown].iloc[0]})")
+                               f"{int(unknown.sum())} clips have none (first: {first})")
     _require_enough_clips(np.asarray([str(speaker) for speaker in table["actor_id"]]), source)

@@ -301,7 +301,8 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
         probabilities = softmax(np.stack([output for _, output in rows]))
     else:  # shorter than one window: the whole file is the one stretch
         window, starts = engine.duration, np.zeros(1)
-        probabilities = _whole_file(classifier, path, _Plan.of(window, settings.hop, features, frame_period))[None]
+        whole = _Plan.of(window, settings.hop, features, frame_period)
+        probabilities = _whole_file(classifier, path, whole)[None]
     if settings.smooth > 1:
         kernel = np.ones(settings.smooth) / settings.smooth
         padded = np.pad(probabilities, ((settings.smooth // 2, (settings.smooth - 1) // 2), (0, 0)), mode="edge")
