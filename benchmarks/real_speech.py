@@ -50,6 +50,7 @@ from avemotion.index import index_dataset
 from avemotion.preprocess import FeatureCache, ensure_cached
 from avemotion.registry import model_settings
 from avemotion.runs import RunFolder
+from avemotion.speakers import standardised_by_speaker
 from avemotion.train import fit_speaker_normalisation, train_one
 
 MODELS = ("resnet18_vit_lstm_audio_only", "effnet_lstm_audio_only")
@@ -137,22 +138,17 @@ def egemaps_features(table: pd.DataFrame, work: Path) -> pd.DataFrame:
     return features
 
 
-def per_speaker_standardised(features: pd.DataFrame, speakers: pd.Series) -> pd.DataFrame:
-    """Each speaker's features standardised with the mean and spread of all that speaker's clips."""
-    grouped = features.groupby(speakers.to_numpy())
-    return (features - grouped.transform("mean")) / grouped.transform("std").replace(0, 1)
-
-
 def baseline_fold(table, split, features: pd.DataFrame, protocol: str, with_val: bool) -> dict:
     """eGeMAPS + RBF SVM on one fold, trained on the training speakers (and the validation ones)."""
-    if protocol == "speaker":
-        features = per_speaker_standardised(features, table["actor_id"])
+    values = features.to_numpy()
+    if protocol == "speaker":  # as --speaker-norm standardises a network's features
+        values = standardised_by_speaker(values, table["actor_id"], "RAVDESS")
     train = split.isin(["train", "val"] if with_val else ["train"]).to_numpy()
     test = (split == "test").to_numpy()
     started = time.perf_counter()
     classifier = make_pipeline(StandardScaler(), SVC(kernel="rbf"))
-    classifier.fit(features.to_numpy()[train], table["emotion"].to_numpy()[train])
-    predicted = classifier.predict(features.to_numpy()[test])
+    classifier.fit(values[train], table["emotion"].to_numpy()[train])
+    predicted = classifier.predict(values[test])
     return {**scores(table["emotion"].to_numpy()[test], predicted), "seconds": time.perf_counter() - started}
 
 

@@ -54,6 +54,11 @@ class TrainSettings:
                                  "them (needs several clips per speaker, also to predict)")
     progress: bool = True  # progress bars
 
+    @property
+    def keeps_last_epoch(self) -> bool:
+        """With the one-cycle schedule, no early stopping, and the last epoch's weights are kept."""
+        return self.schedule == "onecycle"
+
     def with_model(self, name: str) -> TrainSettings:
         """The same recipe for another registered model, with this one's hidden size, pretrained…"""
         return replace(self, model=same_tuning(self.model, name))

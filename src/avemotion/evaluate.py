@@ -222,7 +222,7 @@ def _shared_label_clips(table: pd.DataFrame, model_labels: list[str]) -> tuple[p
         return table.assign(emotion=table["emotion"].astype(str)), list(model_labels), {}
     mapping, left_out = shared_labels(model_labels, sorted(data_labels))
     if not mapping:
-        raise ValueError(f"this table's labels ({', '.join(sorted(set(table['emotion'].astype(str))))}) "
+        raise ValueError(f"this table's labels ({', '.join(sorted(data_labels))}) "
                          f"share no emotion with the model's ({', '.join(model_labels)})")
     kept = table[table["emotion"].astype(str).isin(mapping)]
     kept = kept.assign(emotion=kept["emotion"].astype(str).map(mapping))

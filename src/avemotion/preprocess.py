@@ -186,14 +186,20 @@ CLIP_MODALITIES = {"audio-video": ("video", "audio"), "audio": ("audio",), "vide
 
 def _jobs(table: pd.DataFrame) -> list[_Job]:
     """One job per row of a metadata table; a missing audio_path means the clip's own track."""
-    audio = table["audio_path"] if "audio_path" in table else pd.Series(None, index=table.index)
     clips = table["clip"] if "clip" in table else table["video_path"].map(lambda p: Path(p).stem)
-    jobs = []
-    for clip, video, voice, modality in zip(clips, table["video_path"], audio, table_modalities(table)):
+    return [_Job(clip=str(clip), video_path=media, audio_path=voice, modalities=CLIP_MODALITIES[modality])
+            for clip, (media, voice), modality in zip(clips, clip_media(table), table_modalities(table))]
+
+
+def clip_media(table: pd.DataFrame) -> list[tuple[str | None, str | None]]:
+    """Each row's files: the one read first (its video, or its voice when it has no video), and a
+    separate voice file (None: the first file's own track)."""
+    audio = table["audio_path"] if "audio_path" in table else pd.Series(None, index=table.index)
+    media = []
+    for video, voice in zip(table["video_path"], audio):
         video, voice = optional_path(video), optional_path(voice)
-        jobs.append(_Job(clip=str(clip), video_path=video or voice, audio_path=voice if video else None,
-                         modalities=CLIP_MODALITIES[modality]))
-    return jobs
+        media.append((video or voice, voice if video else None))
+    return media
 
 
 class ModalityError(ValueError):
@@ -292,7 +298,7 @@ class CachedClips:
     spectrogram as it is read (the training clips' masks)."""
 
     def __init__(self, table: pd.DataFrame, cache: FeatureCache, labels: list[str],
-                 modalities: tuple[str, ...] = ("video", "audio"), transform=None) -> None:
+                 modalities: tuple[str, ...] = BOTH_MODALITIES, transform=None) -> None:
         missing = [clip for clip in table["clip"] if not cache.has(clip)]
         if missing:
             raise FileNotFoundError(
@@ -312,5 +318,5 @@ class CachedClips:
         features = self.cache.read(self.clips[index], self.modalities)
         mel = features.mel.astype(np.float32)
         if self.transform is not None and "audio" in self.modalities:
-            mel = self.transform(self.clips[index], mel)
+            mel = self.transform(mel)
         return features.frames, mel, self.targets[index]

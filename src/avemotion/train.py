@@ -43,7 +43,7 @@ from avemotion.evaluate import (
 from avemotion.features import typical_duration
 from avemotion.models import EmotionNet
 from avemotion.predict import softmax
-from avemotion.preprocess import CachedClips, FeatureCache, clips_with_inputs, ensure_cached, optional_path
+from avemotion.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
 from avemotion.runs import RunFolder
 from avemotion.speakers import fit_speaker_head, require_speakers, standardised_by_speaker
 from avemotion.splits import actor_folds, make_split
@@ -247,9 +247,7 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
 
 def _typical_length(table: pd.DataFrame) -> float | None:
     """The training clips' typical length in seconds, read from their files' headers."""
-    audio = table["audio_path"] if "audio_path" in table else pd.Series(None, index=table.index)
-    paths = [optional_path(video) or optional_path(voice) for video, voice in zip(table["video_path"], audio)]
-    return typical_duration([path for path in paths if path]) if paths else None
+    return typical_duration([media for media, _ in clip_media(table) if media])
 
 
 def _cached_datasets(table, parts: dict, cache: FeatureCache, labels: list[str],
@@ -273,7 +271,7 @@ class SpectrogramMasks:
         self.rng = np.random.default_rng(seed)
         self.worker: int | None = None  # the worker whose seed self.rng has, None in the main process
 
-    def __call__(self, clip: str, mel: np.ndarray) -> np.ndarray:
+    def __call__(self, mel: np.ndarray) -> np.ndarray:
         rng = self._generator()
         masked = mel.copy()
         fill = float(mel.mean())
@@ -319,7 +317,7 @@ def fit(module: L.LightningModule, train_loader, val_loader, settings: TrainSett
     # With the one-cycle schedule the weights kept are the last epoch's, with no early stopping: the
     # schedule anneals to its end, and picking an earlier epoch on a few validation speakers' loss
     # is mostly noise.
-    best = None if settings.schedule == "onecycle" else ModelCheckpoint(
+    best = None if settings.keeps_last_epoch else ModelCheckpoint(
         dirpath=run.checkpoints, filename="best", monitor="val_loss", mode="min", save_top_k=1,
         enable_version_counter=False)
     selection = [] if best is None else [best, EarlyStopping(monitor="val_loss", mode="min",
@@ -403,7 +401,7 @@ def _kept_epoch(run: RunFolder, settings: TrainSettings) -> tuple[int, float]:
     """The epoch whose weights were kept, and its validation loss: the lowest validation loss, or
     the last epoch with the one-cycle schedule."""
     history = pd.read_csv(run.history)
-    row = history.iloc[-1] if settings.schedule == "onecycle" else history.loc[history["val_loss"].idxmin()]
+    row = history.iloc[-1] if settings.keeps_last_epoch else history.loc[history["val_loss"].idxmin()]
     return int(row["epoch"]), float(row["val_loss"])
 
 
