@@ -30,7 +30,7 @@ def random_checkpoint(path: Path, name: str = "effnet_lstm") -> Path:
 
     torch.manual_seed(0)
     model = create_model(name, pretrained=False).eval()
-    save_checkpoint(path, model, Checkpoint(model.settings, FeatureSettings(), list(EMOTIONS), 0, None))
+    save_checkpoint(path, model, Checkpoint.of(model, FeatureSettings(), EMOTIONS))
     return path
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from avemotion.predict import export_onnx, load
+from avemotion.export import export_onnx
+from avemotion.predict import load
 from avemotion.samples import sample_videos
 
 from harness import random_checkpoint

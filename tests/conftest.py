@@ -78,7 +78,8 @@ def sample_cache(tmp_path_factory, sample_table):
 
 @pytest.fixture(scope="session")
 def sample_batch(sample_cache, sample_table):
-    """The six real clips as one model batch: uint8 frames, dB mel, emotion targets."""
+    """The six real clips as one model batch: the inputs by name (uint8 frames, dB mel), and the
+    emotion targets."""
     from torch.utils.data import default_collate
 
     from avemotion.datasets.cremad import EMOTIONS
@@ -101,7 +102,7 @@ def calibrated_checkpoint(name: str, path: Path, sample_batch, features, **overr
     from avemotion.datasets.cremad import EMOTIONS
     from avemotion.models import create_model
 
-    frames, mel, _ = sample_batch
+    inputs, _ = sample_batch
     torch.manual_seed(0)
     model = create_model(name, pretrained=False, image_size=features.frame_size)
     for module in model.modules():
@@ -109,9 +110,8 @@ def calibrated_checkpoint(name: str, path: Path, sample_batch, features, **overr
             module.momentum = None  # running statistics become the calibration batch's
     model.train()
     with torch.no_grad():
-        model(frames, mel)
-    save_checkpoint(path, model.eval(), Checkpoint(model.settings, features, list(EMOTIONS), 0, None,
-                                                   **overrides))
+        model(inputs)
+    save_checkpoint(path, model.eval(), Checkpoint.of(model, features, EMOTIONS, **overrides))
     return path
 
 

@@ -38,11 +38,11 @@ def decode_all_frames(path, size):
 @pytest.mark.parametrize("video", sample_videos(), ids=lambda p: p.stem)
 def test_features_of_real_clips_have_model_shapes(video):
     features = extract_features(video, FeatureSettings())
-    assert features.frames.shape == (8, 3, 224, 224) and features.frames.dtype == np.uint8
-    assert features.mel.shape == (1, 64, 128) and features.mel.dtype == np.float16
-    assert np.isfinite(features.mel).all()
-    assert features.frames.std() > 10  # real pictures, not a flat fill
-    assert features.mel.max() - features.mel.min() > 30  # speech spans tens of dB
+    assert features["frames"].shape == (8, 3, 224, 224) and features["frames"].dtype == np.uint8
+    assert features["mel"].shape == (1, 64, 128) and features["mel"].dtype == np.float16
+    assert np.isfinite(features["mel"]).all()
+    assert features["frames"].std() > 10  # real pictures, not a flat fill
+    assert features["mel"].max() - features["mel"].min() > 30  # speech spans tens of dB
     assert features.face_found is None
 
 
@@ -134,15 +134,15 @@ def test_face_crop_finds_a_face_in_every_sample_clip():
         cropped = extract_features(video, FeatureSettings(frame_size=64, face_crop=True))
         full = extract_features(video, SMALL)
         assert cropped.face_found is True
-        assert cropped.frames.shape == full.frames.shape
-        assert np.abs(cropped.frames.astype(int) - full.frames).mean() > 10
+        assert cropped["frames"].shape == full["frames"].shape
+        assert np.abs(cropped["frames"].astype(int) - full["frames"]).mean() > 10
 
 
 def test_face_crop_falls_back_to_full_frames_without_a_face(tmp_path):
     clip = write_clip(tmp_path / "flat.mp4", frames=20)
     features = extract_features(clip, FeatureSettings(frame_size=64, face_crop=True))
     assert features.face_found is False
-    assert features.frames.shape == (8, 3, 64, 64)
+    assert features["frames"].shape == (8, 3, 64, 64)
 
 
 def test_settings_digest_changes_with_every_setting():
@@ -191,8 +191,8 @@ alone = [extract_features(clip, settings) for clip in clips]
 with ThreadPoolExecutor(8) as pool:
     together = list(pool.map(lambda clip: extract_features(clip, settings), clips * 4))
 for index, features in enumerate(together):
-    assert np.array_equal(features.frames, alone[index % len(clips)].frames), index
-    assert np.array_equal(features.mel, alone[index % len(clips)].mel), index
+    assert np.array_equal(features["frames"], alone[index % len(clips)]["frames"]), index
+    assert np.array_equal(features["mel"], alone[index % len(clips)]["mel"]), index
 print("identical", len(together))
 """
 

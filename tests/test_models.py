@@ -13,7 +13,7 @@ from avemotion.cli import main
 from avemotion.datasets.cremad import EMOTIONS
 from avemotion.features import FeatureSettings
 from avemotion.models import FUSIONS, TEMPORAL_MODELS, create_model, list_models, parameter_count
-from avemotion.registry import hybrids, model_settings
+from avemotion.registry import alternatives, hybrids, model_settings, with_ablations
 
 from conftest import TEST_IMAGE_SIZE
 
@@ -28,17 +28,17 @@ def small_model(name: str, **overrides):
     return create_model(name, pretrained=False, image_size=TEST_IMAGE_SIZE, **overrides)
 
 
-def test_registry_has_both_hybrids_their_ablations_and_alternatives():
-    assert set(MODELS) == {
-        "resnet18_vit_lstm", "resnet18_vit_lstm_audio_only", "resnet18_vit_lstm_video_only",
-        "resnet18_vit_attnpool", "resnet18_vit_lstm_gated",
-        "effnet_lstm", "effnet_lstm_audio_only", "effnet_lstm_video_only",
-        "effnet_attnpool", "effnet_lstm_gated"}
+def test_every_hybrid_has_its_ablations_and_alternatives():
+    assert {"resnet18_vit_lstm", "effnet_lstm"} <= set(hybrids())  # the paper's two
+    for hybrid in hybrids():
+        fused, audio_only, video_only = (model_settings(name) for name in with_ablations(hybrid))
+        assert fused.modalities == ("video", "audio")
+        assert audio_only.modalities == ("audio",) and audio_only.audio_backbone == fused.audio_backbone
+        assert video_only.modalities == ("video",) and video_only.video_backbone == fused.video_backbone
+        attention, gated = (model_settings(name) for name in alternatives(hybrid))
+        assert (attention.temporal, gated.fusion) == ("attention", "gated")
     with pytest.raises(ValueError, match="unknown model 'resnet50'.*effnet_lstm"):
         create_model("resnet50", pretrained=False)
-    assert hybrids() == ["resnet18_vit_lstm", "effnet_lstm"]
-    assert model_settings("effnet_attnpool").temporal == "attention"
-    assert model_settings("resnet18_vit_lstm_gated").fusion == "gated"
 
 
 def test_temporal_models_and_fusions_are_looked_up_by_name():
@@ -52,7 +52,7 @@ def test_temporal_models_and_fusions_are_looked_up_by_name():
 
 
 def test_attention_pooling_weighs_frames_and_ignores_their_order(sample_batch):
-    frames, _, _ = sample_batch
+    frames = sample_batch[0]["frames"]
     model = small_model("resnet18_vit_attnpool").eval()
     with torch.no_grad():
         reference = model.encode_video(frames)
@@ -63,16 +63,16 @@ def test_attention_pooling_weighs_frames_and_ignores_their_order(sample_batch):
 
 def test_vit_input_size_comes_from_timm_configuration():
     small = create_model("resnet18_vit_lstm_video_only", image_size=32, pretrained=False)
-    assert small.frames.backbone.patch_embed.img_size == (32, 32)
+    assert small.encoders["video"].backbone.patch_embed.img_size == (32, 32)
     with torch.no_grad():
         assert small.encode_video(torch.zeros(1, 8, 3, 32, 32, dtype=torch.uint8)).shape == (1, 256)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_and_backward_on_real_clips(name, sample_batch):
-    frames, mel, targets = sample_batch
+    inputs, targets = sample_batch
     model = small_model(name).train()
-    logits = model(frames, mel)
+    logits = model(inputs)
     assert logits.shape == (6, len(EMOTIONS))
     assert torch.isfinite(logits).all()
     torch.nn.functional.cross_entropy(logits, targets).backward()
@@ -83,40 +83,31 @@ def test_forward_and_backward_on_real_clips(name, sample_batch):
     # that block's other layers until a first update; after it, every tensor must learn
     torch.optim.SGD(model.parameters(), lr=0.1).step()
     model.zero_grad()
-    torch.nn.functional.cross_entropy(model(frames, mel), targets).backward()
+    torch.nn.functional.cross_entropy(model(inputs), targets).backward()
     silent = [n for n, p in model.named_parameters() if not p.grad.abs().sum() > 0]
     assert silent == []
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_parameter_counts_match_the_backbones(name):
+def test_backbones_have_their_published_sizes(name):
     model = create_model(name, pretrained=False)
-    settings = model.settings
-    expected, fused = 0.0, []
-    if settings.video_backbone:
-        expected += BACKBONE_PARAMETERS[settings.video_backbone]
-        d, h = FEATURE_DIMS[settings.video_backbone], settings.temporal_hidden
-        if settings.temporal == "lstm":
-            expected += 4 * (d * h + h * h + 2 * h)  # one LSTM layer: four gates, two bias vectors
-        else:  # attention pooling: a projection and a scorer
-            expected += d * h + h + h
-        fused += [h]
-    if settings.audio_backbone:
-        expected += BACKBONE_PARAMETERS[settings.audio_backbone]
-        fused += [FEATURE_DIMS[settings.audio_backbone]]
-    if settings.fusion == "gated":  # projections to a common width, the gate, the classifier
-        width = settings.temporal_hidden
-        expected += sum(dim * width + width for dim in fused)
-        expected += sum(fused) * width * len(fused) + width * len(fused)
-        expected += width * len(EMOTIONS) + len(EMOTIONS)
-    else:
-        expected += sum(fused) * len(EMOTIONS) + len(EMOTIONS)
-    assert abs(parameter_count(model) - expected) / expected < 0.02
+    backbones = {"video": model.settings.video_backbone, "audio": model.settings.audio_backbone}
+    for branch, encoder in model.encoders.items():
+        published = BACKBONE_PARAMETERS[backbones[branch]]
+        assert abs(parameter_count(encoder) - published) / published < 0.02, branch
+        assert encoder.dim == FEATURE_DIMS[backbones[branch]]
+
+
+def test_frame_normalisation_comes_from_the_backbone_configuration():
+    model = small_model("resnet18_vit_lstm_video_only")
+    config = timm.data.resolve_data_config({}, model=model.encoders["video"].backbone)
+    assert model.encoders["video"].mean.flatten().tolist() == pytest.approx(config["mean"])
+    assert model.encoders["video"].std.flatten().tolist() == pytest.approx(config["std"])
 
 
 @pytest.mark.parametrize("name", ["resnet18_vit_lstm", "effnet_lstm"])
 def test_encoders_give_clip_features(name, sample_batch):
-    frames, mel, _ = sample_batch
+    frames, mel = sample_batch[0]["frames"], sample_batch[0]["mel"]
     model = small_model(name).eval()
     with torch.no_grad():
         assert model.encode_video(frames).shape == (6, 256)
@@ -125,31 +116,33 @@ def test_encoders_give_clip_features(name, sample_batch):
 
 @pytest.mark.parametrize("name", [m for m in MODELS if m.endswith("_only")])
 def test_ablations_ignore_the_other_input(name, sample_batch):
-    frames, mel, _ = sample_batch
+    frames, mel = sample_batch[0]["frames"], sample_batch[0]["mel"]
     model = small_model(name).eval()
     with torch.no_grad():
-        reference = model(frames, mel)
+        reference = model({"frames": frames, "mel": mel})
         if name.endswith("audio_only"):
-            other = model(torch.zeros_like(frames), mel)
-            assert torch.equal(model(None, mel), reference)
+            assert model.inputs == ("mel",)
+            other = model({"frames": torch.zeros_like(frames), "mel": mel})
+            assert torch.equal(model({"mel": mel}), reference)
         else:
-            other = model(frames, torch.full_like(mel, -80.0))
-            assert torch.equal(model(frames, None), reference)
+            assert model.inputs == ("frames",)
+            other = model({"frames": frames, "mel": torch.full_like(mel, -80.0)})
+            assert torch.equal(model({"frames": frames}), reference)
     assert torch.equal(reference, other)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_checkpoint_round_trip_gives_identical_logits(name, sample_batch, tmp_path):
-    frames, mel, _ = sample_batch
+    inputs = sample_batch[0]
     model = small_model(name, temporal_hidden=64).eval()
     features = FeatureSettings(frame_size=TEST_IMAGE_SIZE)
-    save_checkpoint(tmp_path / "m.ckpt", model, Checkpoint(model.settings, features, list(EMOTIONS), 3, 0.5))
+    save_checkpoint(tmp_path / "m.ckpt", model, Checkpoint.of(model, features, EMOTIONS, epoch=3, best_metric=0.5))
     loaded, info = load_checkpoint(tmp_path / "m.ckpt")
     assert (info.epoch, info.best_metric, info.labels) == (3, 0.5, list(EMOTIONS))
     assert info.feature_settings == features and info.model_settings.name == name
-    assert info.model_settings.temporal_hidden == 64
+    assert info.model_settings.temporal_hidden == 64 and info.inputs == model.inputs
     with torch.no_grad():
-        assert torch.equal(model(frames, mel), loaded(frames, mel))
+        assert torch.equal(model(inputs), loaded(inputs))
 
 
 def test_damaged_or_foreign_checkpoints_give_clear_errors(tmp_path):
@@ -157,7 +150,7 @@ def test_damaged_or_foreign_checkpoints_give_clear_errors(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
     model = small_model("effnet_lstm_audio_only")
     save_checkpoint(tmp_path / "future.ckpt", model,
-                    Checkpoint(model.settings, FeatureSettings(), list(EMOTIONS), 1, None))
+                    Checkpoint.of(model, FeatureSettings(), EMOTIONS, epoch=1))
     payload = torch.load(tmp_path / "future.ckpt", weights_only=True)
     payload["version"] = 99
     torch.save(payload, tmp_path / "future.ckpt")
@@ -172,12 +165,12 @@ def test_damaged_or_foreign_checkpoints_give_clear_errors(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18_vit_lstm", "effnet_lstm"])
 def test_hybrid_overfits_the_six_real_clips(name, sample_batch):
-    frames, mel, targets = sample_batch
+    inputs, targets = sample_batch
     model = small_model(name).train()
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
     correct = []
     for _ in range(60):
-        logits = model(frames, mel)  # training accuracy, read from the training pass itself
+        logits = model(inputs)  # training accuracy, read from the training pass itself
         correct.append(int((logits.argmax(1) == targets).sum()))
         if correct[-2:] == [6, 6]:
             break
@@ -194,7 +187,7 @@ def test_local_weights_file_and_folder_are_loaded(tmp_path):
     imagenet_like = timm.create_model("resnet18", pretrained=False)  # 1000-class, 3-channel
     torch.save(imagenet_like.state_dict(), tmp_path / "resnet18.pth")
     model = create_model("resnet18_vit_lstm_audio_only", weights=tmp_path, pretrained=True)
-    loaded = model.spectrogram.backbone.state_dict()
+    loaded = model.encoders["audio"].backbone.state_dict()
     source = imagenet_like.state_dict()
     assert torch.equal(loaded["layer4.1.conv2.weight"], source["layer4.1.conv2.weight"])
     # the three-channel first convolution is folded into the one-channel input
@@ -223,7 +216,14 @@ def test_models_command_lists_every_model(capsys):
     rows = output.strip().splitlines()[1:]
     assert [row.split()[0] for row in rows] == MODELS
     assert all(row.split()[5].endswith("M") and float(row.split()[5][:-1]) > 4 for row in rows)
+    assert "frames (B, 8, 3, 64, 64) uint8" in columns_of(rows, "effnet_lstm")
+    assert "mel (B, 1, 64, 128) dB" in columns_of(rows, "effnet_lstm_audio_only")
+    assert "frames" not in columns_of(rows, "effnet_lstm_audio_only")
     columns = {row.split()[0]: row.split()[1:5] for row in rows}
     assert columns["effnet_attnpool"] == ["efficientnet_b0", "attention", "efficientnet_b0", "concat"]
     assert columns["resnet18_vit_lstm_gated"] == ["vit_tiny_patch16_224", "lstm", "resnet18", "gated"]
     assert columns["effnet_lstm_audio_only"] == ["-", "-", "efficientnet_b0", "-"]
+
+
+def columns_of(rows: list[str], name: str) -> str:
+    return next(row for row in rows if row.split()[0] == name)

@@ -23,7 +23,8 @@ from avemotion.cli import main
 from avemotion.config import ServeSettings
 from avemotion.datasets.cremad import EMOTIONS
 from avemotion.features import FeatureSettings, load_audio, sample_frames
-from avemotion.predict import export_onnx, load
+from avemotion.export import export_onnx
+from avemotion.predict import load
 from avemotion.samples import sample_videos
 from avemotion.serve import create_app
 
@@ -50,9 +51,9 @@ def test_python_api_predicts_real_clips(checkpoint, classifier, sample_batch):
     single = classifier.predict(sample_videos()[2])
     assert single.probabilities == pytest.approx(results[2].probabilities, abs=1e-6)
     # the same arrays as preprocessing made: the cached batch gives the same logits
-    frames, mel, _ = sample_batch
+    inputs, _ = sample_batch
     with torch.no_grad():
-        cached = torch.softmax(load_checkpoint(checkpoint)[0](frames, mel), dim=1).numpy()
+        cached = torch.softmax(load_checkpoint(checkpoint)[0](inputs), dim=1).numpy()
     assert np.abs(cached - [list(r.probabilities.values()) for r in results]).max() < 1e-5
 
 
@@ -68,8 +69,8 @@ def test_any_container_size_rate_and_length(classifier, tmp_path, suffix, option
     clip = write_clip(tmp_path / f"clip{suffix}", **options)
     result = classifier.predict(clip)
     assert result.ok, result.error
-    assert result.features.frames.shape == (8, 3, TEST_IMAGE_SIZE, TEST_IMAGE_SIZE)
-    levels = result.features.frames[:, 0].mean(axis=(1, 2))
+    assert result.features["frames"].shape == (8, 3, TEST_IMAGE_SIZE, TEST_IMAGE_SIZE)
+    levels = result.features["frames"][:, 0].mean(axis=(1, 2))
     frames = options.get("frames", 30)
     wanted = np.linspace(0, frames - 1, 8).round()
     # Frame i is grey level (i * 7) % 256; the codec's YUV round trip moves grey by up to 4. A clip

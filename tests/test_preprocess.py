@@ -3,6 +3,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,9 @@ from avemotion.cli import main
 from avemotion.datasets.cremad import EMOTIONS
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset, write_metadata
-from avemotion.preprocess import FAILURES_FILE, CachedClips, preprocess
+from avemotion.preprocess import FAILURES_FILE, CachedClips, entry_keys, preprocess
+
+from media import write_clip
 
 from test_features import bad_media
 
@@ -22,13 +25,15 @@ def test_preprocess_bundled_clips_on_two_workers_then_reuse(tmp_path, sample_tab
     first = preprocess(sample_table, tmp_path, SMALL, workers=2, progress=False)
     assert (first.done, first.cached, first.failures) == (6, 0, [])
     cache = first.cache
-    stamps = {clip: cache.path(clip).stat().st_mtime_ns for clip in sample_table["clip"]}
+    keys = entry_keys(sample_table)
+    stamps = {key: cache.path(key).stat().st_mtime_ns for key in keys}
     second = preprocess(sample_table, tmp_path, SMALL, workers=2, progress=False)
     assert (second.done, second.cached) == (0, 6)
     assert "6 already cached" in second.summary()
-    assert stamps == {clip: cache.path(clip).stat().st_mtime_ns for clip in sample_table["clip"]}
+    assert stamps == {key: cache.path(key).stat().st_mtime_ns for key in keys}
     dataset = CachedClips(sample_table, cache, list(EMOTIONS))
-    frames, mel, target = dataset[3]
+    inputs, target = dataset[3]
+    frames, mel = inputs["frames"], inputs["mel"]
     assert frames.shape == (8, 3, 32, 32) and frames.dtype == np.uint8
     assert mel.shape == (1, 64, 128) and mel.dtype == np.float32
     assert EMOTIONS[target] == sample_table["emotion"].iloc[3]
@@ -40,7 +45,7 @@ def test_changed_settings_never_reuse_stale_arrays(tmp_path, sample_table):
     other = preprocess(table, tmp_path, FeatureSettings(frame_size=48), workers=1, progress=False)
     assert small.cache.root != other.cache.root
     assert other.done == 2 and other.cached == 0
-    assert other.cache.read(table["clip"].iloc[0]).frames.shape == (8, 3, 48, 48)
+    assert other.cache.read(entry_keys(table)[0])["frames"].shape == (8, 3, 48, 48)
     assert '"frame_size": 48' in (other.cache.root / "settings.json").read_text()
 
 
@@ -55,7 +60,7 @@ def test_bad_clips_are_recorded_and_do_not_stop_the_others(tmp_path, sample_tabl
     for path, words in bad.items():
         reason = failures.loc[failures["video_path"] == str(path), "reason"].item()
         assert words in reason
-    assert all(report.cache.has(clip) for clip in sample_table["clip"])
+    assert all(map(report.cache.has, entry_keys(sample_table)))
 
 
 def test_cli_exit_status_says_whether_any_clip_failed(tmp_path, samples, capsys):
@@ -84,7 +89,7 @@ def test_a_crash_while_writing_leaves_no_entry_that_reads_as_good(tmp_path, samp
     monkeypatch.setattr(np, "savez", savez_then_crash)
     crashed = preprocess(sample_table.head(1), tmp_path, SMALL, workers=1, progress=False)
     assert crashed.done == 0 and "disk full" in crashed.failures[0].error
-    assert not crashed.cache.has(sample_table["clip"].iloc[0])
+    assert not crashed.cache.has(entry_keys(sample_table.head(1))[0])
     monkeypatch.setattr(np, "savez", real_savez)
     resumed = preprocess(sample_table.head(1), tmp_path, SMALL, workers=1, progress=False)
     assert resumed.done == 1
@@ -119,7 +124,7 @@ def test_a_killed_run_resumes_without_corrupt_entries(tmp_path, four_actor_metad
                "--cache", str(cache_dir), "--frame-size", "32", "--workers", "1"]
     completed = subprocess.run(command, capture_output=True, timeout=120, check=False)
     assert completed.returncode == -signal.SIGKILL
-    clips = cache_dir / f"features-{SMALL.digest()}" / "clips"
+    clips = cache_dir / f"features-{SMALL.digest()}-frames-mel" / "clips"
     finished_before = len(finished_entries(clips))
     assert finished_before == 3
     (clips / ".partial-999-2005_DFA_ANG_XX.npz").write_bytes(b"half an entry")
@@ -128,5 +133,27 @@ def test_a_killed_run_resumes_without_corrupt_entries(tmp_path, four_actor_metad
     assert report.cached == finished_before and report.done == 24 - finished_before
     assert not report.failures
     assert not list(clips.glob(".partial-*"))
-    for clip in table["clip"]:
-        assert report.cache.read(clip).frames.shape == (8, 3, 32, 32)
+    for key in entry_keys(table):
+        assert report.cache.read(key)["frames"].shape == (8, 3, 32, 32)
+
+
+def test_two_corpora_with_same_named_files_never_share_entries(tmp_path):
+    """`a01.wav` in two corpora indexed into one cache: each clip gets its own file's arrays."""
+    rows = []
+    for corpus, tone in (("first", 220.0), ("second", 880.0)):
+        (tmp_path / corpus).mkdir()
+        clip = write_clip(tmp_path / corpus / "a01.mp4", frames=12, level=40 if corpus == "first" else 200,
+                          tone_hz=tone)
+        rows.append({"clip": "a01", "video_path": str(clip), "emotion": "ANG", "dataset": corpus})
+    table = pd.DataFrame(rows)
+    report = preprocess(table, tmp_path / "cache", SMALL, workers=1, progress=False)
+    assert report.done == 2 and report.cached == 0
+    first, second = (report.cache.read(key) for key in entry_keys(table))
+    assert abs(int(first["frames"].mean()) - int(second["frames"].mean())) > 50
+    assert not np.array_equal(first["mel"], second["mel"])
+    dataset = CachedClips(table, report.cache, ["ANG"])
+    assert np.array_equal(dataset[1][0]["frames"], second["frames"])
+    # a changed file is decoded again rather than read from its old entry
+    write_clip(Path(rows[0]["video_path"]), frames=12, level=200, tone_hz=880.0)
+    again = preprocess(table, tmp_path / "cache", SMALL, workers=1, progress=False)
+    assert (again.done, again.cached) == (1, 1)

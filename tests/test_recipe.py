@@ -10,7 +10,7 @@ import torch
 from avemotion.cli import _train_settings, build_parser
 from avemotion.config import FROM_SCRATCH, TrainSettings
 from avemotion.models import create_model
-from avemotion.predict import softmax
+from avemotion.probabilities import softmax
 from avemotion.speakers import (
     SpeakerHead,
     SpeakerNormError,
@@ -109,19 +109,26 @@ def test_spectrogram_masks_differ_between_dataloader_workers():
     assert all(np.array_equal(a, b) for a, b in zip(masked, drawn(seed=0)))  # reproducible with the seed
 
 
-def test_mixup_blends_the_batch_and_the_loss():
+def test_mixup_blends_the_batch_and_the_loss(monkeypatch):
     torch.manual_seed(0)
     model = create_model("resnet18_vit_lstm_audio_only", pretrained=False, num_classes=3)
-    settings = TrainSettings(model=model.settings, mixup=0.4)
-    module = EmotionModule(model, settings)
+    module = EmotionModule(model, TrainSettings(model=model.settings, mixup=0.4))
+    share, partner = 0.7, torch.tensor([1, 0, 3, 2])
+    monkeypatch.setattr(torch.distributions.Beta, "sample", lambda self: torch.tensor(share))
+    monkeypatch.setattr(torch, "randperm", lambda n, device=None: partner)
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 3.0], [1.0, 2.0, 1.0]],
+                          requires_grad=True)
     seen = []
-    module.forward = lambda first, second: seen.append(second) or torch.zeros(len(second), 3, requires_grad=True)
+    module.forward = lambda inputs: seen.append(inputs["mel"]) or logits
     module.log = lambda *args, **kwargs: None
     mel = torch.stack([torch.full((1, 4, 4), float(value)) for value in (0.0, 10.0, 20.0, 30.0)])
-    loss = module.training_step((torch.zeros(4, 0), mel, torch.tensor([0, 1, 2, 0])), 0)
-    blended = seen[0][:, 0, 0, 0]
-    assert not torch.equal(blended, mel[:, 0, 0, 0])  # the clips are blends, not the clips
-    assert torch.isclose(loss, torch.tensor(np.log(3.0), dtype=loss.dtype))  # uniform logits: log 3 either way
+    target = torch.tensor([0, 1, 2, 0])
+    loss = module.training_step(({"mel": mel}, target), 0)
+    assert torch.allclose(seen[0], share * mel + (1 - share) * mel[partner])
+    cross_entropy = torch.nn.functional.cross_entropy
+    expected = share * cross_entropy(logits, target) + (1 - share) * cross_entropy(logits, target[partner])
+    assert torch.isclose(loss, expected)
+    assert not torch.isclose(loss, cross_entropy(logits, target))  # the partners' labels count
 
 
 def test_no_pretrained_chooses_the_from_scratch_recipe_and_keeps_what_was_given():

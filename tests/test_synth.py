@@ -48,7 +48,7 @@ def test_clips_are_playable_media_of_the_stated_form(corpus):
         frames = sum(1 for _ in container.decode(video=0))
     assert frames == 69  # 2.3 s at 30 fps
     features = extract_features(clip, FeatureSettings(frame_size=64))
-    assert features.frames.std() > 20 and np.isfinite(features.mel).all()
+    assert features["frames"].std() > 20 and np.isfinite(features["mel"]).all()
     wav = load_audio(corpus / "AudioWAV" / f"{clip.stem}.wav")
     assert abs(len(wav) / 16_000 - 2.3) < 0.01
 
@@ -100,5 +100,5 @@ def test_a_clip_interrupted_while_writing_is_written_again(tmp_path, monkeypatch
     monkeypatch.setattr(synth, "write_media", real_write_media)
     synth._write_clip(job)
     assert abs(len(load_audio(root / "AudioWAV" / "1001_DFA_ANG_HI.wav")) / 16_000 - 2.3) < 0.1
-    frames = extract_features(root / "VideoFlash" / "1001_DFA_ANG_HI.flv", FeatureSettings(frame_size=32)).frames
+    frames = extract_features(root / "VideoFlash" / "1001_DFA_ANG_HI.flv", FeatureSettings(frame_size=32))["frames"]
     assert frames.shape == (8, 3, 32, 32)

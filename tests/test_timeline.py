@@ -14,7 +14,8 @@ from avemotion.cli import main
 from avemotion.config import TimelineSettings
 from avemotion.datasets.cremad import EMOTIONS
 from avemotion.features import FeatureSettings, MediaError, frame_positions, load_audio, log_mel, to_rgb
-from avemotion.predict import export_onnx, load
+from avemotion.export import export_onnx
+from avemotion.predict import load
 from avemotion.samples import sample_audio, sample_videos
 from avemotion.synth import concatenate_clips, write_media
 from avemotion.timeline import EMBED_BATCH, _Timeline, emotion_timeline
@@ -76,7 +77,7 @@ def test_each_window_is_judged_as_predict_judges_that_stretch(classifier, timeli
     differences = []
     for _, row in timeline.iterrows():
         images, mel, times = stretch_inputs(frames, audio, row["start_s"], WINDOW, settings)
-        logits = classifier.network(images[np.newaxis], mel[np.newaxis])[0]
+        logits = classifier.network({"frames": images[np.newaxis], "mel": mel[np.newaxis]})[0]
         expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         differences.append(np.abs(expected - row[list(EMOTIONS)].to_numpy(float)).max())
         # the grid frames a window uses are at most a quarter of the frame spacing (plus half a
@@ -100,7 +101,7 @@ def test_an_audio_only_model_on_long_audio_is_exactly_predict_on_each_stretch(
     for _, row in table.iloc[::3].iterrows():
         start = round(row["start_s"] * 16_000)
         mel = log_mel(audio[start : start + round(WINDOW * 16_000)], settings)[np.newaxis, np.newaxis]
-        logits = model.network(np.zeros((1, 8, 3, 64, 64), np.uint8), mel)[0]
+        logits = model.network({"mel": mel})[0]
         expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         assert np.abs(expected - row[list(EMOTIONS)].to_numpy(float)).max() < 1e-5
     with pytest.raises(MediaError, match="voices.wav: no video track, and effnet_lstm reads video and audio"):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from avemotion.checkpoint import load_checkpoint
 from avemotion.cli import main
@@ -20,6 +20,7 @@ from avemotion.embeddings import EmbeddingCache
 from avemotion.evaluate import classification_metrics, crowd_agreement, evaluate_run
 from avemotion.index import index_dataset, write_metadata
 from avemotion.models import EmotionNet, create_model
+from avemotion.preprocess import entry_keys
 from avemotion.registry import model_settings
 from avemotion.runs import RunFolder
 from avemotion.train import EmotionModule, TrainSettings, fit, train
@@ -124,17 +125,30 @@ class ScriptedValidation(EmotionModule):
 
     def validation_step(self, batch, batch_index):
         loss = torch.tensor(self.SCRIPT[self.current_epoch])
-        self.log("val_loss", loss, on_epoch=True, batch_size=len(batch[2]))
+        self.log("val_loss", loss, on_epoch=True, batch_size=len(batch[1]))
         return loss
 
     def on_validation_epoch_end(self):
         self.snapshots[self.current_epoch] = {k: v.clone() for k, v in self.model.state_dict().items()}
 
 
+class MelClips(Dataset):
+    """Spectrograms by name, labelled 0, 1, 2 …, as CachedClips gives an audio model's clips."""
+
+    def __init__(self, mel: torch.Tensor) -> None:
+        self.mel = mel
+
+    def __len__(self) -> int:
+        return len(self.mel)
+
+    def __getitem__(self, index: int):
+        return {"mel": self.mel[index]}, index
+
+
 def test_early_stopping_stops_after_three_epochs_without_improvement(tmp_path):
     torch.manual_seed(0)
     model = create_model("effnet_lstm_audio_only", pretrained=False, temporal_hidden=32)
-    data = TensorDataset(torch.zeros(4, 0), torch.randn(4, 1, 64, 128) * 18 - 45, torch.arange(4))
+    data = MelClips(torch.randn(4, 1, 64, 128) * 18 - 45)
     module = ScriptedValidation(model, replace(QUICK, max_epochs=8))
     best = fit(module, DataLoader(data, batch_size=2), DataLoader(data, batch_size=4),
                replace(QUICK, max_epochs=8), RunFolder(tmp_path))
@@ -188,14 +202,13 @@ def test_frozen_backbones_are_run_once_then_read_from_the_cache(tmp_path, sample
     train(sample_table, sample_cache, tmp_path / "first", settings)
     torch.manual_seed(settings.seed)  # the same random backbones as training built
     model = EmotionNet(settings.model, image_size=sample_cache.settings.frame_size)
-    embeddings = EmbeddingCache(sample_cache.root.parent, model, sample_cache)
-    assert sorted(path.stem for path in embeddings.root.glob("*.npz")) == sorted(sample_table["clip"])
+    embeddings = EmbeddingCache(sample_cache.folder, model, sample_cache)
+    assert sorted(path.stem for path in embeddings.root.glob("*.npz")) == sorted(entry_keys(sample_table))
 
     def no_backbone(*args):
         raise AssertionError("the backbone ran again")
 
-    monkeypatch.setattr(EmotionNet, "embed_frames", no_backbone)
-    monkeypatch.setattr(EmotionNet, "embed_audio", no_backbone)
+    monkeypatch.setattr(EmotionNet, "embed", no_backbone)
     train(sample_table, sample_cache, tmp_path / "second", settings)
     first = pd.read_csv(tmp_path / "first" / "predictions.csv")
     second = pd.read_csv(tmp_path / "second" / "predictions.csv")

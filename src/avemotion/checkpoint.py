@@ -1,44 +1,49 @@
 """One-file checkpoints that rebuild a model with no other input.
 
-A checkpoint holds the model's name and settings, the feature settings its inputs were made with,
-the label names, the weights, the epoch and the best metric, so prediction uses exactly what
-training used.
+A checkpoint holds the model's card (:class:`~avemotion.card.ModelCard`: name and settings, feature
+settings, inputs, label names, window, speaker normalisation), the weights, the epoch and the best
+metric, so prediction uses exactly what training used.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from avemotion import __version__
-from avemotion.features import FeatureSettings
+from avemotion.card import ModelCard
+from avemotion.errors import AvemotionError
+from avemotion.inputs import FeatureSettings
 from avemotion.models import EmotionNet, ModelSettings
 
 CHECKPOINT_FORMAT = "avemotion-checkpoint"
-CHECKPOINT_VERSION = 2
-# Version 1 named the temporal width `lstm_hidden` and kept the frame size among the model settings.
-_READABLE_VERSIONS = (1, CHECKPOINT_VERSION)
+CHECKPOINT_VERSION = 3
+# Version 1 named the temporal width `lstm_hidden` and kept the frame size among the model settings;
+# version 2 had no encoder names (a branch was there when its backbone was) and no input names, and
+# named the encoders' weights after the inputs (`frames.`, `spectrogram.`).
+_READABLE_VERSIONS = (1, 2, CHECKPOINT_VERSION)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AvemotionError, ValueError):
     """A file that is not a usable avemotion checkpoint; the message says why."""
 
 
 @dataclass
-class Checkpoint:
-    """What a checkpoint file holds besides the weights."""
+class Checkpoint(ModelCard):
+    """What a checkpoint file holds besides the weights: the model's card, and how training ended."""
 
-    model_settings: ModelSettings
-    feature_settings: FeatureSettings
-    labels: list[str]
-    epoch: int
-    best_metric: float | None
+    epoch: int = 0
+    best_metric: float | None = None
     metric_name: str = "val_loss"
-    window_seconds: float | None = None  # typical clip length of the training corpus
-    speaker_norm: bool = False  # has a speaker-normalisation last layer (avemotion.speakers)
+
+    @classmethod
+    def of(cls, model: EmotionNet, features: FeatureSettings, labels: list[str], **details) -> Checkpoint:
+        """The info of a model trained on inputs made with `features`; `details` are the other
+        fields (epoch, best_metric, window_seconds, speaker_norm)."""
+        return cls(model.settings, list(labels), features, model.inputs, **details)
 
 
 def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> None:
@@ -49,14 +54,10 @@ def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> No
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "avemotion_version": __version__,
-        "model_settings": asdict(info.model_settings),
-        "feature_settings": asdict(info.feature_settings),
-        "labels": list(info.labels),
+        "card": info.to_dict(),
         "epoch": int(info.epoch),
         "best_metric": None if info.best_metric is None else float(info.best_metric),
         "metric_name": info.metric_name,
-        "window_seconds": info.window_seconds,
-        "speaker_norm": info.speaker_norm,
         "state_dict": model.state_dict(),
     }
     partial = path.with_name(f".{path.name}.partial")
@@ -69,16 +70,16 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Emotio
     path = Path(path)
     payload = _read_payload(path, map_location)
     try:
-        model_settings = ModelSettings(**{**_upgraded(payload), "pretrained": False})
-        feature_settings = _feature_settings(payload["feature_settings"])
-        info = Checkpoint(model_settings, feature_settings, list(payload["labels"]),
-                          payload["epoch"], payload["best_metric"], payload.get("metric_name", ""),
-                          payload.get("window_seconds"), payload.get("speaker_norm", False))
-        model = EmotionNet(model_settings, image_size=feature_settings.frame_size)
+        payload = _upgraded(payload)
+        card = ModelCard.from_dict(payload["card"])
+        settings = ModelSettings(**{**asdict(card.model_settings), "pretrained": False})
+        info = Checkpoint(**{**vars(card), "model_settings": settings}, epoch=payload["epoch"],
+                          best_metric=payload["best_metric"], metric_name=payload.get("metric_name", ""))
+        model = EmotionNet(settings, image_size=card.feature_settings.frame_size)
         if info.speaker_norm:
             model.add_speaker_head()
         model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as error:
+    except (KeyError, TypeError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"{path}: checkpoint does not match this model code ({error})") from error
     return model.eval(), info
 
@@ -103,18 +104,33 @@ def _read_payload(path: Path, map_location: str) -> dict:
 
 
 def _upgraded(payload: dict) -> dict:
-    """The model settings of any readable version, in this version's fields."""
+    """A payload of any readable version in this version's form."""
+    if payload["version"] == CHECKPOINT_VERSION:
+        return payload
     settings = dict(payload["model_settings"])
     if payload["version"] == 1:
         settings.pop("image_size", None)
         settings["temporal_hidden"] = settings.pop("lstm_hidden", 256)
-    return settings
+    settings["video_encoder"] = "timm_frames" if settings.get("video_backbone") else None
+    settings["audio_encoder"] = "timm_spectrogram" if settings.get("audio_backbone") else None
+    inputs = [name for name, branch in (("frames", "video_encoder"), ("mel", "audio_encoder")) if settings[branch]]
+    card = {"version": 2, "model_settings": settings, "labels": payload["labels"],
+            "feature_settings": payload["feature_settings"], "inputs": inputs,
+            "window_seconds": payload.get("window_seconds"), "speaker_norm": payload.get("speaker_norm", False)}
+    return {**payload, "card": card, "state_dict": _renamed_weights(payload["state_dict"])}
 
 
-def _feature_settings(values: dict) -> FeatureSettings:
-    """FeatureSettings from a saved dictionary, refusing fields this version does not know."""
-    known = {field.name for field in fields(FeatureSettings)}
-    unknown = set(values) - known
-    if unknown:
-        raise KeyError(f"unknown feature settings {sorted(unknown)}")
-    return FeatureSettings(**values)
+# Version 2's names of the encoders' weights and feature statistics -> this version's.
+_OLD_PREFIXES = {"frames.": "encoders.video.", "spectrogram.": "encoders.audio.",
+                 "frame_feature_": "video_feature_"}
+
+
+def _renamed_weights(state_dict: dict) -> dict:
+    renamed = {}
+    for key, value in state_dict.items():
+        for old, new in _OLD_PREFIXES.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        renamed[key] = value
+    return renamed

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from dataclasses import fields
 from pathlib import Path
 
@@ -19,7 +21,8 @@ from avemotion.config import (
     from_scratch,
 )
 from avemotion.datasets import CORPORA
-from avemotion.features import FeatureSettings
+from avemotion.errors import AvemotionError
+from avemotion.inputs import FeatureSettings
 from avemotion.registry import ModelSettings, hybrids, list_models, model_settings
 from avemotion.settings import default_of, help_of
 from avemotion.synth import LAYOUTS, SynthSettings
@@ -204,7 +207,7 @@ def _timeline(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from avemotion.predict import export_onnx
+    from avemotion.export import export_onnx
 
     print(f"wrote {export_onnx(args.checkpoint, args.output)}")
     return 0
@@ -229,7 +232,7 @@ def _synth(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from avemotion.models import describe_models
 
-    print(describe_models(image_size=args.frame_size))
+    print(describe_models(FeatureSettings(frame_size=args.frame_size)))
     return 0
 
 
@@ -248,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Audio-visual emotion recognition on talking-face clips (CREMA-D first).",
     )
     parser.add_argument("--version", action="version", version=f"avemotion {__version__}")
+    parser.add_argument("--traceback", action="store_true",
+                        help=f"show the traceback of a handled error too (or set {TRACEBACK_VARIABLE}=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_index_parser(commands)
     _add_eda_parser(commands)
@@ -529,25 +534,41 @@ def _add_demo_parser(commands) -> None:
     demo.set_defaults(run=_demo)
 
 
+TRACEBACK_VARIABLE = "AVEMOTION_TRACEBACK"  # set to 1: handled errors show their traceback too
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: parse arguments, run the stage, turn expected errors into one clear line."""
+    """Entry point: parse arguments, run the stage, turn expected errors into one clear line.
+
+    Only avemotion's own errors (and a missing training install) become one line with exit status
+    2; anything else is a bug and keeps its traceback. `--traceback` (or AVEMOTION_TRACEBACK=1)
+    shows the traceback of a handled error as well."""
     args = build_parser().parse_args(argv)
+    show_traceback = args.traceback or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0")
     try:
         return args.run(args)
     except ImportError as error:
-        if error.name and error.name.split(".")[0] in TRAINING_PACKAGES:
-            print(f"avemotion {args.command}: error: this needs {error.name.split('.')[0]}, part of the "
-                  "training install: pip install 'avemotion[train]' (an exported ONNX model predicts "
-                  "and serves without it)", file=sys.stderr)
-        else:
-            print(f"avemotion {args.command}: error: {error}", file=sys.stderr)
+        if show_traceback:
+            traceback.print_exc()
+        print(f"avemotion {args.command}: error: {_import_advice(error)}", file=sys.stderr)
         return 2
-    except (OSError, ValueError, RuntimeError) as error:
+    except AvemotionError as error:
+        if show_traceback:
+            traceback.print_exc()
         print(f"avemotion {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interruption:
         print(f"avemotion {args.command}: {interruption or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+def _import_advice(error: ImportError) -> str:
+    """What to install when a module is missing."""
+    package = (error.name or "").split(".")[0]
+    if package in TRAINING_PACKAGES:
+        return (f"this needs {package}, part of the training install: pip install 'avemotion[train]' "
+                "(an exported ONNX model predicts and serves without it)")
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from avemotion.errors import MissingFileError
 from avemotion.evaluate import SCORES
 from avemotion.runs import RunFolder
 
@@ -68,7 +69,7 @@ def compare_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, P
     runs = [RunFolder(run_dir) for run_dir in run_dirs]
     missing = [str(run.root) for run in runs if not run.config.is_file()]
     if missing:
-        raise FileNotFoundError(f"not a run folder (no {runs[0].config.name}): {', '.join(missing)}")
+        raise MissingFileError(f"not a run folder (no {runs[0].config.name}): {', '.join(missing)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, per_class = zip(*(_run_row(run) for run in runs))

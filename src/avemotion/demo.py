@@ -21,7 +21,7 @@ from avemotion.compare import compare_runs
 from avemotion.config import FROZEN_FROM_SCRATCH, DemoSettings
 from avemotion.eda import run_eda
 from avemotion.evaluate import evaluate_run
-from avemotion.features import FeatureSettings
+from avemotion.inputs import FRAMES, FeatureSettings
 from avemotion.index import index_dataset, write_metadata
 from avemotion.predict import Prediction, load
 from avemotion.preprocess import FeatureCache, preprocess
@@ -113,7 +113,7 @@ def _image(path: Path, out_dir: Path, alt: str) -> str:
 
 def _frame_strip(prediction: Prediction, path: Path) -> Path:
     """The frames the model saw, side by side in one PNG."""
-    frames = prediction.features.frames.transpose(0, 2, 3, 1)  # (T, H, W, RGB)
+    frames = prediction.features[FRAMES].transpose(0, 2, 3, 1)  # (T, H, W, RGB)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(list(frames), axis=1), cv2.COLOR_RGB2BGR))
     return path

@@ -1,4 +1,5 @@
-"""Frozen-backbone embeddings: each clip's per-frame and spectrogram backbone features, computed once.
+"""Frozen-backbone embeddings: each clip's encoder features (per frame for the video branch, per
+clip for the audio branch), computed once.
 
 With `--freeze-backbones` only the LSTM, fusion and head train, so the backbones' outputs never
 change: they are computed once per clip and cached, and an epoch over the whole dataset reads small
@@ -15,11 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from avemotion.inputs import network_inputs
 from avemotion.models import EmotionNet
-from avemotion.preprocess import FeatureCache, remove_partial_files, write_npz_atomically
+from avemotion.preprocess import (
+    FeatureCache,
+    entry_keys,
+    remove_partial_files,
+    write_npz_atomically,
+)
 
 EMBEDDING_BATCH = 16  # clips per backbone call while filling the cache
 CALIBRATION_CLIPS = 256  # training clips whose statistics replace a random backbone's
@@ -38,7 +45,8 @@ def backbone_digest(model: EmotionNet, feature_digest: str) -> str:
 
 
 class EmbeddingCache:
-    """One .npz per clip holding `frames` (T, D_v) and `audio` (D_a) backbone features, float16."""
+    """One .npz per clip (named by its feature-cache entry) holding each branch's encoder
+    features, float16: `video` (T, D_v) and `audio` (D_a)."""
 
     def __init__(self, cache_root: Path, model: EmotionNet, features: FeatureCache) -> None:
         self.model = model
@@ -46,13 +54,13 @@ class EmbeddingCache:
         self.root = Path(cache_root) / f"embeddings-{backbone_digest(model, features.settings.digest())}"
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def path(self, clip: str) -> Path:
-        return self.root / f"{clip}.npz"
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.npz"
 
-    def fill(self, clips: list[str], progress: bool = True) -> int:
-        """Compute the embeddings of the clips not yet cached; return how many were computed."""
+    def fill(self, keys: list[str], progress: bool = True) -> int:
+        """Compute the embeddings of the entries not yet cached; return how many were computed."""
         remove_partial_files(self.root)
-        missing = [clip for clip in clips if not self.path(clip).is_file()]
+        missing = [key for key in keys if not self.path(key).is_file()]
         batches = [missing[i : i + EMBEDDING_BATCH] for i in range(0, len(missing), EMBEDDING_BATCH)]
         self.model.eval()
         for batch in tqdm(batches, desc="backbone embeddings", unit="batch", disable=not progress):
@@ -60,7 +68,7 @@ class EmbeddingCache:
         return len(missing)
 
     @torch.no_grad()
-    def calibrate_batchnorm(self, clips: list[str]) -> None:
+    def calibrate_batchnorm(self, keys: list[str]) -> None:
         """Give randomly initialised backbones' batch norms the statistics of real inputs.
 
         With their default statistics (mean 0, variance 1) a random EfficientNet in eval mode maps
@@ -80,8 +88,8 @@ class EmbeddingCache:
             module.reset_running_stats()
             module.momentum = None  # a plain average over every calibration batch
         self.model.train()
-        for start in range(0, min(len(clips), CALIBRATION_CLIPS), EMBEDDING_BATCH):
-            self._backbone_outputs(clips[start : start + EMBEDDING_BATCH])
+        for start in range(0, min(len(keys), CALIBRATION_CLIPS), EMBEDDING_BATCH):
+            self._backbone_outputs(keys[start : start + EMBEDDING_BATCH])
         self.model.eval()
         for name, module in norms.items():
             module.momentum = momenta[name]
@@ -92,38 +100,46 @@ class EmbeddingCache:
         os.replace(partial, saved)
 
     @torch.no_grad()
-    def _embed_batch(self, clips: list[str]) -> None:
-        arrays = self._backbone_outputs(clips)
-        for index, clip in enumerate(clips):
-            write_npz_atomically(self.path(clip),
-                                 **{k: v[index].astype(np.float16) for k, v in arrays.items()})
+    def _embed_batch(self, keys: list[str]) -> None:
+        arrays = self._backbone_outputs(keys)
+        for index, key in enumerate(keys):
+            write_npz_atomically(self.path(key), **{k: v[index].astype(np.float16) for k, v in arrays.items()})
 
-    def _backbone_outputs(self, clips: list[str]) -> dict[str, np.ndarray]:
-        """The backbones' features of some clips, as arrays named like the cache's entries."""
-        entries = [self.features.read(clip, self.model.settings.modalities) for clip in clips]
+    def _backbone_outputs(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """Each branch's encoder features of some entries, named like the cache's arrays."""
+        entries = [network_inputs(self.features.read(key, self.model.inputs).inputs) for key in keys]
         device = next(self.model.parameters()).device
-        arrays = {}
-        if self.model.frames is not None:
-            frames = torch.from_numpy(np.stack([entry.frames for entry in entries]))
-            arrays["frames"] = self.model.embed_frames(frames.to(device)).cpu().numpy()
-        if self.model.spectrogram is not None:
-            mel = torch.from_numpy(np.stack([entry.mel for entry in entries]).astype(np.float32))
-            arrays["audio"] = self.model.embed_audio(mel.to(device)).cpu().numpy()
-        return arrays
+        batch = {name: torch.from_numpy(np.stack([entry[name] for entry in entries])).to(device)
+                 for name in self.model.inputs}
+        return {branch: value.cpu().numpy() for branch, value in self.model.embed(batch).items()}
 
-    def load(self, clips: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """All clips' embeddings as two float32 tensors (an empty one for a missing modality)."""
-        frames, audio = [], []
-        for clip in clips:
-            with np.load(self.path(clip)) as entry:
-                frames.append(entry["frames"] if "frames" in entry else np.zeros(0, np.float16))
-                audio.append(entry["audio"] if "audio" in entry else np.zeros(0, np.float16))
-        return (torch.from_numpy(np.stack(frames).astype(np.float32)),
-                torch.from_numpy(np.stack(audio).astype(np.float32)))
+    def load(self, keys: list[str]) -> dict[str, torch.Tensor]:
+        """All entries' embeddings, one float32 tensor per branch."""
+        branches = {branch: [] for branch in self.model.encoders}
+        for key in keys:
+            with np.load(self.path(key)) as entry:
+                for branch, arrays in branches.items():
+                    arrays.append(entry[branch])
+        return {branch: torch.from_numpy(np.stack(arrays).astype(np.float32))
+                for branch, arrays in branches.items()}
+
+
+class Embeddings(Dataset):
+    """Clips' cached embeddings by branch, with their labels: what a frozen model trains on."""
+
+    def __init__(self, embeddings: dict[str, torch.Tensor], targets: torch.Tensor) -> None:
+        self.embeddings = embeddings
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        return {branch: values[index] for branch, values in self.embeddings.items()}, self.targets[index]
 
 
 def prepare_frozen_backbones(model: EmotionNet, parts: dict[str, pd.DataFrame], features: FeatureCache,
-                             labels: list[str], progress: bool = True) -> dict[str, TensorDataset]:
+                             labels: list[str], progress: bool = True) -> dict[str, Embeddings]:
     """The frozen-backbone mode's preparation, step by step; returns each part's embeddings.
 
     1. Backbones that start from random weights get BatchNorm statistics from the training clips.
@@ -131,13 +147,13 @@ def prepare_frozen_backbones(model: EmotionNet, parts: dict[str, pd.DataFrame], 
     3. The model standardises embeddings with the training clips' mean and spread (these
        statistics are buffers, so they travel in the checkpoint).
     Afterwards only the temporal model, fusion and head need to run."""
-    embeddings = EmbeddingCache(features.root.parent, model, features)
+    embeddings = EmbeddingCache(features.folder, model, features)
     if not model.settings.pretrained:
-        embeddings.calibrate_batchnorm(sorted(parts["train"]["clip"]))
-    embeddings.fill(sorted(set().union(*[set(part["clip"]) for part in parts.values()])), progress)
-    datasets = {name: TensorDataset(*embeddings.load(list(part["clip"])),
-                                    torch.tensor([labels.index(label) for label in part["emotion"]]))
+        embeddings.calibrate_batchnorm(sorted(entry_keys(parts["train"])))
+    embeddings.fill(sorted(set().union(*[set(entry_keys(part)) for part in parts.values()])), progress)
+    datasets = {name: Embeddings(embeddings.load(entry_keys(part)),
+                                 torch.tensor([labels.index(label) for label in part["emotion"]]))
                 for name, part in parts.items()}
-    model.set_feature_standardisation(*datasets["train"].tensors[:2])
+    model.set_feature_standardisation(datasets["train"].embeddings)
     model.train()  # filling left it in eval mode; the frozen backbones are not called again
     return datasets

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 from torch.utils.data import DataLoader
 
+from avemotion.errors import UsageError
 from avemotion.runs import RunFolder
 
 SCORES = ("accuracy", "macro_precision", "macro_recall", "macro_f1")  # Table 1's columns
@@ -57,11 +58,10 @@ def predictions_table(clips: list[str], true: list[str], probabilities: np.ndarr
 
 @torch.no_grad()
 def predict_probabilities(network: torch.nn.Module, loader) -> np.ndarray:
-    """Softmax probabilities of every clip a loader yields (first, second, target), in order."""
+    """Softmax probabilities of every clip a loader yields (inputs by name, target), in order."""
     network.eval()
     device = next(network.parameters()).device
-    outputs = [torch.softmax(network(first.to(device), second.to(device)), dim=1).cpu()
-               for first, second, _ in loader]
+    outputs = [torch.softmax(network(on_device(inputs, device)), dim=1).cpu() for inputs, _ in loader]
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0))
 
 
@@ -71,15 +71,19 @@ def clip_features(network: torch.nn.Module, loader) -> np.ndarray:
     yields, in order: float32 (N, D)."""
     network.eval()
     device = next(network.parameters()).device
-    outputs = [network.clip_features(first.to(device), second.to(device)).float().cpu()
-               for first, second, _ in loader]
+    outputs = [network.clip_features(on_device(inputs, device)).float().cpu() for inputs, _ in loader]
     return torch.cat(outputs).numpy()
+
+
+def on_device(inputs: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    """A batch's inputs by name, moved to the network's device."""
+    return {name: value.to(device) for name, value in inputs.items()}
 
 
 def speaker_normalised_probabilities(network, clips, speakers, batch_size: int) -> np.ndarray:
     """Probabilities from a speaker-normalised network: each clip's features standardised with its
     speaker's statistics (from all that speaker's clips here), through the network's speaker head."""
-    from avemotion.predict import softmax
+    from avemotion.probabilities import softmax
     from avemotion.speakers import standardised_by_speaker
 
     features = clip_features(network, DataLoader(clips, batch_size=batch_size))
@@ -187,7 +191,7 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     model, info = load_checkpoint(run.model)
     if metadata is None:
         if not config.get("metadata"):
-            raise ValueError(f"{run.root}: config.json names no metadata table; pass --metadata")
+            raise UsageError(f"{run.root}: config.json names no metadata table; pass --metadata")
         table = read_metadata(config["metadata"])
         test_clips = pd.read_csv(run.split).query("split == 'test'")["clip"]
         table = table[table["clip"].isin(set(test_clips))]
@@ -195,10 +199,10 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
         table = read_metadata(metadata)
     results = RunFolder(out_dir) if out_dir else run.evaluation(metadata)
     cache_dir = cache_dir or Path(config["feature_cache"]).parent
-    cache = FeatureCache.open(cache_dir, info.feature_settings)
+    cache = FeatureCache.open(cache_dir, info.feature_settings, info.inputs)
     table, labels, extra = _shared_label_clips(table, info.labels)
     table = ensure_cached(clips_with_inputs(table, info.model_settings), cache, progress)
-    clips = CachedClips(table, cache, info.labels, info.model_settings.modalities)
+    clips = CachedClips(table, cache, info.labels, info.inputs)
     if info.speaker_norm:
         require_speakers(table)
         probabilities = speaker_normalised_probabilities(model, clips, table["actor_id"], batch_size)
@@ -222,7 +226,7 @@ def _shared_label_clips(table: pd.DataFrame, model_labels: list[str]) -> tuple[p
         return table.assign(emotion=table["emotion"].astype(str)), list(model_labels), {}
     mapping, left_out = shared_labels(model_labels, sorted(data_labels))
     if not mapping:
-        raise ValueError(f"this table's labels ({', '.join(sorted(data_labels))}) "
+        raise UsageError(f"this table's labels ({', '.join(sorted(data_labels))}) "
                          f"share no emotion with the model's ({', '.join(model_labels)})")
     kept = table[table["emotion"].astype(str).isin(mapping)]
     kept = kept.assign(emotion=kept["emotion"].astype(str).map(mapping))

@@ -1,16 +1,17 @@
-"""Per-clip features: 8 RGB frames spread over the whole clip and a log-Mel spectrogram of its voice.
+"""Per-clip features: RGB frames spread over the whole clip, and the log-Mel spectrogram or the
+waveform of its voice, by input name.
 
-Pure functions of a file and a :class:`FeatureSettings`; preprocessing (cached, over a dataset) and
-prediction (one new clip) both call :func:`extract_features`, so the two can never drift apart.
+Pure functions of a file and a :class:`~avemotion.inputs.FeatureSettings` (whose constants, 16 kHz,
+64 Mel bins, 1024-sample FFT window, 8 frames, 224 px, sit with the input names in
+:mod:`avemotion.inputs`); preprocessing (cached, over a dataset) and prediction (one new clip) both
+call :func:`extract_features`, so the two can never drift apart.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -19,70 +20,59 @@ import numpy as np
 import soxr
 from av.video.reformatter import VideoReformatter
 
-from avemotion.settings import setting
+from avemotion.errors import AvemotionError
+from avemotion.inputs import (
+    DEFAULT_INPUTS,
+    FRAMES,
+    INPUT_MODALITY,
+    MEL,
+    SAMPLE_RATE,
+    WAVEFORM,
+    FeatureSettings,
+    blank_input,
+    fit_waveform,
+    missing_input,
+)
 
-SAMPLE_RATE = 16_000  # Hz, the audio front end's rate
-N_MELS = 64  # Mel bins
-N_FFT = 1024  # samples per FFT window (64 ms at 16 kHz)
-HOP_LENGTH = 256  # samples between windows (16 ms at 16 kHz)
-MEL_FRAMES = 128  # time steps of the spectrogram after resizing
-N_FRAMES = 8  # video frames per clip
-FRAME_SIZE = 224  # pixels, height and width of each frame
 # Decoded frames held at once while looking for the last one; longer clips are thinned evenly so
 # memory stays bounded (clips up to this many frames are sampled exactly).
 MAX_HELD_FRAMES = 256
 # A file whose decoded media ends before this fraction of the length its header states is truncated.
 TRUNCATED_FRACTION = 0.8
 FACE_MARGIN = 0.25  # fraction of the face box added on every side before the square crop
-BOTH_MODALITIES = ("video", "audio")
-# Log-Mel dB values (top_db 80, reference power 1) are standardised with these fixed constants,
-# measured over the bundled clips' spectrograms (mean -43 dB, standard deviation 17.6 dB).
-MEL_DB_MEAN = -45.0
-MEL_DB_STD = 18.0
 
 
-@dataclass(frozen=True)
-class FeatureSettings:
-    """Everything that determines a clip's arrays; its hash names the cache."""
-
-    n_frames: int = setting(N_FRAMES, "video frames per clip, equally spaced from first to last")
-    frame_size: int = setting(FRAME_SIZE, "side of the square RGB frames, pixels")
-    sample_rate: int = setting(SAMPLE_RATE, "audio rate after resampling, Hz")
-    n_mels: int = setting(N_MELS, "Mel bins")
-    n_fft: int = setting(N_FFT, "FFT window, samples")
-    hop_length: int = setting(HOP_LENGTH, "samples between FFT windows")
-    mel_frames: int = setting(MEL_FRAMES, "time steps of the spectrogram after resizing")
-    top_db: float = setting(80.0, "dynamic range kept by the dB conversion")
-    face_crop: bool = setting(False, "crop a square around the detected face before resizing")
-
-    def digest(self) -> str:
-        """A short hash of the settings: equal settings, equal digest; any change, a new one."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-class MediaError(ValueError):
+class MediaError(AvemotionError, ValueError):
     """A clip that cannot give features; the message names the file and the problem."""
 
 
 @dataclass
 class ClipFeatures:
-    """The arrays of one clip, in the cache's and the model's form."""
+    """The arrays of one clip by input name (see :mod:`avemotion.inputs`), in the cache's and the
+    model's form."""
 
-    frames: np.ndarray  # uint8 (n_frames, 3, frame_size, frame_size), RGB; (0, …) without video
-    mel: np.ndarray  # float16 (1, n_mels, mel_frames), dB; (1, n_mels, 0) without a voice
-    face_found: bool | None = None  # None when face cropping was off
+    inputs: dict[str, np.ndarray]
+    face_found: bool | None = None  # None when face cropping was off, or without frames
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.inputs[name]
+
+    def completed(self, names: tuple[str, ...], settings: FeatureSettings) -> ClipFeatures:
+        """These features with every input of `names` they lack stood in for (an empty array)."""
+        inputs = {name: self.inputs.get(name, missing_input(name, settings)) for name in names}
+        return ClipFeatures(inputs, self.face_found)
 
 
 def extract_features(
     media_path: str | Path, settings: FeatureSettings, audio_path: str | Path | None = None,
-    modalities: tuple[str, ...] = BOTH_MODALITIES,
+    inputs: tuple[str, ...] = DEFAULT_INPUTS,
 ) -> ClipFeatures:
-    """Frames and log-Mel of one clip, or only those of `modalities` (the other array is empty):
-    frames from media_path, the voice from audio_path when given, else from media_path's own track.
-    One file read once where it holds both."""
+    """The inputs `inputs` of one clip: frames from media_path, the voice (its spectrogram or
+    waveform) from audio_path when given, else from media_path's own track. One file read once
+    where it holds both."""
     media_path = Path(media_path)
-    want_video, want_audio = "video" in modalities, "audio" in modalities
+    want_video = FRAMES in inputs
+    want_audio = any(INPUT_MODALITY[name] == "audio" for name in inputs)
     voice = Path(audio_path) if audio_path is not None else media_path
     if want_video and voice == media_path:
         video_frames, waveform, rate = _decode(media_path, want_video=True, want_audio=want_audio)
@@ -90,37 +80,42 @@ def extract_features(
         video_frames = _decode(media_path, want_video=True, want_audio=False)[0] if want_video else None
         if want_audio:
             _, waveform, rate = _decode(voice, want_video=False, want_audio=True)
+    arrays, face_found = {}, None
     if want_video:
-        frames, face_found = _frames_to_array(video_frames, settings)
-    else:
-        frames, face_found = no_frames(settings), None
-    mel = log_mel(resample(waveform, rate, settings.sample_rate), settings) if want_audio else no_mel(settings)
-    return ClipFeatures(frames=frames, mel=mel[np.newaxis].astype(np.float16), face_found=face_found)
+        arrays[FRAMES], face_found = _frames_to_array(video_frames, settings)
+    if want_audio:
+        arrays.update(voice_inputs(resample(waveform, rate, settings.sample_rate), settings, inputs))
+    return ClipFeatures(arrays, face_found)
 
 
-def no_frames(settings: FeatureSettings) -> np.ndarray:
-    """The frames of a clip without video: none (uint8 (0, 3, size, size)), so batches of them stack."""
-    return np.zeros((0, 3, settings.frame_size, settings.frame_size), np.uint8)
-
-
-def no_mel(settings: FeatureSettings) -> np.ndarray:
-    """The spectrogram of a clip without a voice: no time steps (float32 (n_mels, 0))."""
-    return np.zeros((settings.n_mels, 0), np.float32)
+def voice_inputs(samples: np.ndarray, settings: FeatureSettings, inputs: tuple[str, ...]) -> dict:
+    """The audio inputs among `inputs` from a voice already at the settings' rate."""
+    arrays = {}
+    if MEL in inputs:
+        arrays[MEL] = log_mel(samples, settings)[np.newaxis].astype(np.float16)
+    if WAVEFORM in inputs:
+        arrays[WAVEFORM] = fit_waveform(samples, settings)
+    return arrays
 
 
 def features_from_capture(images: list[np.ndarray], waveform: np.ndarray | None, rate: int,
-                          settings: FeatureSettings) -> ClipFeatures:
-    """Features of a window captured live (a camera's RGB images spread over it, a microphone's mono
-    samples at `rate`), made as a clip's are: face crop if asked, square resize, log-Mel at 16 kHz.
-    Either input may be missing for a model that does not read it (zeros stand in)."""
-    size = settings.frame_size
-    frames, face_found = (model_frames(images, settings) if images
-                          else (np.zeros((settings.n_frames, 3, size, size), np.uint8), None))
+                          settings: FeatureSettings, inputs: tuple[str, ...] = DEFAULT_INPUTS) -> ClipFeatures:
+    """The inputs `inputs` of a window captured live (a camera's RGB images spread over it, a
+    microphone's mono samples at `rate`), made as a clip's are: face crop if asked, square resize,
+    the voice at 16 kHz. An input the capture lacks is zeros, for a model that does not read it."""
+    arrays, face_found = {}, None
+    if FRAMES in inputs:
+        if images:
+            arrays[FRAMES], face_found = model_frames(images, settings)
+        else:
+            arrays[FRAMES] = blank_input(FRAMES, settings)
+    audio = tuple(name for name in inputs if INPUT_MODALITY[name] == "audio")
     if waveform is not None and len(waveform):
-        mel = log_mel(resample(waveform.astype(np.float32), rate, settings.sample_rate), settings)
+        arrays.update(voice_inputs(resample(waveform.astype(np.float32), rate, settings.sample_rate),
+                                   settings, audio))
     else:
-        mel = np.zeros((settings.n_mels, settings.mel_frames), np.float32)
-    return ClipFeatures(frames=frames, mel=mel[np.newaxis].astype(np.float16), face_found=face_found)
+        arrays.update({name: blank_input(name, settings) for name in audio})
+    return ClipFeatures(arrays, face_found)
 
 
 def sample_frames(video_path: str | Path, settings: FeatureSettings = FeatureSettings()) -> np.ndarray:

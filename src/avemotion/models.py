@@ -1,12 +1,14 @@
 """The hybrid audio-visual networks of the paper, their unimodal ablations, and their alternatives.
 
-Every model is one :class:`EmotionNet`: a video branch (image backbone on each frame, then a temporal
-model over the frame features), an audio branch (image backbone on the one-channel log-Mel
-spectrogram, pooled), a fusion of the two, and one linear layer to the emotion logits. The paper's
-temporal model is an LSTM's last hidden state and its fusion is concatenation with dropout; each is
-one class here, registered by name in TEMPORAL_MODELS or FUSIONS, so an alternative is a class and
-a line; every fusion ends in a linear `classifier` over the vector its `features` make. The models
-differ only in their :class:`ModelSettings`, registered by name in :mod:`avemotion.registry`.
+Every model is one :class:`EmotionNet`: a video branch (an encoder on each frame, then a temporal
+model over the frame features), an audio branch (an encoder on the voice: the paper's is an image
+backbone on the one-channel log-Mel spectrogram, pooled), a fusion of the two, and one linear layer
+to the emotion logits. The paper's temporal model is an LSTM's last hidden state and its fusion is
+concatenation with dropout. Encoders, temporal models and fusions are each a class and one line in
+ENCODERS, TEMPORAL_MODELS or FUSIONS; an encoder declares the input it reads (by name, see
+:mod:`avemotion.inputs`) and the width of its features, and takes its normalisation from its own
+configuration. Every fusion ends in a linear `classifier` over the vector its `features` make. The
+models differ only in their :class:`ModelSettings`, registered by name in :mod:`avemotion.registry`.
 
 A model trained with speaker normalisation (:mod:`avemotion.speakers`) has a second last layer,
 `speaker_head`, which reads that vector standardised with its speaker's statistics.
@@ -20,22 +22,21 @@ import timm
 import torch
 from torch import nn
 
-from avemotion.features import FRAME_SIZE, MEL_DB_MEAN, MEL_DB_STD
+from avemotion.errors import AvemotionError, UsageError
+from avemotion.inputs import FRAME_SIZE, FRAMES, MEL, FeatureSettings
 from avemotion.registry import MODELS, ModelSettings, list_models, model_settings
 from avemotion.speakers import SpeakerHead
 
-__all__ = ["FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings", "create_model",
-           "list_models", "model_settings"]
+__all__ = ["ENCODERS", "FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings",
+           "create_model", "list_models", "model_settings"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
+ENCODERS: dict[str, type[nn.Module]] = {}  # name -> class(backbone, settings, image_size, weights)
 TEMPORAL_MODELS: dict[str, type[nn.Module]] = {}  # name -> class(input_dim, settings)
 FUSIONS: dict[str, type[nn.Module]] = {}  # name -> class(input_dims, settings)
 
 
 def register(registry: dict[str, type], name: str):
-    """Class decorator: make a temporal model or a fusion available under `name`."""
+    """Class decorator: make an encoder, a temporal model or a fusion available under `name`."""
     def add(cls: type) -> type:
         registry[name] = cls
         return cls
@@ -44,7 +45,7 @@ def register(registry: dict[str, type], name: str):
 
 def _lookup(registry: dict[str, type], kind: str, name: str) -> type:
     if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(registry)}")
+        raise UsageError(f"unknown {kind} {name!r}; choose one of {', '.join(registry)}")
     return registry[name]
 
 
@@ -55,18 +56,36 @@ def create_model(name: str, image_size: int = FRAME_SIZE, weights: str | Path | 
     return EmotionNet(model_settings(name, **overrides), image_size=image_size, weights=weights)
 
 
-class FrameEncoder(nn.Module):
-    """An image backbone applied to every frame of a clip at once: uint8 frames -> frame features."""
+class Encoder(nn.Module):
+    """What every encoder declares: the input it reads, whether it gives one feature vector per
+    frame (then a temporal model follows it) or one per clip, and that vector's width (`dim`).
 
-    def __init__(self, backbone: str, image_size: int, pretrained: bool, weights: Path | None) -> None:
+    An encoder is built as ``cls(backbone, settings, image_size, weights)``: `backbone` is the
+    branch's backbone name from the model settings (None where the encoder has none)."""
+
+    input: str
+    per_frame: bool = False
+    dim: int
+
+
+@register(ENCODERS, "timm_frames")
+class FrameEncoder(Encoder):
+    """A timm image backbone applied to every frame of a clip at once: uint8 frames -> frame features,
+    normalised with the backbone's own mean and spread (timm's data configuration)."""
+
+    input = FRAMES
+    per_frame = True
+
+    def __init__(self, backbone: str, settings: ModelSettings, image_size: int, weights: Path | None) -> None:
         super().__init__()
         # Backbones whose configuration fixes their input size (ViTs' position embeddings) are
         # built for the frames they will see; the others take any size.
         fixed = timm.models.get_pretrained_cfg(backbone).fixed_input_size
         extra = {"img_size": image_size} if fixed else {}
-        self.backbone = create_backbone(backbone, pretrained, weights, in_chans=3, **extra)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.backbone = create_backbone(backbone, settings.pretrained, weights, in_chans=3, **extra)
+        config = timm.data.resolve_data_config({}, model=self.backbone)
+        self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1), persistent=False)
 
     @property
     def dim(self) -> int:
@@ -79,12 +98,19 @@ class FrameEncoder(nn.Module):
         return self.backbone(images).view(batch, steps, -1)
 
 
-class SpectrogramEncoder(nn.Module):
-    """An image backbone on the one-channel log-Mel spectrogram: dB -> pooled features."""
+@register(ENCODERS, "timm_spectrogram")
+class SpectrogramEncoder(Encoder):
+    """A timm image backbone on the one-channel log-Mel spectrogram: dB -> pooled features."""
 
-    def __init__(self, backbone: str, pretrained: bool, weights: Path | None) -> None:
+    input = MEL
+    # Log-Mel dB values (top_db 80, reference power 1) are standardised with these fixed constants,
+    # measured over the bundled clips' spectrograms (mean -43 dB, standard deviation 17.6 dB).
+    DB_MEAN = -45.0
+    DB_STD = 18.0
+
+    def __init__(self, backbone: str, settings: ModelSettings, image_size: int, weights: Path | None) -> None:
         super().__init__()
-        self.backbone = create_backbone(backbone, pretrained, weights, in_chans=1)
+        self.backbone = create_backbone(backbone, settings.pretrained, weights, in_chans=1)
 
     @property
     def dim(self) -> int:
@@ -92,7 +118,7 @@ class SpectrogramEncoder(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, 1, n_mels, time) dB -> (B, D)."""
-        return self.backbone((mel.float() - MEL_DB_MEAN) / MEL_DB_STD)
+        return self.backbone((mel.float() - self.DB_MEAN) / self.DB_STD)
 
 
 @register(TEMPORAL_MODELS, "lstm")
@@ -173,31 +199,37 @@ class GatedFusion(nn.Module):
 
 
 class EmotionNet(nn.Module):
-    """A late-fusion audio-visual emotion classifier (or one of its unimodal ablations)."""
+    """A late-fusion audio-visual emotion classifier (or one of its unimodal ablations).
+
+    Its inputs and outputs travel by name: `forward` takes a mapping from input names (``frames``,
+    ``mel``, ``waveform``) to batches, and the encoders' features are a mapping from branch names
+    (``video``, ``audio``) to tensors; an ablation ignores the inputs it has no branch for."""
 
     def __init__(self, settings: ModelSettings, image_size: int = FRAME_SIZE,
                  weights: str | Path | None = None) -> None:
         super().__init__()
         self.settings = settings
         weights = Path(weights) if weights is not None else None
-        self.frames = self.temporal = self.spectrogram = None
-        fused = []
-        if settings.video_backbone is not None:
-            self.frames = FrameEncoder(settings.video_backbone, image_size, settings.pretrained, weights)
-            temporal = _lookup(TEMPORAL_MODELS, "temporal model", settings.temporal)
-            self.temporal = temporal(self.frames.dim, settings)
-            fused.append(self.temporal.dim)
-        if settings.audio_backbone is not None:
-            self.spectrogram = SpectrogramEncoder(settings.audio_backbone, settings.pretrained, weights)
-            fused.append(self.spectrogram.dim)
+        self.encoders = nn.ModuleDict()  # branch -> encoder, in the order the fusion takes them
+        self.temporal = None
+        for branch, (encoder_name, backbone) in settings.branches().items():
+            encoder = _lookup(ENCODERS, "encoder", encoder_name)(backbone, settings, image_size, weights)
+            self.encoders[branch] = encoder
+            if encoder.per_frame:
+                self.temporal = _lookup(TEMPORAL_MODELS, "temporal model", settings.temporal)(encoder.dim, settings)
+        fused = [self.temporal.dim if encoder.per_frame else encoder.dim for encoder in self.encoders.values()]
         self.head = _lookup(FUSIONS, "fusion", settings.fusion)(fused, settings)
-        # Standardisation of the backbone features before the LSTM and the head: the identity
-        # unless the frozen-backbone mode sets it from the training clips' embeddings.
-        for name, encoder in (("frame", self.frames), ("audio", self.spectrogram)):
-            dim = encoder.dim if encoder is not None else 0
-            self.register_buffer(f"{name}_feature_mean", torch.zeros(dim))
-            self.register_buffer(f"{name}_feature_std", torch.ones(dim))
+        # Standardisation of the encoders' features before the temporal model and the head: the
+        # identity unless the frozen-backbone mode sets it from the training clips' embeddings.
+        for branch, encoder in self.encoders.items():
+            self.register_buffer(f"{branch}_feature_mean", torch.zeros(encoder.dim))
+            self.register_buffer(f"{branch}_feature_std", torch.ones(encoder.dim))
         self.speaker_head: nn.Linear | None = None
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The names of the inputs this model reads, one per encoder."""
+        return tuple(encoder.input for encoder in self.encoders.values())
 
     def add_speaker_head(self) -> nn.Linear:
         """The last layer of speaker normalisation, beside the ordinary one (its weights are fitted
@@ -215,95 +247,78 @@ class EmotionNet(nn.Module):
     def speaker_head_weights(self) -> SpeakerHead:
         """The speaker-normalisation layer as NumPy arrays (prediction applies it outside the network)."""
         if self.speaker_head is None:
-            raise ValueError(f"{self.settings.name} has no speaker-normalisation layer")
+            raise UsageError(f"{self.settings.name} has no speaker-normalisation layer")
         return SpeakerHead(self.speaker_head.weight.detach().cpu().numpy().copy(),
                            self.speaker_head.bias.detach().cpu().numpy().copy())
 
-    def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """Per-frame backbone features (B, T, D): what the frozen-backbone mode caches."""
-        return self.frames(frames)
-
-    def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
-        """Spectrogram backbone features (B, D): what the frozen-backbone mode caches."""
-        return self.spectrogram(mel)
+    def embed(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each branch's encoder features, (B, T, D) per frame or (B, D) per clip: what the
+        frozen-backbone mode caches."""
+        return {branch: encoder(inputs[encoder.input]) for branch, encoder in self.encoders.items()}
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) uint8 frames -> (B, D_v) clip features."""
-        return self._video_from_embeddings(self.embed_frames(frames))
+        return self._branch_features("video", self.encoders["video"](frames))
 
-    def encode_audio(self, mel: torch.Tensor) -> torch.Tensor:
-        """(B, 1, n_mels, time) dB spectrogram -> (B, D_a) clip features."""
-        return self._audio_from_embeddings(self.embed_audio(mel))
+    def encode_audio(self, voice: torch.Tensor) -> torch.Tensor:
+        """The audio encoder's input (a spectrogram or a waveform) -> (B, D_a) clip features."""
+        return self._branch_features("audio", self.encoders["audio"](voice))
 
-    def _video_from_embeddings(self, frame_features: torch.Tensor) -> torch.Tensor:
-        """Standardised per-frame features through the temporal model: (B, T, D) -> (B, D_v)."""
-        return self.temporal((frame_features - self.frame_feature_mean) / self.frame_feature_std)
+    def _branch_features(self, branch: str, embedding: torch.Tensor) -> torch.Tensor:
+        """A branch's standardised encoder features, through the temporal model if per frame."""
+        mean, std = getattr(self, f"{branch}_feature_mean"), getattr(self, f"{branch}_feature_std")
+        standardised = (embedding - mean) / std
+        return self.temporal(standardised) if self.encoders[branch].per_frame else standardised
 
-    def _audio_from_embeddings(self, audio_features: torch.Tensor) -> torch.Tensor:
-        """Standardised spectrogram features: (B, D) -> (B, D_a)."""
-        return (audio_features - self.audio_feature_mean) / self.audio_feature_std
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Emotion logits (B, num_classes) from the inputs by name."""
+        return self.forward_embeddings(self.embed(inputs))
 
-    def forward(self, frames: torch.Tensor | None, mel: torch.Tensor | None) -> torch.Tensor:
-        """Emotion logits (B, num_classes); an ablation ignores the input it has no branch for."""
-        return self.forward_embeddings(
-            self.embed_frames(frames) if self.frames is not None else None,
-            self.embed_audio(mel) if self.spectrogram is not None else None,
-        )
+    def forward_embeddings(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits from the encoders' features: the temporal model, fusion and head, the part
+        trained when frozen."""
+        return self.head(self._branches(embeddings))
 
-    def forward_embeddings(
-        self, frame_features: torch.Tensor | None, audio_features: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Logits from backbone features: the temporal model, fusion and head, the part trained when frozen."""
-        return self.head(self._branches(frame_features, audio_features))
-
-    def clip_features(self, frames: torch.Tensor | None, mel: torch.Tensor | None) -> torch.Tensor:
+    def clip_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, D): the vector the last layer reads, what speaker normalisation standardises."""
-        return self.clip_features_from_embeddings(
-            self.embed_frames(frames) if self.frames is not None else None,
-            self.embed_audio(mel) if self.spectrogram is not None else None,
-        )
+        return self.clip_features_from_embeddings(self.embed(inputs))
 
-    def clip_features_from_embeddings(self, frame_features: torch.Tensor | None,
-                                      audio_features: torch.Tensor | None) -> torch.Tensor:
-        """(B, D) from backbone features, as :meth:`clip_features`."""
-        return self.head.features(self._branches(frame_features, audio_features))
+    def clip_features_from_embeddings(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, D) from the encoders' features, as :meth:`clip_features`."""
+        return self.head.features(self._branches(embeddings))
 
-    def _branches(self, frame_features: torch.Tensor | None, audio_features: torch.Tensor | None) -> list:
+    def _branches(self, embeddings: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Each branch's clip features, in the order the fusion takes them."""
-        fused = []
-        if self.temporal is not None:
-            fused.append(self._video_from_embeddings(frame_features))
-        if self.spectrogram is not None:
-            fused.append(self._audio_from_embeddings(audio_features))
-        return fused
+        return [self._branch_features(branch, embeddings[branch]) for branch in self.encoders]
 
-    def set_feature_standardisation(self, frame_features: torch.Tensor | None,
-                                    audio_features: torch.Tensor | None) -> None:
-        """Standardise backbone features with the mean and spread of these training features."""
-        for name, features in (("frame", frame_features), ("audio", audio_features)):
-            if features is None or features.numel() == 0:
+    def set_feature_standardisation(self, embeddings: dict[str, torch.Tensor]) -> None:
+        """Standardise encoder features with the mean and spread of these training features."""
+        for branch, features in embeddings.items():
+            if features.numel() == 0:
                 continue
             flat = features.reshape(-1, features.shape[-1])
-            getattr(self, f"{name}_feature_mean").copy_(flat.mean(dim=0))
-            getattr(self, f"{name}_feature_std").copy_(flat.std(dim=0).clamp_min(1e-6))
+            getattr(self, f"{branch}_feature_mean").copy_(flat.mean(dim=0))
+            getattr(self, f"{branch}_feature_std").copy_(flat.std(dim=0).clamp_min(1e-6))
 
     def backbones(self) -> list[nn.Module]:
-        """The image backbones, for freezing them."""
-        return [encoder.backbone for encoder in (self.frames, self.spectrogram) if encoder is not None]
+        """The encoders, for freezing them."""
+        return list(self.encoders.values())
 
 
-class ClipFeatures(nn.Module):
-    """An EmotionNet up to the vector its last layer reads: what a speaker-normalised model exports."""
+class ByName(nn.Module):
+    """A function of inputs by name as a module of positional tensors, in `names`' order: what
+    ONNX export traces (an ONNX model's inputs are named, but a traced call is positional)."""
 
-    def __init__(self, model: EmotionNet) -> None:
+    def __init__(self, function, names: tuple[str, ...]) -> None:
         super().__init__()
-        self.model = model
+        self.function = function
+        self.names = names
 
-    def forward(self, frames: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
-        return self.model.clip_features(frames, mel)
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.function(dict(zip(self.names, tensors)))
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(AvemotionError, RuntimeError):
     """Pretrained backbone weights could not be had; the message says what to do."""
 
 
@@ -368,24 +383,27 @@ def parameter_count(module: nn.Module | None, trainable_only: bool = False) -> i
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def describe_models(image_size: int = FRAME_SIZE, n_frames: int = 8,
-                    mel_shape: tuple[int, int] = (64, 128)) -> str:
-    """A table of every registered model: backbones, parameter counts, input shapes."""
+def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
+    """A table of every registered model: encoders, parameter counts, the inputs it reads."""
     header = (f"{'model':<30}{'video backbone':<22}{'temporal':<11}{'audio backbone':<17}{'fusion':<8}"
               f"{'params':>9}  inputs")
     lines = [header]
     for name in list_models():
-        model = create_model(name, image_size=image_size, pretrained=False)
+        model = create_model(name, image_size=features.frame_size, pretrained=False)
         settings = model.settings
-        inputs = []
-        if "video" in settings.modalities:
-            inputs.append(f"frames (B, {n_frames}, 3, {image_size}, {image_size}) uint8")
-        if "audio" in settings.modalities:
-            inputs.append(f"mel (B, 1, {mel_shape[0]}, {mel_shape[1]}) dB")
-        temporal = settings.temporal if settings.video_backbone else "-"
-        fusion = settings.fusion if len(settings.modalities) > 1 else "-"
+        temporal = settings.temporal if model.temporal is not None else "-"
+        fusion = settings.fusion if len(model.encoders) > 1 else "-"
         lines.append(
             f"{name:<30}{settings.video_backbone or '-':<22}{temporal:<11}{settings.audio_backbone or '-':<17}"
-            f"{fusion:<8}{parameter_count(model) / 1e6:>8.2f}M  {' + '.join(inputs)}"
+            f"{fusion:<8}{parameter_count(model) / 1e6:>8.2f}M  "
+            + " + ".join(describe_input(name, features) for name in model.inputs)
         )
     return "\n".join(lines)
+
+
+def describe_input(name: str, features: FeatureSettings) -> str:
+    """An input's name and batch shape, as `avemotion models` lists it."""
+    from avemotion.inputs import INPUT_DTYPES, input_shape
+
+    shape = ", ".join(map(str, ("B", *input_shape(name, features))))
+    return f"{name} ({shape}) {'dB' if name == MEL else INPUT_DTYPES[name].__name__}"

@@ -16,32 +16,29 @@ its network gives each clip's features, and the speaker's statistics and the mod
 
 from __future__ import annotations
 
-import json
-import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from avemotion.config import DEFAULT_WINDOW_S
+from avemotion.card import CardError, ModelCard
+from avemotion.datasets.listing import VIDEO_EXTENSIONS
 from avemotion.datasets.vocabulary import canonical
-from avemotion.features import (
-    ClipFeatures,
-    FeatureSettings,
-    MediaError,
-    extract_features,
-    features_from_capture,
-)
-from avemotion.index import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from avemotion.errors import MissingFileError, UsageError
+from avemotion.features import ClipFeatures, MediaError, extract_features, features_from_capture
+from avemotion.inputs import FRAMES, network_inputs
+from avemotion.probabilities import softmax
 from avemotion.speakers import MIN_SPEAKER_CLIPS, SpeakerHead, SpeakerNormError, standardised
 
+__all__ = ["EmotionClassifier", "ModelCard", "Prediction", "expand_inputs", "load", "softmax"]
+
 PREDICT_BATCH = 8  # clips per network call
-ONNX_METADATA_KEY = "avemotion"  # the ONNX file's metadata entry holding what prediction needs
-ONNX_METADATA_VERSION = 1
+ONNX_METADATA_KEY = "avemotion"  # the ONNX file's metadata entry holding the model's card
 ONNX_SPEAKER_HEAD_KEY = "avemotion_speaker_head"  # a speaker-normalised model's last layer
-# (frames uint8, mel float32) -> logits, or a speaker-normalised model's clip features
-Network = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# inputs by name (frames uint8, mel and waveform float32) -> logits, or a speaker-normalised
+# model's clip features
+Network = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class NetworkParts:
     image features once, then everything else per window."""
 
     embed_frames: Callable[[np.ndarray], np.ndarray]  # (N, 3, H, W) uint8 -> (N, D)
-    from_frame_features: Network  # (B, T, D) frame features, (B, 1, n_mels, time) mel -> as Network
+    from_frame_features: Network  # as Network, with `frames` holding frame features (B, T, D)
 
 
 @dataclass
@@ -78,55 +75,13 @@ class Prediction:
                 "probabilities": self.probabilities, "error": self.error}
 
 
-@dataclass(frozen=True)
-class ModelCard:
-    """What prediction needs besides the network; a checkpoint holds it, and so does an export."""
-
-    model_name: str
-    labels: list[str]
-    feature_settings: FeatureSettings
-    modalities: tuple[str, ...] = ("video", "audio")  # the inputs the model reads
-    window_seconds: float | None = None  # typical clip length of the training corpus, when known
-    speaker_norm: bool = False  # judges one speaker's clips together (avemotion.speakers)
-
-    @property
-    def extensions(self) -> tuple[str, ...]:
-        """The files the model takes: videos, and audio files too when it reads no video."""
-        return VIDEO_EXTENSIONS if "video" in self.modalities else VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
-
-    def label_names(self) -> dict[str, str]:
-        """Each label's canonical emotion name ('ANG' -> 'anger')."""
-        return {label: canonical(label) for label in self.labels}
-
-    @property
-    def window(self) -> float:
-        """The window a timeline or the camera judges: the training clips' typical length, when known."""
-        return self.window_seconds or DEFAULT_WINDOW_S
-
-    def to_json(self) -> str:
-        return json.dumps({"version": ONNX_METADATA_VERSION, **asdict(self)})
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelCard:
-        values = json.loads(text)
-        values.pop("version", None)
-        return cls(**{**values, "feature_settings": FeatureSettings(**values["feature_settings"]),
-                      "modalities": tuple(values.get("modalities", ("video", "audio")))})
-
-    @classmethod
-    def of_checkpoint(cls, info) -> ModelCard:
-        """The card of a loaded checkpoint's info."""
-        return cls(info.model_settings.name, info.labels, info.feature_settings,
-                   info.model_settings.modalities, info.window_seconds, info.speaker_norm)
-
-
 class EmotionClassifier:
     """A trained network with its labels and feature settings, ready to predict on media files."""
 
     def __init__(self, network: Network, card: ModelCard, parts: NetworkParts | None = None,
                  speaker_head: SpeakerHead | None = None) -> None:
         if card.speaker_norm and speaker_head is None:
-            raise ValueError(f"{card.model_name}: a speaker-normalised model needs its speaker head")
+            raise UsageError(f"{card.model_name}: a speaker-normalised model needs its speaker head")
         self.network = network
         self.card = card
         self.labels = card.labels
@@ -139,7 +94,7 @@ class EmotionClassifier:
         from avemotion.checkpoint import load_checkpoint
 
         model, info = load_checkpoint(checkpoint)
-        card = ModelCard.of_checkpoint(info)
+        card = info.card()
         head = model.speaker_head_weights() if info.speaker_norm else None
         if onnx is not None:
             return cls(_onnx_network(_onnx_session(onnx)), card, speaker_head=head)
@@ -152,15 +107,15 @@ class EmotionClassifier:
         session = _onnx_session(path)
         metadata = session.get_modelmeta().custom_metadata_map
         if ONNX_METADATA_KEY not in metadata:
-            raise ValueError(f"{path}: this ONNX model carries no avemotion metadata (labels, feature "
+            raise CardError(f"{path}: this ONNX model carries no avemotion metadata (labels, feature "
                              "settings); export it again with `avemotion export`, or pass its "
                              "checkpoint: `avemotion predict CHECKPOINT --onnx MODEL.onnx`")
         try:
             card = ModelCard.from_json(metadata[ONNX_METADATA_KEY])
             head = SpeakerHead.from_json(metadata[ONNX_SPEAKER_HEAD_KEY]) if card.speaker_norm else None
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}: its avemotion metadata cannot be read by this version "
-                             f"({type(error).__name__}: {error})") from error
+            raise CardError(f"{path}: its avemotion metadata cannot be read by this version "
+                            f"({type(error).__name__}: {error})") from error
         return cls(_onnx_network(session), card, speaker_head=head)
 
     def timeline(self, path: str | Path, window: float = 0.0, hop: float = 0.5, smooth: int = 1,
@@ -173,9 +128,8 @@ class EmotionClassifier:
         return emotion_timeline(self, path, TimelineSettings(window, hop, smooth), progress)
 
     def features(self, path: str | Path) -> ClipFeatures:
-        """The clip's frames and log-Mel (only what the model reads), made with the model's
-        feature settings."""
-        return extract_features(path, self.card.feature_settings, modalities=self.card.modalities)
+        """The clip's inputs that the model reads, made with the model's feature settings."""
+        return extract_features(path, self.card.feature_settings, inputs=self.card.inputs)
 
     def predict(self, path: str | Path) -> Prediction:
         """Predict one clip; a bad file gives a Prediction whose `error` says why."""
@@ -196,7 +150,8 @@ class EmotionClassifier:
         """Predict a window captured live: RGB images spread over it and its mono audio at `rate`."""
         self._refuse_single_clip("capture")
         result = Prediction(path="capture")
-        result.features = features_from_capture(images, waveform, rate, self.card.feature_settings)
+        result.features = features_from_capture(images, waveform, rate, self.card.feature_settings,
+                                                self.card.inputs)
         self._score([result])
         return result
 
@@ -254,9 +209,8 @@ class EmotionClassifier:
 
     def _outputs(self, pending: list[Prediction]) -> np.ndarray:
         """The network's outputs for clips whose features are ready, in one call."""
-        frames = np.stack([p.features.frames for p in pending])
-        mel = np.stack([p.features.mel for p in pending]).astype(np.float32)
-        return self.network(frames, mel)
+        batch = {name: np.stack([p.features[name] for p in pending]) for name in self.card.inputs}
+        return self.network(network_inputs(batch))
 
     def _fill(self, pending: list[Prediction], probabilities: np.ndarray) -> None:
         for result, row in zip(pending, probabilities):
@@ -277,49 +231,46 @@ def _torch_network(model, features: bool = False) -> Network:
 
     function = model.clip_features if features else model
 
-    def outputs(frames: np.ndarray, mel: np.ndarray) -> np.ndarray:
+    def outputs(inputs: dict[str, np.ndarray]) -> np.ndarray:
         with torch.no_grad():
-            return function(torch.from_numpy(frames), torch.from_numpy(mel)).numpy()
+            return function({name: torch.from_numpy(value) for name, value in inputs.items()}).numpy()
 
     return outputs
 
 
-def _torch_parts(model, features: bool = False) -> NetworkParts:
-    """The PyTorch model's frame backbone, and the rest of it, as functions of NumPy arrays."""
+def _torch_parts(model, features: bool = False) -> NetworkParts | None:
+    """The PyTorch model's frame encoder, and the rest of it, as functions of NumPy arrays (None
+    for a model without a video branch)."""
     import torch
 
+    if "video" not in model.encoders:
+        return None
     rest = model.clip_features_from_embeddings if features else model.forward_embeddings
 
     @torch.no_grad()
     def embed_frames(images: np.ndarray) -> np.ndarray:
-        return model.embed_frames(torch.from_numpy(images)[None])[0].numpy()
+        return model.encoders["video"](torch.from_numpy(images)[None])[0].numpy()
 
     @torch.no_grad()
-    def from_frame_features(frame_features: np.ndarray, mel: np.ndarray) -> np.ndarray:
-        video = torch.from_numpy(frame_features) if model.frames is not None else None
-        audio = model.embed_audio(torch.from_numpy(mel)) if model.spectrogram is not None else None
-        return rest(video, audio).numpy()
+    def from_frame_features(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        embeddings = {branch: torch.from_numpy(inputs[FRAMES]) if branch == "video"
+                      else encoder(torch.from_numpy(inputs[encoder.input]))
+                      for branch, encoder in model.encoders.items()}
+        return rest(embeddings).numpy()
 
     return NetworkParts(embed_frames, from_frame_features)
 
 
 def _onnx_network(session) -> Network:
-    """An ONNX Runtime session as a function of NumPy arrays (feeding the inputs it has): its one
-    output, `logits` or a speaker-normalised model's `features`."""
+    """An ONNX Runtime session as a function of NumPy arrays (feeding the inputs it has by name):
+    its one output, `logits` or a speaker-normalised model's `features`."""
     names = [model_input.name for model_input in session.get_inputs()]
     output = session.get_outputs()[0].name
 
-    def outputs(frames: np.ndarray, mel: np.ndarray) -> np.ndarray:
-        feeds = {"frames": frames, "mel": mel}
-        return session.run([output], {name: feeds[name] for name in names})[0]
+    def outputs(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run([output], {name: inputs[name] for name in names})[0]
 
     return outputs
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Probabilities from logits, row by row."""
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _onnx_session(path: str | Path):
@@ -328,11 +279,11 @@ def _onnx_session(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such ONNX model (make one with `avemotion export`)")
+        raise MissingFileError(f"{path}: no such ONNX model (make one with `avemotion export`)")
     try:
         return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own untyped errors
-        raise ValueError(f"{path}: not a readable ONNX model ({error})") from error
+        raise UsageError(f"{path}: not a readable ONNX model ({error})") from error
 
 
 def expand_inputs(inputs: list[str | Path], extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> list[Path]:
@@ -344,40 +295,3 @@ def expand_inputs(inputs: list[str | Path], extensions: tuple[str, ...] = VIDEO_
         else:
             paths.append(item)
     return paths
-
-
-def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> Path:
-    """Write the network as ONNX: inputs `frames` (uint8) and `mel` (float32), output `logits`,
-    with a dynamic batch dimension, and in its metadata the model card (labels, feature settings,
-    model name), so that the file alone predicts. A speaker-normalised model's output is `features`
-    instead, and its speaker head is in the metadata too."""
-    import onnx
-    import torch
-
-    from avemotion.checkpoint import load_checkpoint
-    from avemotion.models import ClipFeatures
-
-    model, info = load_checkpoint(checkpoint)
-    network, output_name = (ClipFeatures(model), "features") if info.speaker_norm else (model, "logits")
-    settings = info.feature_settings
-    frames = torch.zeros(2, settings.n_frames, 3, settings.frame_size, settings.frame_size,
-                         dtype=torch.uint8)
-    mel = torch.zeros(2, 1, settings.n_mels, settings.mel_frames)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # The tracer warns that the LSTM's shape checks become constants and that the batch size
-        # may be fixed; the batch axis is declared dynamic, and the tests run other batch sizes.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            network, (frames, mel), str(output), input_names=["frames", "mel"],
-            output_names=[output_name], opset_version=opset, dynamo=False,
-            dynamic_axes={"frames": {0: "batch"}, "mel": {0: "batch"}, output_name: {0: "batch"}},
-        )
-    exported = onnx.load(str(output))
-    properties = {ONNX_METADATA_KEY: ModelCard.of_checkpoint(info).to_json()}
-    if info.speaker_norm:
-        properties[ONNX_SPEAKER_HEAD_KEY] = model.speaker_head_weights().to_json()
-    onnx.helper.set_model_props(exported, properties)
-    onnx.save(exported, str(output))
-    return output

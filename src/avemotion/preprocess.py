@@ -1,13 +1,17 @@
-"""Stage 3, preprocess: every indexed clip's frames and log-Mel, computed once into an on-disk cache.
+"""Stage 3, preprocess: every indexed clip's inputs (frames and log-Mel, or what the models read),
+computed once into an on-disk cache.
 
-The cache lives in ``CACHE/features-<digest>/``, where the digest hashes the feature settings, so a
-change of any setting starts a new cache and never reuses stale arrays. Each clip is one ``.npz``
-file written under a temporary name and renamed into place, so an interrupted run leaves either a
-whole entry or none; the next run does only what is missing.
+The cache lives in ``CACHE/features-<digest>-<inputs>/``, where the digest hashes the feature
+settings, so a change of any setting starts a new cache and never reuses stale arrays. Each clip is
+one ``.npz`` file named by the clip and by a digest of its source files (their paths, sizes and
+modification times), so two corpora whose clips share names never read each other's arrays, and a
+changed file is decoded again. Entries are written under a temporary name and renamed into place,
+so an interrupted run leaves either a whole entry or none; the next run does only what is missing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -21,16 +25,10 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from avemotion.features import (
-    BOTH_MODALITIES,
-    ClipFeatures,
-    FeatureSettings,
-    MediaError,
-    extract_features,
-    no_frames,
-    no_mel,
-)
-from avemotion.index import table_modalities
+from avemotion.datasets.listing import table_modalities
+from avemotion.errors import AvemotionError, MissingFileError
+from avemotion.features import ClipFeatures, MediaError, extract_features
+from avemotion.inputs import CLIP_MODALITIES, DEFAULT_INPUTS, FeatureSettings, inputs_present, network_inputs
 
 SETTINGS_FILE = "settings.json"
 FAILURES_FILE = "failures.csv"
@@ -40,47 +38,82 @@ TEMPORARY_PREFIX = ".partial-"
 
 @dataclass(frozen=True)
 class FeatureCache:
-    """The cached arrays of one feature setting: one .npz per clip, random access by clip name."""
+    """The cached inputs of one feature setting: one .npz per clip, random access by entry key
+    (:func:`entry_keys`: the clip's name and its source files' digest)."""
 
     root: Path
     settings: FeatureSettings
+    inputs: tuple[str, ...] = DEFAULT_INPUTS  # what every entry holds (empty where a clip lacks it)
 
     @classmethod
-    def open(cls, cache_dir: str | Path, settings: FeatureSettings) -> FeatureCache:
-        """The cache of these settings under cache_dir, created (with its settings.json) if new."""
-        root = Path(cache_dir) / f"features-{settings.digest()}"
+    def open(cls, cache_dir: str | Path, settings: FeatureSettings,
+             inputs: tuple[str, ...] = DEFAULT_INPUTS) -> FeatureCache:
+        """The cache of these settings and inputs under cache_dir, created (with its settings.json)
+        if new."""
+        inputs = tuple(sorted(set(inputs)))
+        root = Path(cache_dir) / f"features-{settings.digest()}-{'-'.join(inputs)}"
         (root / CLIPS_FOLDER).mkdir(parents=True, exist_ok=True)
         settings_path = root / SETTINGS_FILE
         if not settings_path.exists():
-            settings_path.write_text(json.dumps(asdict(settings), indent=2) + "\n")
-        return cls(root=root, settings=settings)
+            settings_path.write_text(json.dumps({**asdict(settings), "inputs": inputs}, indent=2) + "\n")
+        return cls(root=root, settings=settings, inputs=inputs)
 
-    def path(self, clip: str) -> Path:
-        """Where a clip's entry lives."""
-        return self.root / CLIPS_FOLDER / f"{clip}.npz"
+    @property
+    def folder(self) -> Path:
+        """The folder that holds every cache of every setting (what `--cache` names)."""
+        return self.root.parent
 
-    def has(self, clip: str) -> bool:
-        """Whether a clip's entry is complete on disk."""
-        return self.path(clip).is_file()
+    def with_inputs(self, inputs: tuple[str, ...]) -> FeatureCache:
+        """The cache beside this one whose entries hold `inputs` (a model's)."""
+        if tuple(sorted(set(inputs))) == self.inputs:
+            return self
+        return FeatureCache.open(self.folder, self.settings, inputs)
 
-    def write(self, clip: str, features: ClipFeatures) -> None:
+    def path(self, key: str) -> Path:
+        """Where an entry lives."""
+        return self.root / CLIPS_FOLDER / f"{key}.npz"
+
+    def has(self, key: str) -> bool:
+        """Whether an entry is complete on disk."""
+        return self.path(key).is_file()
+
+    def write(self, key: str, features: ClipFeatures) -> None:
         """Store a clip's arrays atomically: a reader sees the whole entry or none."""
         face_found = -1 if features.face_found is None else int(features.face_found)
-        write_npz_atomically(self.path(clip), frames=features.frames, mel=features.mel,
-                             face_found=np.int8(face_found))
+        write_npz_atomically(self.path(key), **features.inputs, face_found=np.int8(face_found))
 
-    def read(self, clip: str, modalities: tuple[str, ...] = BOTH_MODALITIES) -> ClipFeatures:
-        """Load a clip's arrays (no media decoding); only those of `modalities` are read from disk,
-        the other comes back empty (an audio model never reads a clip's 1.2 MB of frames)."""
-        with np.load(self.path(clip)) as entry:
+    def read(self, key: str, inputs: tuple[str, ...] | None = None) -> ClipFeatures:
+        """Load an entry's arrays (no media decoding); only `inputs` (default: all the cache holds)
+        are read from disk (an audio model never reads a clip's 1.2 MB of frames)."""
+        with np.load(self.path(key)) as entry:
             face_found = int(entry["face_found"])
-            frames = entry["frames"] if "video" in modalities else no_frames(self.settings)
-            mel = entry["mel"] if "audio" in modalities else no_mel(self.settings)[np.newaxis]
-            return ClipFeatures(frames=frames, mel=mel, face_found=None if face_found < 0 else bool(face_found))
+            arrays = {name: entry[name] for name in (inputs or self.inputs)}
+            return ClipFeatures(arrays, face_found=None if face_found < 0 else bool(face_found))
 
     def remove_partial_entries(self) -> int:
         """Delete entries an interrupted run left half-written; return how many there were."""
         return remove_partial_files(self.root / CLIPS_FOLDER)
+
+
+def entry_keys(table: pd.DataFrame) -> list[str]:
+    """Each row's cache entry name: its clip, and a digest of its files' paths, sizes and
+    modification times (a file that cannot be read gets its path's digest; decoding reports it)."""
+    clips = table["clip"] if "clip" in table else table["video_path"].map(lambda p: Path(p).stem)
+    return [f"{clip}-{_source_digest(files)}" for clip, files in zip(clips, clip_media(table))]
+
+
+def _source_digest(files: tuple[str | None, str | None]) -> str:
+    hasher = hashlib.sha256()
+    for name in files:
+        if name is None:
+            continue
+        path = Path(name).absolute()
+        try:
+            stat = path.stat()
+            hasher.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        except OSError:
+            hasher.update(str(path).encode())
+    return hasher.hexdigest()[:12]
 
 
 def write_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
@@ -104,9 +137,10 @@ class _Job:
     """One clip to preprocess: what a worker needs, and nothing it has to send back."""
 
     clip: str
+    key: str  # its cache entry
     video_path: str  # the file the job reads first: the video, or the voice of an audio-only clip
     audio_path: str | None  # a separate voice file; None: the video's own track, if it has a voice
-    modalities: tuple[str, ...]  # what the clip has: ('video', 'audio'), ('audio',) or ('video',)
+    inputs: tuple[str, ...]  # the cache's inputs the clip can give (its modality's)
 
 
 @dataclass(frozen=True)
@@ -152,11 +186,12 @@ def preprocess(
     settings: FeatureSettings = FeatureSettings(),
     workers: int | None = None,
     progress: bool = True,
+    inputs: tuple[str, ...] = DEFAULT_INPUTS,
 ) -> PreprocessReport:
-    """Compute the features of every clip of the table not yet cached, on `workers` processes."""
-    cache = FeatureCache.open(cache_dir, settings)
+    """Compute the inputs of every clip of the table not yet cached, on `workers` processes."""
+    cache = FeatureCache.open(cache_dir, settings, inputs)
     cache.remove_partial_entries()
-    jobs = [job for job in _jobs(table) if not cache.has(job.clip)]
+    jobs = [job for job in _jobs(table, cache.inputs) if not cache.has(job.key)]
     report = PreprocessReport(cache=cache, cached=len(table) - len(jobs))
     started = time.perf_counter()
     bar = tqdm(total=len(jobs), unit="clip", desc="preprocess", disable=not progress)
@@ -171,24 +206,21 @@ def preprocess(
 
 def ensure_cached(table: pd.DataFrame, cache: FeatureCache, progress: bool = True) -> pd.DataFrame:
     """Preprocess the clips the cache lacks; return the table without the clips that failed."""
-    if all(cache.has(clip) for clip in table["clip"]):
+    if all(map(cache.has, entry_keys(table))):
         return table
-    report = preprocess(table, cache.root.parent, cache.settings, progress=progress)
+    report = preprocess(table, cache.folder, cache.settings, progress=progress, inputs=cache.inputs)
     if report.failures:
         print(report.summary())
     failed = {failure.clip for failure in report.failures}
     return table[~table["clip"].isin(failed)]
 
 
-# A table's modality -> the features its clips give.
-CLIP_MODALITIES = {"audio-video": ("video", "audio"), "audio": ("audio",), "video": ("video",)}
-
-
-def _jobs(table: pd.DataFrame) -> list[_Job]:
+def _jobs(table: pd.DataFrame, inputs: tuple[str, ...]) -> list[_Job]:
     """One job per row of a metadata table; a missing audio_path means the clip's own track."""
     clips = table["clip"] if "clip" in table else table["video_path"].map(lambda p: Path(p).stem)
-    return [_Job(clip=str(clip), video_path=media, audio_path=voice, modalities=CLIP_MODALITIES[modality])
-            for clip, (media, voice), modality in zip(clips, clip_media(table), table_modalities(table))]
+    return [_Job(str(clip), key, media, voice, inputs_present(inputs, modality))
+            for clip, key, (media, voice), modality
+            in zip(clips, entry_keys(table), clip_media(table), table_modalities(table))]
 
 
 def clip_media(table: pd.DataFrame) -> list[tuple[str | None, str | None]]:
@@ -202,7 +234,7 @@ def clip_media(table: pd.DataFrame) -> list[tuple[str | None, str | None]]:
     return media
 
 
-class ModalityError(ValueError):
+class ModalityError(AvemotionError, ValueError):
     """A model asked to learn from (or be scored on) clips without the input it reads."""
 
 
@@ -263,8 +295,8 @@ def _process(job: _Job) -> _Outcome:
 def _process_into(cache: FeatureCache, job: _Job) -> _Outcome:
     """Compute and store one clip's features; any failure becomes a recorded reason, never a crash."""
     try:
-        features = extract_features(job.video_path, cache.settings, job.audio_path, job.modalities)
-        cache.write(job.clip, features)
+        features = extract_features(job.video_path, cache.settings, job.audio_path, job.inputs)
+        cache.write(job.key, features.completed(cache.inputs, cache.settings))
     except MediaError as error:
         return _Outcome(job.clip, job.video_path, error=str(error))
     except Exception as error:  # noqa: BLE001 - one bad clip must not stop a run over thousands
@@ -291,32 +323,32 @@ def _write_failures(report: PreprocessReport) -> None:
 
 
 class CachedClips:
-    """A map-style dataset over cached clips (usable by torch's DataLoader): frames, mel, label.
+    """A map-style dataset over cached clips (usable by torch's DataLoader): each item is the
+    mapping of a model's inputs by name, and the label's index.
 
-    Only the modalities a model reads are returned (the other array is empty), so clips with and
-    without video batch together for an audio-only model. `transform` (mel -> mel) changes each
-    spectrogram as it is read (the training clips' masks)."""
+    Only the inputs a model reads are returned (empty arrays where a clip lacks one), so clips with
+    and without video batch together for an audio-only model. `transforms` (input name -> function
+    of that array) change inputs as they are read (the training clips' spectrogram masks)."""
 
     def __init__(self, table: pd.DataFrame, cache: FeatureCache, labels: list[str],
-                 modalities: tuple[str, ...] = BOTH_MODALITIES, transform=None) -> None:
-        missing = [clip for clip in table["clip"] if not cache.has(clip)]
+                 inputs: tuple[str, ...] = DEFAULT_INPUTS, transforms: dict | None = None) -> None:
+        self.keys = entry_keys(table)
+        missing = [clip for clip, key in zip(table["clip"], self.keys) if not cache.has(key)]
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{len(missing)} clips are not in {cache.root} (first: {missing[0]}); "
                 "run `avemotion preprocess` with the same settings first"
             )
-        self.clips = list(table["clip"])
         self.targets = [labels.index(emotion) for emotion in table["emotion"]]
         self.cache = cache
-        self.modalities = modalities
-        self.transform = transform
+        self.inputs = inputs
+        self.transforms = transforms or {}
 
     def __len__(self) -> int:
-        return len(self.clips)
+        return len(self.keys)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, int]:
-        features = self.cache.read(self.clips[index], self.modalities)
-        mel = features.mel.astype(np.float32)
-        if self.transform is not None and "audio" in self.modalities:
-            mel = self.transform(mel)
-        return features.frames, mel, self.targets[index]
+    def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], int]:
+        arrays = self.cache.read(self.keys[index], self.inputs).inputs
+        for name, transform in self.transforms.items():
+            arrays[name] = transform(arrays[name].astype(np.float32))
+        return network_inputs(arrays), self.targets[index]

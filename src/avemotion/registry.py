@@ -1,7 +1,8 @@
 """The registered models by name: their settings only, so listing them needs no deep-learning import.
 
-A model is a video backbone, a temporal model over its frame features, an audio backbone and a
-fusion of the two branches. The paper's two hybrids are registered with their unimodal ablations,
+A model is a video encoder (by default a timm image backbone on each frame), a temporal model over
+its frame features, an audio encoder (by default a timm image backbone on the log-Mel spectrogram)
+and a fusion of the two branches; the encoders are named in :data:`avemotion.models.ENCODERS`. The paper's two hybrids are registered with their unimodal ablations,
 and beside them one alternative temporal model and one alternative fusion that the field uses, so
 that each can be compared with the paper's choice on the same data.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from avemotion.errors import UsageError
 from avemotion.settings import setting
 
 
@@ -21,10 +23,12 @@ class ModelSettings:
     its features have."""
 
     name: str  # registered name
-    video_backbone: str | None  # timm name of the per-frame image backbone; None: no video branch
-    audio_backbone: str | None  # timm name of the spectrogram backbone; None: no audio branch
+    video_backbone: str | None  # the video encoder's backbone (a timm name), if it has one
+    audio_backbone: str | None  # the audio encoder's backbone (a timm name), if it has one
     temporal: str = "lstm"  # how frame features become clip features: a name in models.TEMPORAL_MODELS
     fusion: str = "concat"  # how the branches' features are joined: a name in models.FUSIONS
+    video_encoder: str | None = "timm_frames"  # a name in models.ENCODERS; None: no video branch
+    audio_encoder: str | None = "timm_spectrogram"  # a name in models.ENCODERS; None: no audio branch
     temporal_hidden: int = setting(256, "width of the temporal model's clip features (LSTM hidden size)")
     lstm_layers: int = 1  # stacked LSTM layers (LSTM only)
     bidirectional: bool = False  # the LSTM reads the frames both ways (LSTM only)
@@ -32,11 +36,16 @@ class ModelSettings:
     num_classes: int = 6  # emotions
     pretrained: bool = setting(True, "start the backbones from ImageNet weights (hub, cache or --weights)")
 
+    def branches(self) -> dict[str, tuple[str, str | None]]:
+        """Each branch the model has ('video', 'audio'), with its encoder's name and backbone."""
+        present = {"video": (self.video_encoder, self.video_backbone),
+                   "audio": (self.audio_encoder, self.audio_backbone)}
+        return {branch: pair for branch, pair in present.items() if pair[0] is not None}
+
     @property
     def modalities(self) -> tuple[str, ...]:
-        """The inputs this model reads: ('video', 'audio'), ('video',) or ('audio',)."""
-        present = (("video", self.video_backbone), ("audio", self.audio_backbone))
-        return tuple(name for name, backbone in present if backbone is not None)
+        """The modalities this model reads: ('video', 'audio'), ('video',) or ('audio',)."""
+        return tuple(self.branches())
 
 
 # The paper's hybrids by family: (per-frame video backbone, spectrogram backbone)
@@ -55,8 +64,8 @@ def _registry() -> dict[str, ModelSettings]:
         hybrid = f"{family}_lstm"
         fused, audio_only, video_only = with_ablations(hybrid)
         models[fused] = ModelSettings(fused, video, audio)
-        models[audio_only] = ModelSettings(audio_only, None, audio)
-        models[video_only] = ModelSettings(video_only, video, None)
+        models[audio_only] = ModelSettings(audio_only, None, audio, video_encoder=None)
+        models[video_only] = ModelSettings(video_only, video, None, audio_encoder=None)
         attention, gated = alternatives(hybrid)
         # attention pooling over the frames instead of the LSTM's last hidden state
         models[attention] = ModelSettings(attention, video, audio, temporal="attention")
@@ -79,6 +88,12 @@ def with_ablations(hybrid: str) -> tuple[str, str, str]:
 MODELS = _registry()
 
 
+def register_model(settings: ModelSettings) -> ModelSettings:
+    """Make a model available under its name (a new encoder's model, say), beside the paper's."""
+    MODELS[settings.name] = settings
+    return settings
+
+
 def list_models() -> list[str]:
     """The registered model names (the CLI's --model choices)."""
     return list(MODELS)
@@ -92,7 +107,7 @@ def hybrids() -> list[str]:
 def model_settings(name: str, **overrides) -> ModelSettings:
     """A registered model's settings with some fields changed (temporal_hidden=128, pretrained=False…)."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise UsageError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return replace(MODELS[name], **overrides)
 
 

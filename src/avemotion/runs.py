@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from avemotion.errors import MissingFileError
+
 EVALUATION_FOLDER = "evaluation"
 
 
@@ -53,7 +55,7 @@ class RunFolder:
     def read_config(self) -> dict:
         """config.json, or a clear error when this is not a run folder."""
         if not self.config.is_file():
-            raise FileNotFoundError(f"{self.root}: not a run folder (no {self.config.name})")
+            raise MissingFileError(f"{self.root}: not a run folder (no {self.config.name})")
         return json.loads(self.config.read_text())
 
     def write_json(self, path: Path, content: dict) -> None:

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from avemotion.config import ServeSettings, TimelineSettings
+from avemotion.inputs import FRAMES
 from avemotion.predict import EmotionClassifier, load
 from avemotion.speakers import SpeakerNormError
 
@@ -137,7 +138,7 @@ def _predict_upload(classifier: EmotionClassifier, file: UploadFile, suffix: str
     return {"file": file.filename, "label": result.label, "emotion": result.emotion,
             "probabilities": result.probabilities,
             "names": classifier.card.label_names(),
-            "frames": [_png_data_url(frame) for frame in result.features.frames]}
+            "frames": [_png_data_url(frame) for frame in result.features.inputs.get(FRAMES, [])]}
 
 
 def _predict_capture(classifier: EmotionClassifier, frames: list[UploadFile], audio: UploadFile | None,

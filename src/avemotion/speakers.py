@@ -21,11 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avemotion.errors import AvemotionError
+
 MIN_SPEAKER_CLIPS = 2  # fewer clips than this give no statistics of the person to standardise with
 MIN_STD = 1e-6  # a feature (nearly) constant over a speaker's clips is centred, not scaled
 
 
-class SpeakerNormError(ValueError):
+class SpeakerNormError(AvemotionError, ValueError):
     """Speaker normalisation asked for where it cannot be honest; the message says what to do."""
 
 

@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from avemotion.errors import AvemotionError
+
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 
 
-class SplitError(ValueError):
+class SplitError(AvemotionError, ValueError):
     """The data cannot be split as asked; the message says why and what to do instead."""
 
 

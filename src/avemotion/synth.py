@@ -23,6 +23,7 @@ import numpy as np
 import soxr
 from tqdm import tqdm
 
+from avemotion.errors import UsageError
 from avemotion.datasets.cremad import EMOTIONS, STATEMENTS
 from avemotion.settings import setting
 
@@ -311,7 +312,7 @@ def write_corpus(out_dir: str | Path, settings: SynthSettings = SynthSettings(),
     """Write a synthetic corpus in the original (VideoFlash/*.flv, AudioWAV/*.wav, demographics)
     or the converted (NAME_01.mp4) layout; return the number of clips. Existing clips are kept."""
     if settings.layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {settings.layout!r}; choose one of {', '.join(LAYOUTS)}")
+        raise UsageError(f"unknown layout {settings.layout!r}; choose one of {', '.join(LAYOUTS)}")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     (root / "SYNTHETIC.txt").write_text(SYNTHETIC_NOTE)

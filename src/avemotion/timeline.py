@@ -34,6 +34,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from avemotion.errors import UsageError
 from avemotion.config import TimelineSettings
 from avemotion.features import (
     FeatureSettings,
@@ -41,11 +42,12 @@ from avemotion.features import (
     check_readable,
     crop_around,
     detect_face,
-    log_mel,
     mono_samples,
     to_rgb,
+    voice_inputs,
 )
-from avemotion.predict import softmax
+from avemotion.inputs import FRAMES, network_inputs
+from avemotion.probabilities import softmax
 from avemotion.speakers import SpeakerNormError
 
 EMBED_BATCH = 16  # grid frames per image-backbone call
@@ -126,10 +128,10 @@ class _Samples:
         self.samples = np.concatenate([self.samples, resampled])
         self.received += len(resampled)
 
-    def window(self, start: int, length: int) -> np.ndarray:
-        """A stretch's log-Mel spectrogram, exactly as predict makes a clip's: (1, n_mels, mel_frames)."""
+    def window(self, start: int, length: int, inputs: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """A stretch's audio inputs among `inputs`, exactly as predict makes a clip's."""
         stretch = self.samples[start - self.first : start - self.first + length]
-        return log_mel(stretch, self.features)[np.newaxis]
+        return voice_inputs(stretch, self.features, inputs)
 
     def drop_before(self, sample: int) -> None:
         drop = max(0, sample - self.first)
@@ -145,7 +147,8 @@ class _Timeline:
         self.plan = plan
         self.path = path
         self.features = classifier.card.feature_settings
-        self.uses_video = "video" in classifier.card.modalities
+        self.inputs = classifier.card.inputs
+        self.uses_video = FRAMES in self.inputs
         self.uses_audio = "audio" in classifier.card.modalities
         self.grid = _GridFrames(plan.grid)
         self.pending: list[tuple[int, av.VideoFrame]] = []
@@ -260,18 +263,16 @@ class _Timeline:
         self._release(self.next_window)
 
     def _score(self, windows: list[int]) -> None:
-        size = self.features.frame_size
+        batch = {}
         if self.uses_video:
-            frames = np.stack([np.stack([self.frames[s] for s in self.plan.slots(w)]) for w in windows])
-        else:  # a model without a video branch reads no frames
-            frames = np.zeros((len(windows), 0, 3, size, size), np.uint8)
+            batch[FRAMES] = np.stack([np.stack([self.frames[s] for s in self.plan.slots(w)]) for w in windows])
         if self.audio is not None:
-            mel = np.stack([self.audio.window(self.plan.first_sample(w), self.plan.samples) for w in windows])
-        else:
-            mel = np.zeros((len(windows), 1, self.features.n_mels, self.features.mel_frames), np.float32)
+            voices = [self.audio.window(self.plan.first_sample(w), self.plan.samples, self.inputs) for w in windows]
+            batch.update({name: np.stack([voice[name] for voice in voices]) for name in voices[0]})
         parts = self.classifier.parts
         network = parts.from_frame_features if parts is not None else self.classifier.network
-        self.rows += [(self.plan.start(w), output) for w, output in zip(windows, network(frames, mel))]
+        outputs = network(network_inputs(batch))
+        self.rows += [(self.plan.start(w), output) for w, output in zip(windows, outputs)]
 
     def _release(self, next_window: int) -> None:
         """Forget the grid frames and samples that no window still to come reads."""
@@ -288,7 +289,7 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     path = Path(path)
     window = settings.window or classifier.card.window
     if window <= 0 or settings.hop <= 0 or settings.smooth < 1:
-        raise ValueError(f"window ({window}) and hop ({settings.hop}) must be positive, smooth at least 1")
+        raise UsageError(f"window ({window}) and hop ({settings.hop}) must be positive, smooth at least 1")
     features, frame_period = classifier.card.feature_settings, _frame_period(path)
     plan = _Plan.of(window, settings.hop, features, frame_period)
     engine = _Timeline(classifier, plan, path)

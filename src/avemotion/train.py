@@ -28,6 +28,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from avemotion.errors import UsageError
 from avemotion.checkpoint import Checkpoint, save_checkpoint
 from avemotion.config import TrainSettings
 from avemotion.datasets import corpus_labels
@@ -41,8 +42,9 @@ from avemotion.evaluate import (
     write_evaluation,
 )
 from avemotion.features import typical_duration
-from avemotion.models import EmotionNet
-from avemotion.predict import softmax
+from avemotion.inputs import MEL
+from avemotion.models import ENCODERS, EmotionNet
+from avemotion.probabilities import softmax
 from avemotion.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
 from avemotion.runs import RunFolder
 from avemotion.speakers import fit_speaker_head, require_speakers, standardised_by_speaker
@@ -67,30 +69,28 @@ class EmotionModule(L.LightningModule):
             for backbone in model.backbones():
                 backbone.requires_grad_(False)
 
-    def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        """Logits from (frames, mel), or from (frame embeddings, audio embeddings) when frozen."""
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits from the inputs by name, or from the encoders' features by branch when frozen."""
         if self.settings.freeze_backbones:
-            video = first if self.model.temporal is not None else None
-            audio = second if self.model.spectrogram is not None else None
-            return self.model.forward_embeddings(video, audio)
-        return self.model(first, second)
+            return self.model.forward_embeddings(inputs)
+        return self.model(inputs)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        first, second, target = batch
+        inputs, target = batch
         if stage == "train" and self.settings.mixup > 0:
-            return self._mixup_step(first, second, target)
-        logits = self(first, second)
+            return self._mixup_step(inputs, target)
+        logits = self(inputs)
         loss = F.cross_entropy(logits, target)
         self._log(stage, loss, (logits.argmax(dim=1) == target).float().mean(), len(target))
         return loss
 
-    def _mixup_step(self, first: torch.Tensor, second: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _mixup_step(self, inputs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         """Mixup: each clip blended with another of the batch, the loss blended in the same share."""
         alpha = torch.tensor(float(self.settings.mixup))
         share = float(torch.distributions.Beta(alpha, alpha).sample())  # seeded with the run
         partner = torch.randperm(len(target), device=target.device)
         blend = lambda x: share * x.float() + (1 - share) * x.float()[partner]
-        logits = self(blend(first), blend(second))
+        logits = self({name: blend(value) for name, value in inputs.items()})
         loss = share * F.cross_entropy(logits, target) + (1 - share) * F.cross_entropy(logits, target[partner])
         hits = share * (logits.argmax(dim=1) == target).float() + (1 - share) * (
             logits.argmax(dim=1) == target[partner]).float()
@@ -115,7 +115,7 @@ class EmotionModule(L.LightningModule):
         if self.settings.schedule == "constant":
             return optimiser
         if self.settings.schedule != "onecycle":
-            raise ValueError(f"unknown schedule {self.settings.schedule!r}; choose constant or onecycle")
+            raise UsageError(f"unknown schedule {self.settings.schedule!r}; choose constant or onecycle")
         one_cycle = torch.optim.lr_scheduler.OneCycleLR(
             optimiser, max_lr=self.settings.learning_rate,
             total_steps=max(1, int(self.trainer.estimated_stepping_batches)))
@@ -143,12 +143,18 @@ def train(table: pd.DataFrame, cache: FeatureCache, out_dir: str | Path, setting
     table = clips_with_inputs(table, settings.model)
     if settings.speaker_norm:
         require_speakers(table)
+    cache = cache.with_inputs(model_inputs(settings))
     table = ensure_cached(table, cache, settings.progress)
     run.root.mkdir(parents=True, exist_ok=True)
     if settings.folds > 1:
         return _cross_validate(table, cache, run, settings, resume, metadata_path)
     split = _load_or_make_split(table, run, settings, resume)
     return train_one(table, split, cache, run, settings, resume, metadata_path)
+
+
+def model_inputs(settings: TrainSettings) -> tuple[str, ...]:
+    """The inputs the settings' model reads (its encoders'), without building its backbones."""
+    return tuple(ENCODERS[encoder].input for encoder, _ in settings.model.branches().values())
 
 
 def _cross_validate(table, cache, run: RunFolder, settings, resume, metadata_path) -> dict:
@@ -220,9 +226,10 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
         probabilities = fit_speaker_normalisation(model, table, split, cache, labels, settings.batch_size)
     else:
         probabilities = predict_probabilities(module, loaders["test"])
-    save_checkpoint(run.model, model, Checkpoint(model.settings, cache.settings, labels, epoch, best_loss,
-                                                 window_seconds=_typical_length(parts["train"]),
-                                                 speaker_norm=settings.speaker_norm))
+    save_checkpoint(run.model, model, Checkpoint.of(model, cache.settings, labels, epoch=epoch,
+                                                    best_metric=best_loss,
+                                                    window_seconds=_typical_length(parts["train"]),
+                                                    speaker_norm=settings.speaker_norm))
     test = parts["test"]
     predictions = predictions_table(list(test["clip"]), list(test["emotion"]), probabilities, labels)
     extra = {"model": settings.model.name, "best_epoch": epoch, "best_val_loss": best_loss,
@@ -236,7 +243,7 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
     """Speaker normalisation's second step on a trained network: every clip's features standardised
     with its speaker's statistics, the model's `speaker_head` fitted on the training clips'; returns
     the test clips' probabilities (in the table's order)."""
-    clips = CachedClips(table, cache, labels, model.settings.modalities)
+    clips = CachedClips(table, cache, labels, model.inputs)
     standardised = standardised_by_speaker(clip_features(model, DataLoader(clips, batch_size=batch_size)),
                                            table["actor_id"], "the training table")
     train, test = (split == "train").to_numpy(), (split == "test").to_numpy()
@@ -252,10 +259,10 @@ def _typical_length(table: pd.DataFrame) -> float | None:
 
 def _cached_datasets(table, parts: dict, cache: FeatureCache, labels: list[str],
                      settings: TrainSettings) -> dict[str, CachedClips]:
-    """Each part's clips from the feature cache, the training clips masked if asked."""
-    modalities = settings.model.modalities
-    masks = SpectrogramMasks(settings.spec_masks, settings.seed) if settings.spec_masks else None
-    return {name: CachedClips(part, cache, labels, modalities, masks if name == "train" else None)
+    """Each part's clips from the feature cache, the training clips' spectrograms masked if asked."""
+    inputs = model_inputs(settings)
+    masks = {MEL: SpectrogramMasks(settings.spec_masks, settings.seed)} if settings.spec_masks and MEL in inputs else {}
+    return {name: CachedClips(part, cache, labels, inputs, masks if name == "train" else None)
             for name, part in parts.items()}
 
 

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from avemotion.datasets import cremad, manifest, ravdess
+from avemotion.errors import UsageError
 from avemotion.datasets.vocabulary import CANONICAL_EMOTIONS, canonical, shared_labels
-from avemotion.index import Listing
+from avemotion.datasets.listing import Listing
 
 __all__ = ["CANONICAL_EMOTIONS", "CORPORA", "Corpus", "canonical", "corpus", "corpus_labels",
            "recognise", "shared_labels"]
@@ -38,7 +39,7 @@ CORPORA = {
 def corpus(name: str) -> Corpus:
     """The corpus of a name (the CLI's --dataset)."""
     if name not in CORPORA:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(CORPORA)} "
+        raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(CORPORA)} "
                          "(or index a CSV manifest)")
     return CORPORA[name]
 

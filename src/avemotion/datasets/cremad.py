@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.index import Listing, Problem, is_video, media_preference
+from avemotion.datasets.listing import Listing, Problem, is_video, media_preference
 
 EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
 INTENSITIES = ("LO", "MD", "HI", "XX")  # XX: unspecified

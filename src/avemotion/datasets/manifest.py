@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.index import MODALITIES, IndexResult, Listing, Problem, is_video, table_columns
+from avemotion.errors import AvemotionError
+from avemotion.datasets.listing import MODALITIES, IndexResult, Listing, Problem, is_video, table_columns
 
 NAME = "manifest"
 FOLDERS = "folders"
@@ -24,7 +25,7 @@ REQUIRED = ("path", "label")
 RENAMED = {"label": "emotion", "speaker": "actor_id"}
 
 
-class ManifestError(ValueError):
+class ManifestError(AvemotionError, ValueError):
     """A manifest that cannot be read at all; the message names the file and the problem."""
 
 

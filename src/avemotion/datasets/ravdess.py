@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from avemotion.index import Listing, Problem, media_preference
+from avemotion.datasets.listing import Listing, Problem, media_preference
 
 NAME = "ravdess"
 # Emotion codes -> canonical names (avemotion.datasets.vocabulary), which are the table's labels.

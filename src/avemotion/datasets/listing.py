@@ -1,0 +1,132 @@
+"""What the index and the corpus modules share: a walked folder's listing, the problems found on
+the way, the indexed table's result, and the media extensions. Kept below both, so that each corpus
+module and the index can import it without importing each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from avemotion.inputs import CLIP_MODALITIES
+
+# In order of preference when one clip exists in several formats.
+VIDEO_EXTENSIONS = (".mp4", ".flv", ".webm", ".mov", ".mkv", ".avi")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".ogg")
+# Files a dataset folder legitimately carries beside its media (readme, licence, other tables).
+DOCUMENT_EXTENSIONS = frozenset({".csv", ".txt", ".md", ".pdf", ".json", ".html", ".tab"})
+MODALITIES = tuple(CLIP_MODALITIES)  # the values of a table's `modality` column
+
+REQUIRED_COLUMNS = ("clip", "video_path", "actor_id", "gender", "emotion")
+
+# Every kind of problem the index reports, with the sentence that explains it.
+PROBLEM_KINDS = {
+    "unparseable_name": "media file whose name is not one of the dataset's clip names",
+    "unknown_code": "clip name with a code outside the dataset's vocabulary (clip left out)",
+    "missing_demographics": "actor missing from the demographics file (gender unknown)",
+    "stray_file": "file that is neither media nor a dataset document",
+    "unreadable": "folder or metadata file that could not be read",
+    "audio_only": "clip with audio but no video (left out of the audio-video table)",
+    "duplicate": "clip present more than once (one copy used, the others listed)",
+    "missing_file": "file named in the manifest that does not exist (row left out)",
+    "missing_label": "manifest row without a label (row left out)",
+}
+# The kinds that `--strict` turns into a failure; the others describe the data, not a defect.
+STRICT_KINDS = frozenset({"unparseable_name", "unknown_code", "missing_demographics", "stray_file",
+                          "unreadable", "missing_file", "missing_label"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing the index noticed about one file."""
+
+    path: str
+    kind: str  # a key of PROBLEM_KINDS
+    detail: str
+
+
+@dataclass
+class IndexResult:
+    """The metadata table (one row per clip) and everything noticed on the way."""
+
+    table: pd.DataFrame
+    problems: list[Problem] = field(default_factory=list)
+    dataset: str = ""
+
+    def counts(self) -> dict[str, int]:
+        """Number of problems of each kind, in PROBLEM_KINDS order, zero counts left out."""
+        counted = Counter(problem.kind for problem in self.problems)
+        return {kind: counted[kind] for kind in PROBLEM_KINDS if counted[kind]}
+
+    def strict_failures(self) -> list[Problem]:
+        """The problems that `--strict` refuses."""
+        return [problem for problem in self.problems if problem.kind in STRICT_KINDS]
+
+    def summary(self, examples: int = 3) -> str:
+        """A short report: clip and actor counts, then each kind of problem with a few examples."""
+        lines = [_clip_counts(self.table)]
+        for kind, count in self.counts().items():
+            lines.append(f"{count:6d} {PROBLEM_KINDS[kind]}")
+            shown = [p for p in self.problems if p.kind == kind][:examples]
+            lines += [f"         {p.path}: {p.detail}" for p in shown]
+            if count > examples:
+                lines.append(f"         … and {count - examples} more")
+        return "\n".join(lines)
+
+    def problems_table(self) -> pd.DataFrame:
+        """All problems as a table with columns path, kind, detail."""
+        return pd.DataFrame(
+            [(p.path, p.kind, p.detail) for p in self.problems], columns=["path", "kind", "detail"]
+        )
+
+
+def _clip_counts(table: pd.DataFrame) -> str:
+    """'6 audio-video clips, 1 actors', with a count for each modality present."""
+    modalities = table_modalities(table).value_counts()
+    clips = [f"{modalities[m]} {m if m == 'audio-video' else m + '-only'} clips"
+             for m in MODALITIES if m in modalities]
+    actors = table["actor_id"].nunique() if "actor_id" in table else 0
+    return ", ".join([*(clips or ["0 clips"]), f"{actors} actors"])
+
+
+def table_modalities(table: pd.DataFrame) -> pd.Series:
+    """Each clip's modality; tables written before the column existed hold audio-video clips."""
+    if "modality" not in table:
+        return pd.Series("audio-video", index=table.index)
+    return table["modality"].fillna("audio-video")
+
+
+@dataclass
+class Listing:
+    """What one walk over a dataset folder found: media files, documents, and problems so far."""
+
+    root: Path
+    media: list[Path] = field(default_factory=list)
+    documents: list[Path] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def is_video(path: str | Path) -> bool:
+    """Whether a media file is a video by its extension (else it is audio)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def media_preference(path: Path) -> tuple[int, Path]:
+    """Order of preference among copies of one clip: by extension (mp4 before flv, WAV before
+    MP3: the lossless audio is the better source), then by path."""
+    order = VIDEO_EXTENSIONS if is_video(path) else AUDIO_EXTENSIONS
+    return order.index(path.suffix.lower()), path
+
+
+def table_columns(rows: list[dict]) -> list[str]:
+    """The table's columns: the generic ones first, then the others in the order rows have them."""
+    leading = ["clip", "dataset", "modality", *REQUIRED_COLUMNS[1:]]
+    seen = dict.fromkeys(leading)
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    return list(seen)
+
+

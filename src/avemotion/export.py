@@ -1,0 +1,52 @@
+"""Export: a checkpoint's network as ONNX, with its model card in the file's metadata, so that the
+file alone predicts in ONNX Runtime without PyTorch (:func:`avemotion.predict.load`)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from avemotion.checkpoint import load_checkpoint
+from avemotion.inputs import INPUT_DTYPES, input_shape
+from avemotion.models import ByName
+from avemotion.predict import ONNX_METADATA_KEY, ONNX_SPEAKER_HEAD_KEY
+
+EXAMPLE_BATCH = 2  # the traced batch; the batch axis is declared dynamic
+
+
+def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> Path:
+    """Write the network as ONNX: one input per input the model reads, by name (`frames` uint8,
+    `mel` and `waveform` float32), output `logits`, with a dynamic batch dimension, and in its
+    metadata the model card, so that the file alone predicts. A speaker-normalised model's output
+    is `features` instead, and its speaker head is in the metadata too."""
+    model, info = load_checkpoint(checkpoint)
+    function, output_name = (model.clip_features, "features") if info.speaker_norm else (model, "logits")
+    network = ByName(function, info.inputs)
+    examples = tuple(_example(name, info.feature_settings) for name in info.inputs)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    dynamic = {name: {0: "batch"} for name in (*info.inputs, output_name)}
+    with warnings.catch_warnings():
+        # The tracer warns that the LSTM's shape checks become constants and that the batch size
+        # may be fixed; the batch axis is declared dynamic, and the tests run other batch sizes.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, examples, str(output), input_names=list(info.inputs),
+                          output_names=[output_name], opset_version=opset, dynamo=False,
+                          dynamic_axes=dynamic)
+    exported = onnx.load(str(output))
+    properties = {ONNX_METADATA_KEY: info.card().to_json()}
+    if info.speaker_norm:
+        properties[ONNX_SPEAKER_HEAD_KEY] = model.speaker_head_weights().to_json()
+    onnx.helper.set_model_props(exported, properties)
+    onnx.save(exported, str(output))
+    return output
+
+
+def _example(name: str, features) -> torch.Tensor:
+    """A batch of zeros of an input, in the dtype the network is fed (float16 stored -> float32)."""
+    dtype = np.uint8 if INPUT_DTYPES[name] == np.uint8 else np.float32
+    return torch.from_numpy(np.zeros((EXAMPLE_BATCH, *input_shape(name, features)), dtype))
