@@ -44,12 +44,12 @@ def measure(name: str, args, device: torch.device, autocast: torch.dtype | None)
     def forward():
         model.eval()
         with torch.no_grad(), context():
-            model(frames, mel)
+            model({"frames": frames, "mel": mel})
 
     def forward_backward():
         model.train()
         with context():
-            loss = torch.nn.functional.cross_entropy(model(frames, mel), targets)
+            loss = torch.nn.functional.cross_entropy(model({"frames": frames, "mel": mel}), targets)
         loss.backward()
         model.zero_grad(set_to_none=True)
 

@@ -26,7 +26,7 @@ from avemotion.embeddings import EmbeddingCache
 from avemotion.features import FeatureSettings
 from avemotion.index import index_dataset
 from avemotion.models import create_model
-from avemotion.preprocess import CachedClips, preprocess
+from avemotion.preprocess import CachedClips, entry_keys, preprocess
 from avemotion.registry import model_settings
 from avemotion.samples import sample_dir
 from avemotion.train import EmotionModule, TrainSettings, train
@@ -39,7 +39,7 @@ def finetune_samples_per_second(name: str, batch: tuple, repeats: int = 3) -> fl
     optimiser = module.configure_optimizers()
 
     def step():
-        loss = torch.nn.functional.cross_entropy(module(batch[0], batch[1]), batch[2])
+        loss = torch.nn.functional.cross_entropy(module(batch[0]), batch[1])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -48,7 +48,7 @@ def finetune_samples_per_second(name: str, batch: tuple, repeats: int = 3) -> fl
     started = time.perf_counter()
     for _ in range(repeats):
         step()
-    return repeats * len(batch[2]) / (time.perf_counter() - started)
+    return repeats * len(batch[1]) / (time.perf_counter() - started)
 
 
 def linked_corpus(table: pd.DataFrame, cache, clips: int) -> pd.DataFrame:
@@ -58,25 +58,27 @@ def linked_corpus(table: pd.DataFrame, cache, clips: int) -> pd.DataFrame:
         source = table.iloc[i % len(table)]
         actor = 1001 + i % 91
         name = f"{actor}_{STATEMENTS[(i // 91) % 12]}_{source['emotion']}_X{i:05d}"
-        link = cache.path(name)
-        if not link.exists():
-            os.link(cache.path(source["clip"]), link)
         rows.append({"clip": name, "video_path": source["video_path"], "actor_id": actor,
                      "statement": "DFA", "emotion": source["emotion"], "intensity": "XX",
                      "gender": "male" if actor < 1049 else "female"})
-    return pd.DataFrame(rows)
+    corpus = pd.DataFrame(rows)
+    sources = dict(zip(table["video_path"], entry_keys(table)))
+    for key, video in zip(entry_keys(corpus), corpus["video_path"]):
+        if not cache.path(key).exists():
+            os.link(cache.path(sources[video]), cache.path(key))
+    return corpus
 
 
 def link_embeddings(model_name: str, table: pd.DataFrame, corpus: pd.DataFrame, cache, root: Path) -> None:
     """Compute the six real clips' embeddings once and link them under every corpus name."""
     torch.manual_seed(0)  # the same initial weights train() will create with seed 0
     embeddings = EmbeddingCache(root, create_model(model_name, pretrained=False), cache)
-    embeddings.calibrate_batchnorm(list(table["clip"]))
-    embeddings.fill(list(table["clip"]), progress=False)
-    by_emotion = dict(zip(table["emotion"], table["clip"]))
-    for clip, emotion in zip(corpus["clip"], corpus["emotion"]):
-        if not embeddings.path(clip).exists():
-            os.link(embeddings.path(by_emotion[emotion]), embeddings.path(clip))
+    embeddings.calibrate_batchnorm(entry_keys(table))
+    embeddings.fill(entry_keys(table), progress=False)
+    by_emotion = dict(zip(table["emotion"], entry_keys(table)))
+    for key, emotion in zip(entry_keys(corpus), corpus["emotion"]):
+        if not embeddings.path(key).exists():
+            os.link(embeddings.path(by_emotion[emotion]), embeddings.path(key))
 
 
 def main() -> None:

@@ -108,3 +108,34 @@ def test_demo_end_to_end_on_bundled_clips_and_a_small_synthetic_corpus(tmp_path)
 def test_eda_on_a_missing_table_is_one_clear_line(tmp_path, capsys):
     assert main(["eda", str(tmp_path / "absent.csv"), "-o", str(tmp_path)]) == 2
     assert "absent.csv: no such metadata file" in capsys.readouterr().err
+
+
+def test_expected_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "absent.csv"
+    assert main(["eda", str(missing)]) == 2
+    error = capsys.readouterr().err
+    assert error.strip() == f"avemotion eda: error: {missing}: no such metadata file (make one with `avemotion index`)"
+    assert main(["--traceback", "eda", str(missing)]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+    monkeypatch.setenv("AVEMOTION_TRACEBACK", "1")
+    assert main(["eda", str(missing)]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+    monkeypatch.delenv("AVEMOTION_TRACEBACK")
+
+    def a_bug(*args):
+        raise ValueError("a bug in the code, not the user's fault")
+
+    monkeypatch.setattr("avemotion.eda.run_eda", a_bug)
+    (tmp_path / "m.csv").write_text("clip,video_path,actor_id,gender,emotion\nc,v.mp4,1,male,ANG\n")
+    with pytest.raises(ValueError, match="a bug in the code"):
+        main(["eda", str(tmp_path / "m.csv")])
+
+
+def test_the_runtime_modules_import_no_deep_learning_library():
+    """The torch-free boundary: what predicts and serves an exported model imports no torch."""
+    code = ("import sys\nimport avemotion.cli, avemotion.predict, avemotion.timeline, avemotion.serve, "
+            "avemotion.card, avemotion.preprocess, avemotion.index\n"
+            "print(sorted(m for m in ('torch', 'timm', 'lightning', 'onnx') if m in sys.modules))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                               check=True)
+    assert completed.stdout.strip() == "[]"

@@ -91,6 +91,7 @@ def test_the_waveform_is_16_khz_mono_cut_or_padded_to_its_length():
     assert not waveform[kept:].any()  # a shorter voice is zero-padded
 
 
+@pytest.mark.slow
 def test_training_caches_the_waveform_only_for_models_that_read_it(trained, sample_table):
     root = next(iter(trained.values())).parent / "cache"
     entries = {path.name.split("-", 2)[2]: len(list((path / "clips").glob("*.npz")))
@@ -105,6 +106,7 @@ def test_training_caches_the_waveform_only_for_models_that_read_it(trained, samp
 
 
 @pytest.mark.parametrize("name", [AUDIO_ONLY.name, FUSED.name])
+@pytest.mark.slow
 def test_predict_timeline_and_export_of_a_new_encoder(trained, name, tmp_path):
     classifier = load(trained[name] / "model.ckpt")
     assert classifier.card.inputs == create_model(name, image_size=TEST_IMAGE_SIZE).inputs
@@ -128,6 +130,7 @@ def test_predict_timeline_and_export_of_a_new_encoder(trained, name, tmp_path):
     assert np.abs(onnx_timeline[list(EMOTIONS)].to_numpy() - timeline[list(EMOTIONS)].to_numpy()).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_an_unregistered_encoder_is_refused_clearly(trained, tmp_path):
     from avemotion.checkpoint import CheckpointError, load_checkpoint
 

@@ -242,6 +242,7 @@ def upload(url: str, video: Path) -> httpx.Response:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_concurrent_uploads_all_get_their_own_answer(checkpoint, classifier):
     videos = sample_videos() * 2
     expected = {video.name: classifier.predict(video).probabilities for video in sample_videos()}
@@ -268,6 +269,7 @@ class HeldClassifier:
         return self.classifier.predict(path)
 
 
+@pytest.mark.slow
 def test_past_the_queue_the_server_answers_503_with_retry_after_and_loses_nothing(classifier):
     held = HeldClassifier(classifier)
     video = sample_videos()[0]
@@ -288,6 +290,7 @@ def test_past_the_queue_the_server_answers_503_with_retry_after_and_loses_nothin
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run "
                     "installs it with apt-get; it could not be installed here)")
+@pytest.mark.slow
 def test_browser_uploads_a_clip_and_reads_the_result(classifier):
     from playwright.sync_api import sync_playwright
 
@@ -335,6 +338,7 @@ def test_camera_mode_labels_a_live_camera_and_microphone_again_and_again(classif
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run "
                     "installs it with apt-get; it could not be installed here)")
+@pytest.mark.slow
 def test_camera_mode_says_so_when_the_browser_refuses_the_camera(classifier):
     from playwright.sync_api import sync_playwright
 

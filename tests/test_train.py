@@ -43,6 +43,7 @@ def finetuned_run(tmp_path_factory, sample_table, sample_cache):
     return run_dir, metrics
 
 
+@pytest.mark.slow
 def test_a_run_writes_every_output(finetuned_run):
     run_dir, metrics = finetuned_run
     for name in RUN_FILES:
@@ -65,6 +66,7 @@ def test_a_run_writes_every_output(finetuned_run):
     assert metrics["best_epoch"] == int(history["val_loss"].idxmin())
 
 
+@pytest.mark.slow
 def test_checkpoint_holds_the_best_weights(finetuned_run):
     run_dir, metrics = finetuned_run
     model, info = load_checkpoint(run_dir / "model.ckpt")
@@ -74,6 +76,7 @@ def test_checkpoint_holds_the_best_weights(finetuned_run):
     assert info.epoch == metrics["best_epoch"] and info.labels == list(EMOTIONS)
 
 
+@pytest.mark.slow
 def test_evaluate_recomputes_the_test_metrics_from_the_checkpoint(finetuned_run, sample_table, tmp_path):
     run_dir, metrics = finetuned_run
     again, out_dir = evaluate_run(run_dir, progress=False)
@@ -145,6 +148,7 @@ class MelClips(Dataset):
         return {"mel": self.mel[index]}, index
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_after_three_epochs_without_improvement(tmp_path):
     torch.manual_seed(0)
     model = create_model("effnet_lstm_audio_only", pretrained=False, temporal_hidden=32)
@@ -160,6 +164,7 @@ def test_early_stopping_stops_after_three_epochs_without_improvement(tmp_path):
     assert not all(torch.equal(module.snapshots[4][n], t) for n, t in module.snapshots[1].items())
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_from_the_last_completed_epoch(tmp_path, sample_table, sample_cache,
                                                                     monkeypatch):
     settings = replace(QUICK, freeze_backbones=True, max_epochs=4)
@@ -188,6 +193,7 @@ def test_interrupted_training_resumes_from_the_last_completed_epoch(tmp_path, sa
     assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_training_again_into_a_run_folder_starts_afresh(tmp_path, sample_table, sample_cache):
     settings = replace(QUICK, freeze_backbones=True, max_epochs=3)
     train(sample_table, sample_cache, tmp_path, settings)
@@ -196,6 +202,7 @@ def test_training_again_into_a_run_folder_starts_afresh(tmp_path, sample_table, 
     assert [path.name for path in (tmp_path / "logs").iterdir()] == ["attempt-1"]
 
 
+@pytest.mark.slow
 def test_frozen_backbones_are_run_once_then_read_from_the_cache(tmp_path, sample_table, sample_cache,
                                                                 monkeypatch):
     settings = replace(QUICK, freeze_backbones=True, max_epochs=3)
@@ -215,6 +222,7 @@ def test_frozen_backbones_are_run_once_then_read_from_the_cache(tmp_path, sample
     pd.testing.assert_frame_equal(first, second)
 
 
+@pytest.mark.slow
 def test_compare_writes_table1_and_the_loss_figure(finetuned_run, tmp_path, sample_table, sample_cache):
     run_dir, _ = finetuned_run
     other = tmp_path / "resnet18_vit_lstm"
@@ -230,6 +238,7 @@ def test_compare_writes_table1_and_the_loss_figure(finetuned_run, tmp_path, samp
     assert_valid_png(outputs["figure"])
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_cli_trains_with_actor_kfold(tmp_path, four_actor_metadata, capsys):
     out = tmp_path / "cv"

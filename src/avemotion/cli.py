@@ -332,10 +332,11 @@ def _add_eda_parser(commands) -> None:
 
 def _add_preprocess_parser(commands) -> None:
     pre = commands.add_parser(
-        "preprocess", help="extract 8 frames and a log-Mel spectrogram per clip, once, into a cache",
-        description="Decode every clip of METADATA once: 8 equally spaced RGB frames and a 64x128 "
-        "log-Mel spectrogram of its audio at 16 kHz, stored under CACHE in a folder named by a hash "
-        "of the settings. Resumable; failed clips are listed in failures.csv and make the exit "
+        "preprocess", help="extract frames and a log-Mel spectrogram per clip, once, into a cache",
+        description="Decode every clip of METADATA once: equally spaced RGB frames (--frames, 8) and a "
+        "log-Mel spectrogram of its audio (64 Mel bins x 128 steps at 16 kHz), stored under CACHE in "
+        "a folder named by a hash of the settings (models that read other inputs, such as the "
+        "waveform, get theirs from `train`). Resumable; failed clips are listed in failures.csv and make the exit "
         "status 1.",
     )
     pre.add_argument("metadata", type=Path, metavar="METADATA", help="table written by `index`")
@@ -477,7 +478,7 @@ def _add_serve_parser(commands) -> None:
     serve = commands.add_parser(
         "serve", help="a web page to drop a clip on and see its emotion",
         description="Serve a page where a person uploads a clip and sees the predicted emotion, "
-        "the six probabilities and the 8 frames the model saw; POST /predict answers in JSON.",
+        "every label's probability and the frames the model saw; POST /predict answers in JSON.",
     )
     serve.add_argument("checkpoint", type=Path, metavar="MODEL",
                        help="model.ckpt of a run, or an exported model.onnx (needs no PyTorch)")

@@ -24,8 +24,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     metadata the model card, so that the file alone predicts. A speaker-normalised model's output
     is `features` instead, and its speaker head is in the metadata too."""
     model, info = load_checkpoint(checkpoint)
-    function, output_name = (model.clip_features, "features") if info.speaker_norm else (model, "logits")
-    network = ByName(function, info.inputs)
+    method, output_name = ("clip_features", "features") if info.speaker_norm else ("forward", "logits")
+    network = ByName(model, info.inputs, method)
     examples = tuple(_example(name, info.feature_settings) for name in info.inputs)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -306,16 +306,17 @@ class EmotionNet(nn.Module):
 
 
 class ByName(nn.Module):
-    """A function of inputs by name as a module of positional tensors, in `names`' order: what
-    ONNX export traces (an ONNX model's inputs are named, but a traced call is positional)."""
+    """A model's method of inputs by name as a module of positional tensors, in `names`' order:
+    what ONNX export traces (an ONNX model's inputs are named, but a traced call is positional)."""
 
-    def __init__(self, function, names: tuple[str, ...]) -> None:
+    def __init__(self, model: EmotionNet, names: tuple[str, ...], method: str = "forward") -> None:
         super().__init__()
-        self.function = function
+        self.model = model  # a submodule, so that tracing sees its weights as parameters
         self.names = names
+        self.method = method
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.function(dict(zip(self.names, tensors)))
+        return getattr(self.model, self.method)(dict(zip(self.names, tensors)))
 
 
 class WeightsUnavailable(AvemotionError, RuntimeError):

@@ -287,7 +287,7 @@ on it say nothing about emotion recognition on real people.
 class SynthSettings:
     """What a synthetic corpus holds."""
 
-    actors: int = setting(91, "actors, alternately male and female, numbered from 1001")
+    actors: int = setting(91, "actors, numbered from 1001, each drawn male (about 53 %) or female")
     sentences: int = setting(12, "sentences per actor, each spoken in every emotion")
     seed: int = setting(0, "seed of the actors' looks and voices and of every clip's noise")
     layout: str = setting("original", "original: VideoFlash/*.flv + AudioWAV/*.wav + demographics; "
