@@ -56,6 +56,11 @@ def create_model(name: str, image_size: int = FRAME_SIZE, weights: str | Path | 
     return EmotionNet(model_settings(name, **overrides), image_size=image_size, weights=weights)
 
 
+def model_inputs(settings: ModelSettings) -> tuple[str, ...]:
+    """The inputs a model of these settings reads (its encoders'), without building it."""
+    return tuple(_lookup(ENCODERS, "encoder", encoder).input for encoder, _ in settings.branches().values())
+
+
 class Encoder(nn.Module):
     """What every encoder declares: the input it reads, whether it gives one feature vector per
     frame (then a temporal model follows it) or one per clip, and that vector's width (`dim`).
@@ -229,7 +234,7 @@ class EmotionNet(nn.Module):
     @property
     def inputs(self) -> tuple[str, ...]:
         """The names of the inputs this model reads, one per encoder."""
-        return tuple(encoder.input for encoder in self.encoders.values())
+        return model_inputs(self.settings)
 
     def add_speaker_head(self) -> nn.Linear:
         """The last layer of speaker normalisation, beside the ordinary one (its weights are fitted

@@ -98,8 +98,12 @@ class FeatureCache:
 def entry_keys(table: pd.DataFrame) -> list[str]:
     """Each row's cache entry name: its clip, and a digest of its files' paths, sizes and
     modification times (a file that cannot be read gets its path's digest; decoding reports it)."""
-    clips = table["clip"] if "clip" in table else table["video_path"].map(lambda p: Path(p).stem)
-    return [f"{clip}-{_source_digest(files)}" for clip, files in zip(clips, clip_media(table))]
+    return [f"{clip}-{_source_digest(files)}" for clip, files in zip(_clip_names(table), clip_media(table))]
+
+
+def _clip_names(table: pd.DataFrame) -> pd.Series:
+    """Each row's clip name; a table without the column names clips after their video files."""
+    return table["clip"] if "clip" in table else table["video_path"].map(lambda p: Path(p).stem)
 
 
 def _source_digest(files: tuple[str | None, str | None]) -> str:
@@ -217,10 +221,9 @@ def ensure_cached(table: pd.DataFrame, cache: FeatureCache, progress: bool = Tru
 
 def _jobs(table: pd.DataFrame, inputs: tuple[str, ...]) -> list[_Job]:
     """One job per row of a metadata table; a missing audio_path means the clip's own track."""
-    clips = table["clip"] if "clip" in table else table["video_path"].map(lambda p: Path(p).stem)
     return [_Job(str(clip), key, media, voice, inputs_present(inputs, modality))
             for clip, key, (media, voice), modality
-            in zip(clips, entry_keys(table), clip_media(table), table_modalities(table))]
+            in zip(_clip_names(table), entry_keys(table), clip_media(table), table_modalities(table))]
 
 
 def clip_media(table: pd.DataFrame) -> list[tuple[str | None, str | None]]:

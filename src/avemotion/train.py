@@ -43,7 +43,7 @@ from avemotion.evaluate import (
 )
 from avemotion.features import typical_duration
 from avemotion.inputs import MEL
-from avemotion.models import ENCODERS, EmotionNet
+from avemotion.models import EmotionNet, model_inputs
 from avemotion.probabilities import softmax
 from avemotion.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
 from avemotion.runs import RunFolder
@@ -143,18 +143,13 @@ def train(table: pd.DataFrame, cache: FeatureCache, out_dir: str | Path, setting
     table = clips_with_inputs(table, settings.model)
     if settings.speaker_norm:
         require_speakers(table)
-    cache = cache.with_inputs(model_inputs(settings))
+    cache = cache.with_inputs(model_inputs(settings.model))
     table = ensure_cached(table, cache, settings.progress)
     run.root.mkdir(parents=True, exist_ok=True)
     if settings.folds > 1:
         return _cross_validate(table, cache, run, settings, resume, metadata_path)
     split = _load_or_make_split(table, run, settings, resume)
     return train_one(table, split, cache, run, settings, resume, metadata_path)
-
-
-def model_inputs(settings: TrainSettings) -> tuple[str, ...]:
-    """The inputs the settings' model reads (its encoders'), without building its backbones."""
-    return tuple(ENCODERS[encoder].input for encoder, _ in settings.model.branches().values())
 
 
 def _cross_validate(table, cache, run: RunFolder, settings, resume, metadata_path) -> dict:
@@ -260,7 +255,7 @@ def _typical_length(table: pd.DataFrame) -> float | None:
 def _cached_datasets(table, parts: dict, cache: FeatureCache, labels: list[str],
                      settings: TrainSettings) -> dict[str, CachedClips]:
     """Each part's clips from the feature cache, the training clips' spectrograms masked if asked."""
-    inputs = model_inputs(settings)
+    inputs = model_inputs(settings.model)
     masks = {MEL: SpectrogramMasks(settings.spec_masks, settings.seed)} if settings.spec_masks and MEL in inputs else {}
     return {name: CachedClips(part, cache, labels, inputs, masks if name == "train" else None)
             for name, part in parts.items()}
