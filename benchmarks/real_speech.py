@@ -1,7 +1,8 @@
 """First results on real voices: RAVDESS speech, 8 emotions, speaker-independent 6-fold.
 
-    pip install -e '.[train,bench]'
+    pip install -e '.[train,speech,bench]'
     python benchmarks/real_speech.py RAVDESS_DIR [--work DIR] [--models …] [--folds 1 2 …]
+        [--weights WHISPER_BASE_DIR]
 
 RAVDESS_DIR holds the RAVDESS speech audio (``Actor_01/03-01-05-01-02-01-01.wav`` …, or the same
 files flat; CC BY-NC-SA 4.0, never shipped with avemotion). Fold k holds out actors 4k-3 … 4k; two
@@ -20,7 +21,11 @@ Two protocols, every model and the baseline under both:
   step (standardise per speaker, fit the speaker head on the training speakers) is run; its
   seconds are the clip training's plus that step's.
 
-The audio-only models train from random weights with `avemotion train`'s from-scratch recipe.
+The audio-only models train from random weights with `avemotion train`'s from-scratch recipe;
+`whisper_base_audio_only` (and any other frozen speech encoder) trains its layer weights and last
+layer on the encoder's features, computed once per clip and cached, with `train`'s frozen-speech
+recipe, from its weights in `--weights DIR` (a CTranslate2 model folder) or the hub. Beside the
+scores it times the encoder alone on the first clips (seconds per clip, one thread and two).
 `--seed N` trains them again with another seed, an independent run that shows how much a score
 owes to one training run. Each fold's result is kept in WORK, so an interrupted run resumes where
 it stopped. Prints and writes
@@ -44,16 +49,19 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from avemotion.checkpoint import load_checkpoint
-from avemotion.config import TrainSettings, from_scratch
-from avemotion.features import FeatureSettings
+from avemotion.config import TrainSettings, recipe
+from avemotion.features import FeatureSettings, load_audio
 from avemotion.index import index_dataset
+from avemotion.models import model_inputs
 from avemotion.preprocess import FeatureCache, ensure_cached
-from avemotion.registry import model_settings
+from avemotion.registry import SPEECH_ENCODERS, model_settings
+from avemotion.speech import load_speech_encoder
 from avemotion.runs import RunFolder
 from avemotion.speakers import standardised_by_speaker
 from avemotion.train import fit_speaker_normalisation, train_one
 
-MODELS = ("resnet18_vit_lstm_audio_only", "effnet_lstm_audio_only")
+MODELS = ("whisper_base_audio_only", "resnet18_vit_lstm_audio_only", "effnet_lstm_audio_only")
+TIMED_CLIPS = 100  # clips the speech encoder is timed on
 PROTOCOLS = ("clip", "speaker")
 FOLDS = 6
 ACTORS_PER_FOLD = 4
@@ -95,9 +103,9 @@ def model_fold(table, split, cache, runs: Path, name: str, fold: int, overrides:
     result_file = run.root / "real_speech_fold.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
-    settings = from_scratch(TrainSettings(model=model_settings(name, pretrained=False), progress=False))
-    settings = replace(settings, **overrides)
+    settings = replace(model_recipe(name), **overrides)
     run.root.mkdir(parents=True, exist_ok=True)
+    cache = cache.with_inputs(model_inputs(settings.model))
     started = time.perf_counter()
     train_one(table, split, cache, run, settings, resume=False, metadata_path=None)
     seconds = time.perf_counter() - started
@@ -107,13 +115,24 @@ def model_fold(table, split, cache, runs: Path, name: str, fold: int, overrides:
     return result
 
 
+def model_recipe(name: str) -> TrainSettings:
+    """`avemotion train`'s recipe for a model: frozen speech features for a speech encoder (its
+    weights from --weights), from random weights for the others."""
+    model = model_settings(name)
+    if not model.frozen_speech:
+        model = replace(model, pretrained=False)
+    return recipe(TrainSettings(model=model, progress=False))
+
+
 def speaker_fold(table, split, cache, runs: Path, name: str, fold: int, overrides: dict) -> dict:
     """`--speaker-norm` on one fold: the fold's clip-level network, then speaker normalisation's
     second step, as `train` runs it."""
     trained = model_fold(table, split, cache, runs, name, fold, overrides)
-    model, info = load_checkpoint(clip_run(runs, name, fold).model)
+    model, info = load_checkpoint(clip_run(runs, name, fold).model, weights=overrides.get("weights"))
+    cache = cache.with_inputs(model.inputs)
     started = time.perf_counter()
-    probabilities = fit_speaker_normalisation(model, table, split, cache, info.labels, batch_size=64)
+    fitted_on = ("train", "val") if model_recipe(name).linear_probe else ("train",)
+    probabilities = fit_speaker_normalisation(model, table, split, cache, info.labels, 64, fitted_on)
     predicted = [info.labels[index] for index in probabilities.argmax(axis=1)]
     seconds = trained["seconds"] + time.perf_counter() - started
     return {**scores(table["emotion"][(split == "test").to_numpy()], predicted), "seconds": seconds}
@@ -152,6 +171,21 @@ def baseline_fold(table, split, features: pd.DataFrame, protocol: str, with_val:
     return {**scores(table["emotion"].to_numpy()[test], predicted), "seconds": time.perf_counter() - started}
 
 
+def encoder_seconds(table: pd.DataFrame, name: str, weights: Path | None, threads: int) -> dict:
+    """Seconds per clip of a model's speech encoder alone (log-Mel and encoder, the voice already
+    decoded at 16 kHz) on the first TIMED_CLIPS clips, with `threads` threads, and their mean length."""
+    family, encoder_name = next(pair for pair in SPEECH_ENCODERS.values()
+                                if pair[1] == model_settings(name).audio_backbone)
+    encoder = load_speech_encoder(family, encoder_name, weights, threads=threads)
+    voices = [load_audio(path) for path in table["audio_path"][:TIMED_CLIPS]]
+    encoder.embed_one(voices[0])  # the first call sets up the encoder's buffers
+    started = time.perf_counter()
+    for voice in voices:
+        encoder.embed_one(voice)
+    return {"seconds_per_clip": (time.perf_counter() - started) / len(voices), "threads": threads,
+            "clip_seconds": float(np.mean([len(voice) for voice in voices]) / FeatureSettings().sample_rate)}
+
+
 def summarise(results: dict) -> dict:
     """Mean and std over folds of each score, per (system, protocol)."""
     summary = {}
@@ -187,8 +221,11 @@ def main() -> None:
                         help="override the recipe's epochs (quick looks, kept in WORK/runs-epochs-N)")
     parser.add_argument("--seed", type=int, default=0, help="the networks' training seed (another seed: "
                         "another independent training run, kept in WORK/runs-seed-N)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="the speech encoders' weights (a CTranslate2 model folder for Whisper)")
     args = parser.parse_args()
-    overrides = {"seed": args.seed, **({"max_epochs": args.epochs} if args.epochs else {})}
+    overrides = {"seed": args.seed, "weights": str(args.weights) if args.weights else None,
+                 **({"max_epochs": args.epochs} if args.epochs else {})}
     # another seed or a quick look never reads (or overwrites) the default runs' results
     variant = (f"-seed-{args.seed}" if args.seed else "") + (f"-epochs-{args.epochs}" if args.epochs else "")
     runs, results_name = args.work / f"runs{variant}", f"real_speech{variant}"
@@ -196,10 +233,15 @@ def main() -> None:
     table = speech_table(args.ravdess_dir)
     args.work.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache.open(args.work / "cache", FeatureSettings())
-    table = ensure_cached(table, cache, progress=True)
+    for name in args.models:  # the inputs each model reads, once for every fold
+        table = ensure_cached(table, cache.with_inputs(model_inputs(model_settings(name))), progress=True)
     print(f"RAVDESS speech: {len(table)} clips, {table['actor_id'].nunique()} actors, "
           f"{table['emotion'].nunique()} emotions; folds {args.folds}")
     features = egemaps_features(table, args.work)
+    timings = {f"{name}/{threads} thread{'s' * (threads > 1)}": encoder_seconds(table, name, args.weights, threads)
+               for name in args.models if model_settings(name).frozen_speech for threads in (1, 2)}
+    for key, timing in timings.items():
+        print(f"{key}: {timing['seconds_per_clip']:.3f} s per clip of {timing['clip_seconds']:.1f} s")
     results: dict[str, list[dict]] = {}
     for fold in args.folds:
         split = fold_split(table, fold)
@@ -215,7 +257,8 @@ def main() -> None:
                 print(f"fold {fold} {name} {protocol}: accuracy {outcome['accuracy']:.3f} "
                       f"({outcome['seconds']:.0f} s)", flush=True)
     summary = summarise(results)
-    (args.work / f"{results_name}.json").write_text(json.dumps({"summary": summary, "folds": results}, indent=2))
+    (args.work / f"{results_name}.json").write_text(
+        json.dumps({"summary": summary, "folds": results, "encoder_seconds": timings}, indent=2))
     table_md = markdown(summary)
     (args.work / f"{results_name}.md").write_text(table_md + "\n")
     print(table_md)

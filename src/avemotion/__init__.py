@@ -8,9 +8,10 @@
 __version__ = "0.1.0"
 
 
-def load(model, onnx=None):
+def load(model, onnx=None, weights=None):
     """Load a trained classifier from a checkpoint (optionally with its ONNX export), or from an
-    exported ONNX model alone (then torch is never imported)."""
+    exported ONNX model alone (then torch is never imported); `weights`: a local folder of the
+    pretrained speech encoder the model was trained with (else the hub's copy)."""
     from avemotion.predict import load as load_classifier  # keeps `import avemotion` light
 
-    return load_classifier(model, onnx)
+    return load_classifier(model, onnx, weights)

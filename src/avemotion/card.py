@@ -10,7 +10,7 @@ training and inference cannot drift apart. Imports neither torch nor a decoder.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from avemotion.config import DEFAULT_WINDOW_S
 from avemotion.datasets.listing import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
@@ -18,9 +18,11 @@ from avemotion.datasets.vocabulary import canonical
 from avemotion.errors import AvemotionError
 from avemotion.inputs import DEFAULT_INPUTS, FeatureSettings, modalities_of
 from avemotion.registry import MODELS, ModelSettings
+from avemotion.speech import EncoderIdentity
 
-CARD_VERSION = 2
-# Version 1 (ONNX exports before encoders had names) held the model's name and modalities only.
+CARD_VERSION = 3
+# Version 1 (ONNX exports before encoders had names) held the model's name and modalities only;
+# version 2 had no pretrained encoders running outside the network.
 
 
 class CardError(AvemotionError, ValueError):
@@ -37,6 +39,8 @@ class ModelCard:
     inputs: tuple[str, ...] = DEFAULT_INPUTS  # the names of the inputs the network reads, in order
     window_seconds: float | None = None  # typical clip length of the training corpus, when known
     speaker_norm: bool = False  # judges one speaker's clips together (avemotion.speakers)
+    # the pretrained encoders that run outside the network (speech encoders), by branch
+    encoders: dict[str, EncoderIdentity] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -83,7 +87,9 @@ class ModelCard:
         try:
             return cls(**{**values, "model_settings": ModelSettings(**values["model_settings"]),
                           "feature_settings": feature_settings(values["feature_settings"]),
-                          "inputs": tuple(values["inputs"])})
+                          "inputs": tuple(values["inputs"]),
+                          "encoders": {branch: EncoderIdentity.from_dict(identity)
+                                       for branch, identity in values.get("encoders", {}).items()}})
         except (KeyError, TypeError) as error:
             raise CardError(f"model card cannot be read by this version ({type(error).__name__}: "
                             f"{error})") from error

@@ -43,7 +43,8 @@ class Checkpoint(ModelCard):
     def of(cls, model: EmotionNet, features: FeatureSettings, labels: list[str], **details) -> Checkpoint:
         """The info of a model trained on inputs made with `features`; `details` are the other
         fields (epoch, best_metric, window_seconds, speaker_norm)."""
-        return cls(model.settings, list(labels), features, model.inputs, **details)
+        return cls(model.settings, list(labels), features, model.inputs,
+                   encoders=model.external_identities(), **details)
 
 
 def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> None:
@@ -65,8 +66,11 @@ def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> No
     os.replace(partial, path)
 
 
-def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[EmotionNet, Checkpoint]:
-    """Rebuild the model (in eval mode) and its info from a checkpoint file alone."""
+def load_checkpoint(path: str | Path, map_location: str = "cpu",
+                    weights: str | Path | None = None) -> tuple[EmotionNet, Checkpoint]:
+    """Rebuild the model (in eval mode) and its info from a checkpoint file alone; a pretrained
+    encoder that runs outside the network (a speech encoder) loads its weights on first use, from
+    `weights` (a local folder) or the hub, and refuses weights other than those it recorded."""
     path = Path(path)
     payload = _read_payload(path, map_location)
     try:
@@ -75,7 +79,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Emotio
         settings = ModelSettings(**{**asdict(card.model_settings), "pretrained": False})
         info = Checkpoint(**{**vars(card), "model_settings": settings}, epoch=payload["epoch"],
                           best_metric=payload["best_metric"], metric_name=payload.get("metric_name", ""))
-        model = EmotionNet(settings, image_size=card.feature_settings.frame_size)
+        model = EmotionNet(settings, image_size=card.feature_settings.frame_size, weights=weights,
+                           identities=card.encoders)
         if info.speaker_norm:
             model.add_speaker_head()
         model.load_state_dict(payload["state_dict"])

@@ -12,13 +12,14 @@ from pathlib import Path
 from avemotion import __version__
 from avemotion.config import (
     FROM_SCRATCH,
+    FROZEN_SPEECH,
     SCHEDULES,
     SPLIT_KINDS,
     DemoSettings,
     ServeSettings,
     TimelineSettings,
     TrainSettings,
-    from_scratch,
+    recipe,
 )
 from avemotion.datasets import CORPORA
 from avemotion.errors import AvemotionError
@@ -82,13 +83,12 @@ def _preprocess(args: argparse.Namespace) -> int:
 
 def _train_settings(args: argparse.Namespace) -> TrainSettings:
     """The recipe: the paper's with pretrained weights; from random weights (and whole networks
-    trained), the from-scratch recipe; either way the options given on the command line win."""
+    trained), the from-scratch recipe; on a frozen speech encoder, its own; either way the options
+    given on the command line win."""
     model = model_settings(args.model_name, temporal_hidden=args.temporal_hidden,
                            pretrained=args.pretrained)
     settings = _settings_from(args, TrainSettings, model=model)
-    if not model.pretrained and not settings.freeze_backbones:
-        settings = from_scratch(settings, given=frozenset(getattr(args, "given", ())))
-    return settings
+    return recipe(settings, given=frozenset(getattr(args, "given", ())))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -157,7 +157,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from avemotion.predict import expand_inputs, load
 
-    classifier = load(args.checkpoint, onnx=args.onnx)
+    classifier = load(args.checkpoint, onnx=args.onnx, weights=args.weights)
     paths = expand_inputs(args.clips, classifier.card.extensions)
     if not paths:
         print("avemotion predict: no media files found (" + ", ".join(classifier.card.extensions) + ")",
@@ -193,7 +193,7 @@ def _timeline(args: argparse.Namespace) -> int:
     from avemotion.predict import load
     from avemotion.timeline import emotion_timeline, share_of_time, write_timeline
 
-    classifier = load(args.model)
+    classifier = load(args.model, weights=args.weights)
     settings = _settings_from(args, TimelineSettings)
     table = emotion_timeline(classifier, args.video, settings, progress=sys.stderr.isatty())
     window = float(table["end_s"].iloc[0] - table["start_s"].iloc[0])
@@ -216,7 +216,7 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from avemotion.serve import serve
 
-    serve(args.checkpoint, _settings_from(args, ServeSettings), onnx=args.onnx)
+    serve(args.checkpoint, _settings_from(args, ServeSettings), onnx=args.onnx, weights=args.weights)
     return 0
 
 
@@ -297,6 +297,15 @@ class _Given(argparse.Action):
         namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
+class _GivenSwitch(argparse.BooleanOptionalAction):
+    """A --flag / --no-flag pair that remembers it was given, as :class:`_Given` does: for a
+    switch that a recipe turns on, so that --no-flag keeps it off."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
 def _add_index_parser(commands) -> None:
     index = commands.add_parser(
         "index", help="list every clip of a dataset folder (or a manifest) in a metadata table",
@@ -370,24 +379,29 @@ def _add_train_parser(commands) -> None:
     train.add_argument("--metadata", type=Path, required=True, help="table written by `index`")
     train.add_argument("--cache", type=Path, required=True, help="feature cache folder")
     train.add_argument("--out", type=Path, required=True, help="run folder to write")
-    recipe = train.add_argument_group(
+    recipe_options = train.add_argument_group(
         "recipe (the paper's defaults; with --no-pretrained the from-scratch recipe: "
-        + ", ".join(f"{name} {value}" for name, value in FROM_SCRATCH.items()) + ")")
-    add_setting(recipe, TrainSettings, "learning_rate", "--lr")
-    add_setting(recipe, TrainSettings, "weight_decay")
-    add_setting(recipe, TrainSettings, "batch_size")
-    add_setting(recipe, TrainSettings, "max_epochs", "--epochs")
-    add_setting(recipe, TrainSettings, "patience")
-    add_setting(recipe, TrainSettings, "schedule", choices=SCHEDULES)
-    add_setting(recipe, TrainSettings, "mixup")
-    add_setting(recipe, TrainSettings, "spec_masks")
-    add_setting(recipe, ModelSettings, "temporal_hidden", "--temporal-hidden", "--lstm-hidden")
+        + ", ".join(f"{name} {value}" for name, value in FROM_SCRATCH.items())
+        + "; for a frozen speech encoder (whisper_base_audio_only …): "
+        + ", ".join(f"{name} {value}" for name, value in FROZEN_SPEECH.items()) + ")")
+    add_setting(recipe_options, TrainSettings, "learning_rate", "--lr")
+    add_setting(recipe_options, TrainSettings, "weight_decay")
+    add_setting(recipe_options, TrainSettings, "batch_size")
+    add_setting(recipe_options, TrainSettings, "max_epochs", "--epochs")
+    add_setting(recipe_options, TrainSettings, "patience")
+    add_setting(recipe_options, TrainSettings, "schedule", choices=SCHEDULES)
+    add_setting(recipe_options, TrainSettings, "mixup")
+    add_setting(recipe_options, TrainSettings, "spec_masks")
+    add_setting(recipe_options, ModelSettings, "temporal_hidden", "--temporal-hidden", "--lstm-hidden")
     data = train.add_argument_group("split")
     add_setting(data, TrainSettings, "split", choices=SPLIT_KINDS)
     add_setting(data, TrainSettings, "folds")
     add_setting(data, TrainSettings, "seed")
     modes = train.add_argument_group("modes")
     add_setting(modes, TrainSettings, "freeze_backbones")
+    modes.add_argument("--linear-probe", dest="linear_probe", action=_GivenSwitch,
+                       default=default_of(TrainSettings, "linear_probe"),
+                       help=help_of(TrainSettings, "linear_probe").replace("%", "%%"))
     add_setting(modes, ModelSettings, "pretrained", "--no-pretrained")
     add_setting(modes, TrainSettings, "weights")
     add_setting(modes, TrainSettings, "speaker_norm")
@@ -441,7 +455,14 @@ def _add_predict_parser(commands) -> None:
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table",
                          help="output format (table)")
     predict.add_argument("--onnx", type=Path, help="with a checkpoint: run its ONNX export instead")
+    _add_weights_argument(predict)
     predict.set_defaults(run=_predict)
+
+
+def _add_weights_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", type=Path, metavar="PATH",
+                        help="a model with a pretrained speech encoder: the local folder of the "
+                        "encoder it was trained with (default: the hub or its cache)")
 
 
 def _add_timeline_parser(commands) -> None:
@@ -458,6 +479,7 @@ def _add_timeline_parser(commands) -> None:
                           help="output folder (default: timeline)")
     for name in ("window", "hop", "smooth"):
         add_setting(timeline, TimelineSettings, name)
+    _add_weights_argument(timeline)
     timeline.set_defaults(run=_timeline)
 
 
@@ -466,7 +488,10 @@ def _add_export_parser(commands) -> None:
         "export", help="export a checkpoint's network to ONNX",
         description="Write the network as ONNX (inputs frames uint8 and mel float32, output "
         "logits, dynamic batch) for `predict --onnx` or any ONNX runtime. A speaker-normalised "
-        "model's output is each clip's features, and its last layer is in the file's metadata.",
+        "model's output is each clip's features, and its last layer is in the file's metadata. A "
+        "pretrained speech encoder stays outside the file: it reads the encoder's embedding "
+        "(audio_embedding), and its metadata names the encoder, which predict runs beside it "
+        "(Whisper in CTranslate2, no PyTorch).",
     )
     export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="model.ckpt of a run")
     export.add_argument("-o", "--output", type=Path, default=Path("model.onnx"),
@@ -485,6 +510,7 @@ def _add_serve_parser(commands) -> None:
     for name in ("host", "port", "max_upload_mb", "concurrency", "queue"):
         add_setting(serve, ServeSettings, name)
     serve.add_argument("--onnx", type=Path, help="with a checkpoint: run its ONNX export instead")
+    _add_weights_argument(serve)
     serve.set_defaults(run=_serve)
 
 

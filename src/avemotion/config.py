@@ -36,7 +36,8 @@ class TrainSettings:
     seed: int = setting(0, "seed of the split, the initialisation and the data order")
     freeze_backbones: bool = setting(False, "fast CPU mode: cache backbone embeddings once, train "
                                      "the temporal model, fusion and head only")
-    weights: str | None = setting(None, "local file or folder of ImageNet backbone weights")
+    weights: str | None = setting(None, "local file or folder of ImageNet backbone weights, or a speech "
+                                  "encoder's model folder")
     accelerator: str = setting("auto", "Lightning accelerator: cpu, gpu or auto")
     devices: str = setting("auto", "Lightning devices: a count, a list (0,1) or auto")
     strategy: str = setting("auto", "Lightning strategy: auto, ddp, …")
@@ -49,6 +50,10 @@ class TrainSettings:
                            "their labels (0: off)")
     spec_masks: int = setting(0, "time and frequency masks laid over each training spectrogram "
                               "(SpecAugment; 0: off)")
+    linear_probe: bool = setting(False, "frozen encoders: fit the last layer in closed form (L2 "
+                                 "logistic regression) on the training and validation clips instead "
+                                 "of by gradient descent; the frozen speech encoders' recipe (their "
+                                 "layer weights then stay equal)")
     speaker_norm: bool = setting(False, "after training, standardise each clip's features with the "
                                  "statistics of all its speaker's clips and refit the last layer on "
                                  "them (needs several clips per speaker, also to predict)")
@@ -108,6 +113,30 @@ FROM_SCRATCH = {"learning_rate": 1e-3, "batch_size": 32, "max_epochs": 30,
 def from_scratch(settings: TrainSettings, given: frozenset[str] = frozenset()) -> TrainSettings:
     """The from-scratch recipe, keeping the settings a user gave explicitly (`given`)."""
     return replace(settings, **{name: value for name, value in FROM_SCRATCH.items() if name not in given})
+
+
+# Training on a frozen pretrained speech encoder's features (avemotion.speech), computed once: the
+# linear probe, the last layer fitted in closed form on every labelled training clip (validation
+# speakers included: there is no early stopping to choose with them). Without it (--no-linear-probe)
+# the layer weights and the last layer learn by gradient descent at a rate the paper's fine-tuning
+# recipe (5e-5, 10 epochs) would not give them, early-stopped on the validation speakers' loss.
+FROZEN_SPEECH = {"linear_probe": True, "learning_rate": 1e-3, "batch_size": 32, "max_epochs": 100,
+                 "patience": 10}
+
+
+def frozen_speech(settings: TrainSettings, given: frozenset[str] = frozenset()) -> TrainSettings:
+    """The frozen speech-encoder recipe, keeping the settings a user gave explicitly (`given`)."""
+    return replace(settings, **{name: value for name, value in FROZEN_SPEECH.items() if name not in given})
+
+
+def recipe(settings: TrainSettings, given: frozenset[str] = frozenset()) -> TrainSettings:
+    """The recipe for the model: frozen speech features, from scratch (random weights, whole
+    networks trained) or the paper's; the settings a user gave explicitly (`given`) win."""
+    if settings.model.frozen_speech:
+        return frozen_speech(settings, given)
+    if not settings.model.pretrained and not settings.freeze_backbones:
+        return from_scratch(settings, given)
+    return settings
 
 
 # Training from random weights with frozen backbones, as the demo and the learning check do: only the

@@ -34,8 +34,11 @@ BATCHNORM_FILE = "batchnorm.pt"
 
 
 def backbone_digest(model: EmotionNet, feature_digest: str) -> str:
-    """A short hash of the backbones' names, weights and the feature settings."""
+    """A short hash of the backbones' names, weights and the feature settings (an external
+    encoder's weights by their identity's digest)."""
     hasher = hashlib.sha256(feature_digest.encode())
+    for identity in model.external_identities().values():
+        hasher.update(identity.digest.encode())
     for backbone in model.backbones():
         hasher.update(type(backbone).__name__.encode())
         for name, tensor in backbone.state_dict().items():
@@ -157,3 +160,16 @@ def prepare_frozen_backbones(model: EmotionNet, parts: dict[str, pd.DataFrame], 
     model.set_feature_standardisation(datasets["train"].embeddings)
     model.train()  # filling left it in eval mode; the frozen backbones are not called again
     return datasets
+
+
+@torch.no_grad()
+def clip_features_of_frozen(model: EmotionNet, table: pd.DataFrame, features: FeatureCache,
+                            progress: bool = False) -> np.ndarray:
+    """(N, D) clip features (what the last layer reads) of every clip of the table, in its order,
+    from the cached embeddings of the model's encoders (computed first where missing): for a
+    model whose encoders never change, such as a speech encoder's."""
+    embeddings = EmbeddingCache(features.folder, model, features)
+    keys = entry_keys(table)
+    embeddings.fill(sorted(set(keys)), progress)
+    model.eval()
+    return model.clip_features_from_embeddings(embeddings.load(keys)).numpy()

@@ -18,3 +18,7 @@ class UsageError(AvemotionError, ValueError):
 
 class MissingFileError(AvemotionError, FileNotFoundError):
     """A file or folder the command was pointed at does not exist."""
+
+
+class WeightsUnavailable(AvemotionError, RuntimeError):
+    """Pretrained weights could not be had; the message says what to do."""

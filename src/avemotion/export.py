@@ -11,8 +11,8 @@ import onnx
 import torch
 
 from avemotion.checkpoint import load_checkpoint
-from avemotion.inputs import INPUT_DTYPES, input_shape
-from avemotion.models import ByName
+from avemotion.inputs import INPUT_DTYPES, embedding_input, input_shape
+from avemotion.models import ByName, network_inputs_of
 from avemotion.predict import ONNX_METADATA_KEY, ONNX_SPEAKER_HEAD_KEY
 
 EXAMPLE_BATCH = 2  # the traced batch; the batch axis is declared dynamic
@@ -22,19 +22,26 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     """Write the network as ONNX: one input per input the model reads, by name (`frames` uint8,
     `mel` and `waveform` float32), output `logits`, with a dynamic batch dimension, and in its
     metadata the model card, so that the file alone predicts. A speaker-normalised model's output
-    is `features` instead, and its speaker head is in the metadata too."""
+    is `features` instead, and its speaker head is in the metadata too.
+
+    A pretrained encoder that runs outside the network (a speech encoder) stays outside: the file
+    reads its branch's embedding (`audio_embedding`, float32 (B, layers, 2 × width)) instead of
+    the waveform, and the card names the encoder (family, name, weights digest), which the runtime
+    loads beside ONNX Runtime: Whisper in CTranslate2 (no PyTorch), a transformers encoder in
+    PyTorch with transformers."""
     model, info = load_checkpoint(checkpoint)
-    method, output_name = ("clip_features", "features") if info.speaker_norm else ("forward", "logits")
-    network = ByName(model, info.inputs, method)
-    examples = tuple(_example(name, info.feature_settings) for name in info.inputs)
+    output_name = "features" if info.speaker_norm else "logits"
+    names = network_inputs_of(model)
+    network = ByName(model, names, features=info.speaker_norm)
+    examples = tuple(_example(name, model, info.feature_settings) for name in names)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    dynamic = {name: {0: "batch"} for name in (*info.inputs, output_name)}
+    dynamic = {name: {0: "batch"} for name in (*names, output_name)}
     with warnings.catch_warnings():
         # The tracer warns that the LSTM's shape checks become constants and that the batch size
         # may be fixed; the batch axis is declared dynamic, and the tests run other batch sizes.
         warnings.simplefilter("ignore")
-        torch.onnx.export(network, examples, str(output), input_names=list(info.inputs),
+        torch.onnx.export(network, examples, str(output), input_names=list(names),
                           output_names=[output_name], opset_version=opset, dynamo=False,
                           dynamic_axes=dynamic)
     exported = onnx.load(str(output))
@@ -46,7 +53,10 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     return output
 
 
-def _example(name: str, features) -> torch.Tensor:
-    """A batch of zeros of an input, in the dtype the network is fed (float16 stored -> float32)."""
+def _example(name: str, model, features) -> torch.Tensor:
+    """A batch of zeros of a network input, in the dtype it is fed (float16 stored -> float32)."""
+    external = {embedding_input(branch): encoder for branch, encoder in model.encoders.items() if encoder.external}
+    if name in external:
+        return torch.zeros((EXAMPLE_BATCH, *external[name].embedding_shape))
     dtype = np.uint8 if INPUT_DTYPES[name] == np.uint8 else np.float32
     return torch.from_numpy(np.zeros((EXAMPLE_BATCH, *input_shape(name, features)), dtype))

@@ -118,6 +118,12 @@ def fit_waveform(samples: np.ndarray, settings: FeatureSettings) -> np.ndarray:
     return fitted
 
 
+def embedding_input(branch: str) -> str:
+    """The name an exported network gives the embedding of a branch whose encoder runs outside it
+    (a pretrained speech encoder): ``audio_embedding``."""
+    return f"{branch}_embedding"
+
+
 def network_inputs(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Inputs as a network takes them: the stored float16 arrays as float32, frames as uint8."""
     return {name: array.astype(np.float32) if array.dtype == np.float16 else array

@@ -22,13 +22,14 @@ import timm
 import torch
 from torch import nn
 
-from avemotion.errors import AvemotionError, UsageError
-from avemotion.inputs import FRAME_SIZE, FRAMES, MEL, FeatureSettings
+from avemotion.errors import UsageError, WeightsUnavailable
+from avemotion.inputs import FRAME_SIZE, FRAMES, MEL, WAVEFORM, FeatureSettings, embedding_input
 from avemotion.registry import MODELS, ModelSettings, list_models, model_settings
 from avemotion.speakers import SpeakerHead
+from avemotion.speech import EncoderIdentity, LazySpeechEncoder
 
 __all__ = ["ENCODERS", "FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings",
-           "create_model", "list_models", "model_settings"]
+           "WeightsUnavailable", "create_model", "list_models", "model_settings"]
 
 ENCODERS: dict[str, type[nn.Module]] = {}  # name -> class(backbone, settings, image_size, weights)
 TEMPORAL_MODELS: dict[str, type[nn.Module]] = {}  # name -> class(input_dim, settings)
@@ -66,11 +67,26 @@ class Encoder(nn.Module):
     frame (then a temporal model follows it) or one per clip, and that vector's width (`dim`).
 
     An encoder is built as ``cls(backbone, settings, image_size, weights)``: `backbone` is the
-    branch's backbone name from the model settings (None where the encoder has none)."""
+    branch's backbone name from the model settings (None where the encoder has none).
+
+    A pretrained encoder that runs outside the network (``external``: a speech encoder) keeps its
+    weights out of the checkpoint; its `identity` names them instead, and an exported model
+    carries that identity and runs the encoder beside ONNX Runtime."""
 
     input: str
     per_frame: bool = False
     dim: int
+    external: bool = False
+    identity: EncoderIdentity | None = None
+
+    @property
+    def embedding_shape(self) -> tuple[int, ...]:
+        """The shape of one clip's (or one frame's) features, before any `adapter`."""
+        return (self.dim,)
+
+    def adapter(self) -> nn.Module | None:
+        """A trainable layer between the standardised features and the fusion (None: none)."""
+        return None
 
 
 @register(ENCODERS, "timm_frames")
@@ -124,6 +140,107 @@ class SpectrogramEncoder(Encoder):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, 1, n_mels, time) dB -> (B, D)."""
         return self.backbone((mel.float() - self.DB_MEAN) / self.DB_STD)
+
+
+# Published architectures of the registered speech encoders: (hidden-state layers pooled, width),
+# so that `avemotion models` lists them without their weights.
+SPEECH_ARCHITECTURES = {
+    ("whisper", "tiny"): (1, 384), ("whisper", "base"): (1, 512), ("whisper", "small"): (1, 768),
+    ("transformers", "microsoft/wavlm-base-plus"): (13, 768),
+    ("transformers", "facebook/hubert-base-ls960"): (13, 768),
+    ("transformers", "facebook/wav2vec2-base"): (13, 768),
+}
+
+
+# Their published sizes in millions of parameters (the whole model: Whisper's decoder included).
+PUBLISHED_SIZES = {("whisper", "tiny"): 39, ("whisper", "base"): 74, ("whisper", "small"): 244,
+                   ("transformers", "microsoft/wavlm-base-plus"): 94.7,
+                   ("transformers", "facebook/hubert-base-ls960"): 94.7,
+                   ("transformers", "facebook/wav2vec2-base"): 95}
+
+
+class PretrainedSpeechEncoder(Encoder):
+    """A frozen pretrained speech encoder (:mod:`avemotion.speech`) on the waveform: each layer's
+    hidden states pooled over time (mean and standard deviation), then, through its `adapter`,
+    the layers' softmax-weighted sum (the SUPERB protocol's learned layer weights).
+
+    It always runs with its pretrained weights (there is nothing to train from scratch), loaded
+    from `weights`, the hub or its cache: with the model, or on first use where its size is known
+    without them (a model rebuilt from a checkpoint, which refuses weights other than its recorded
+    `identity`'s, or a registered model built with `pretrained` False, as `avemotion models` lists it)."""
+
+    input = WAVEFORM
+    external = True
+    family: str
+
+    def __init__(self, backbone: str, settings: ModelSettings, image_size: int, weights: Path | None,
+                 identity: EncoderIdentity | None = None) -> None:
+        super().__init__()
+        self.speech = LazySpeechEncoder(self.family, backbone, weights, identity)
+        if identity is not None:
+            self.layers, self.width = identity.layers, identity.width
+        elif not settings.pretrained and (self.family, backbone) in SPEECH_ARCHITECTURES:
+            self.layers, self.width = SPEECH_ARCHITECTURES[(self.family, backbone)]
+        else:  # its size is known from its weights only
+            loaded = self.speech.encoder.identity
+            self.layers, self.width = loaded.layers, loaded.width
+
+    @property
+    def identity(self) -> EncoderIdentity | None:
+        return self.speech.identity
+
+    @property
+    def short_name(self) -> str:
+        short = self.speech.name.rstrip("/").split("/")[-1]
+        return f"whisper-{short}" if self.family == "whisper" and "whisper" not in short else short
+
+    def provenance(self) -> str:
+        """The encoder's published size and where its weights come from, in words."""
+        size = PUBLISHED_SIZES.get((self.family, self.speech.name))
+        source = ("faster-whisper's hub model" if self.family == "whisper" else "the hub's model")
+        return (f"frozen {self.short_name}" + (f" ({size:g} M parameters, whole model)" if size else "")
+                + f" from --weights or {source} {self.speech.name!r}")
+
+    @property
+    def dim(self) -> int:
+        return 2 * self.width
+
+    @property
+    def embedding_shape(self) -> tuple[int, ...]:
+        return (self.layers, self.dim)
+
+    def adapter(self) -> nn.Module:
+        return LayerWeights(self.layers)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, samples) zero-padded voices -> (B, layers, 2 × width), computed outside torch."""
+        embedded = self.speech.embed(waveform.detach().cpu().float().numpy())
+        return torch.from_numpy(embedded).to(waveform.device)
+
+
+@register(ENCODERS, "whisper")
+class WhisperSpeechEncoder(PretrainedSpeechEncoder):
+    """Whisper's encoder in CTranslate2, by faster-whisper's model name (tiny, base, small …) or folder."""
+
+    family = "whisper"
+
+
+@register(ENCODERS, "transformers")
+class TransformersSpeechEncoder(PretrainedSpeechEncoder):
+    """An audio AutoModel (WavLM, HuBERT, wav2vec 2.0 …) by hub name or folder, every layer."""
+
+    family = "transformers"
+
+
+class LayerWeights(nn.Module):
+    """A learned softmax-weighted sum over an encoder's layers: (B, layers, D) -> (B, D)."""
+
+    def __init__(self, layers: int) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(layers))  # equal weights to begin with
+
+    def forward(self, layered: torch.Tensor) -> torch.Tensor:
+        return (torch.softmax(self.logits, dim=0)[:, None] * layered).sum(dim=-2)
 
 
 @register(TEMPORAL_MODELS, "lstm")
@@ -211,15 +328,23 @@ class EmotionNet(nn.Module):
     (``video``, ``audio``) to tensors; an ablation ignores the inputs it has no branch for."""
 
     def __init__(self, settings: ModelSettings, image_size: int = FRAME_SIZE,
-                 weights: str | Path | None = None) -> None:
+                 weights: str | Path | None = None,
+                 identities: dict[str, EncoderIdentity] | None = None) -> None:
+        """`identities`: the external encoders' recorded identities by branch (a checkpoint's),
+        whose weights are then loaded on first use and checked against them."""
         super().__init__()
         self.settings = settings
         weights = Path(weights) if weights is not None else None
         self.encoders = nn.ModuleDict()  # branch -> encoder, in the order the fusion takes them
+        self.adapters = nn.ModuleDict()  # branch -> trainable layer after an encoder, where it has one
         self.temporal = None
         for branch, (encoder_name, backbone) in settings.branches().items():
-            encoder = _lookup(ENCODERS, "encoder", encoder_name)(backbone, settings, image_size, weights)
+            cls = _lookup(ENCODERS, "encoder", encoder_name)
+            extra = {"identity": identities[branch]} if identities and branch in identities else {}
+            encoder = cls(backbone, settings, image_size, weights, **extra)
             self.encoders[branch] = encoder
+            if encoder.adapter() is not None:
+                self.adapters[branch] = encoder.adapter()
             if encoder.per_frame:
                 self.temporal = _lookup(TEMPORAL_MODELS, "temporal model", settings.temporal)(encoder.dim, settings)
         fused = [self.temporal.dim if encoder.per_frame else encoder.dim for encoder in self.encoders.values()]
@@ -227,9 +352,19 @@ class EmotionNet(nn.Module):
         # Standardisation of the encoders' features before the temporal model and the head: the
         # identity unless the frozen-backbone mode sets it from the training clips' embeddings.
         for branch, encoder in self.encoders.items():
-            self.register_buffer(f"{branch}_feature_mean", torch.zeros(encoder.dim))
-            self.register_buffer(f"{branch}_feature_std", torch.ones(encoder.dim))
+            self.register_buffer(f"{branch}_feature_mean", torch.zeros(encoder.embedding_shape))
+            self.register_buffer(f"{branch}_feature_std", torch.ones(encoder.embedding_shape))
         self.speaker_head: nn.Linear | None = None
+
+    def external_identities(self) -> dict[str, EncoderIdentity]:
+        """The identities of the encoders that run outside the network, by branch."""
+        return {branch: encoder.speech.encoder.identity if encoder.identity is None else encoder.identity
+                for branch, encoder in self.encoders.items() if encoder.external}
+
+    @property
+    def trains_encoders(self) -> bool:
+        """Whether any encoder has weights training can change (a speech encoder has none)."""
+        return any(not encoder.external for encoder in self.encoders.values())
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -273,6 +408,8 @@ class EmotionNet(nn.Module):
         """A branch's standardised encoder features, through the temporal model if per frame."""
         mean, std = getattr(self, f"{branch}_feature_mean"), getattr(self, f"{branch}_feature_std")
         standardised = (embedding - mean) / std
+        if branch in self.adapters:
+            standardised = self.adapters[branch](standardised)
         return self.temporal(standardised) if self.encoders[branch].per_frame else standardised
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -301,8 +438,9 @@ class EmotionNet(nn.Module):
         for branch, features in embeddings.items():
             if features.numel() == 0:
                 continue
-            flat = features.reshape(-1, features.shape[-1])
-            getattr(self, f"{branch}_feature_mean").copy_(flat.mean(dim=0))
+            mean = getattr(self, f"{branch}_feature_mean")
+            flat = features.reshape(-1, *mean.shape)  # over clips (and frames), per feature
+            mean.copy_(flat.mean(dim=0))
             getattr(self, f"{branch}_feature_std").copy_(flat.std(dim=0).clamp_min(1e-6))
 
     def backbones(self) -> list[nn.Module]:
@@ -311,21 +449,31 @@ class EmotionNet(nn.Module):
 
 
 class ByName(nn.Module):
-    """A model's method of inputs by name as a module of positional tensors, in `names`' order:
-    what ONNX export traces (an ONNX model's inputs are named, but a traced call is positional)."""
+    """A model as a module of positional tensors, in `names`' order: what ONNX export traces (an
+    ONNX model's inputs are named, but a traced call is positional). The names are the inputs of
+    the encoders inside the network and, for an encoder that runs outside it, its branch's
+    embedding (:func:`embedding_input`). Gives the logits, or with `features` the clip features."""
 
-    def __init__(self, model: EmotionNet, names: tuple[str, ...], method: str = "forward") -> None:
+    def __init__(self, model: EmotionNet, names: tuple[str, ...], features: bool = False) -> None:
         super().__init__()
         self.model = model  # a submodule, so that tracing sees its weights as parameters
         self.names = names
-        self.method = method
+        self.features = features
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return getattr(self.model, self.method)(dict(zip(self.names, tensors)))
+        given = dict(zip(self.names, tensors))
+        embeddings = {branch: given[embedding_input(branch)] if encoder.external else encoder(given[encoder.input])
+                      for branch, encoder in self.model.encoders.items()}
+        if self.features:
+            return self.model.clip_features_from_embeddings(embeddings)
+        return self.model.forward_embeddings(embeddings)
 
 
-class WeightsUnavailable(AvemotionError, RuntimeError):
-    """Pretrained backbone weights could not be had; the message says what to do."""
+def network_inputs_of(model: EmotionNet) -> tuple[str, ...]:
+    """The names of an exported network's inputs: each encoder's input, or for an encoder that
+    runs outside the network, its branch's embedding."""
+    return tuple(embedding_input(branch) if encoder.external else encoder.input
+                 for branch, encoder in model.encoders.items())
 
 
 def create_backbone(
@@ -390,8 +538,9 @@ def parameter_count(module: nn.Module | None, trainable_only: bool = False) -> i
 
 
 def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
-    """A table of every registered model: encoders, parameter counts, the inputs it reads."""
-    header = (f"{'model':<30}{'video backbone':<22}{'temporal':<11}{'audio backbone':<17}{'fusion':<8}"
+    """A table of every registered model: encoders, parameter counts (a pretrained speech
+    encoder's beside them, with where its weights come from), the inputs it reads."""
+    header = (f"{'model':<30}{'video backbone':<22}{'temporal':<11}{'audio encoder':<19}{'fusion':<8}"
               f"{'params':>9}  inputs")
     lines = [header]
     for name in list_models():
@@ -399,12 +548,20 @@ def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
         settings = model.settings
         temporal = settings.temporal if model.temporal is not None else "-"
         fusion = settings.fusion if len(model.encoders) > 1 else "-"
+        audio = model.encoders["audio"] if "audio" in model.encoders else None
+        audio = "-" if audio is None else audio.short_name if audio.external else settings.audio_backbone
         lines.append(
-            f"{name:<30}{settings.video_backbone or '-':<22}{temporal:<11}{settings.audio_backbone or '-':<17}"
-            f"{fusion:<8}{parameter_count(model) / 1e6:>8.2f}M  "
+            f"{name:<30}{settings.video_backbone or '-':<22}{temporal:<11}{audio:<19}"
+            f"{fusion:<8}{_count(parameter_count(model)):>9}  "
             + " + ".join(describe_input(name, features) for name in model.inputs)
+            + "".join(f"  + {encoder.provenance()}" for encoder in model.encoders.values() if encoder.external)
         )
     return "\n".join(lines)
+
+
+def _count(parameters: int) -> str:
+    """A parameter count in millions, or thousands below a tenth of a million."""
+    return f"{parameters / 1e6:.2f}M" if parameters >= 100_000 else f"{parameters / 1e3:.1f}k"
 
 
 def describe_input(name: str, features: FeatureSettings) -> str:

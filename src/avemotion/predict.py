@@ -27,9 +27,10 @@ from avemotion.datasets.listing import VIDEO_EXTENSIONS
 from avemotion.datasets.vocabulary import canonical
 from avemotion.errors import MissingFileError, UsageError
 from avemotion.features import ClipFeatures, MediaError, extract_features, features_from_capture
-from avemotion.inputs import FRAMES, network_inputs
+from avemotion.inputs import FRAMES, embedding_input, network_inputs
 from avemotion.probabilities import softmax
 from avemotion.speakers import MIN_SPEAKER_CLIPS, SpeakerHead, SpeakerNormError, standardised
+from avemotion.speech import SPEECH_INPUT, LazySpeechEncoder
 
 __all__ = ["EmotionClassifier", "ModelCard", "Prediction", "expand_inputs", "load", "softmax"]
 
@@ -89,21 +90,24 @@ class EmotionClassifier:
         self.speaker_head = speaker_head  # the last layer, outside the network, of a speaker-normalised model
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, onnx: str | Path | None = None) -> EmotionClassifier:
-        """A checkpoint's model in PyTorch, or its ONNX export (`onnx`) in ONNX Runtime."""
+    def from_checkpoint(cls, checkpoint: str | Path, onnx: str | Path | None = None,
+                        weights: str | Path | None = None) -> EmotionClassifier:
+        """A checkpoint's model in PyTorch, or its ONNX export (`onnx`) in ONNX Runtime; `weights`:
+        a local folder of the pretrained speech encoder it was trained with (else the hub's)."""
         from avemotion.checkpoint import load_checkpoint
 
-        model, info = load_checkpoint(checkpoint)
+        model, info = load_checkpoint(checkpoint, weights=weights)
         card = info.card()
         head = model.speaker_head_weights() if info.speaker_norm else None
         if onnx is not None:
-            return cls(_onnx_network(_onnx_session(onnx)), card, speaker_head=head)
+            return cls(_onnx_network(_onnx_session(onnx), card, weights), card, speaker_head=head)
         features = info.speaker_norm  # the network gives clip features, the speaker head the logits
         return cls(_torch_network(model, features), card, _torch_parts(model, features), head)
 
     @classmethod
-    def from_onnx(cls, path: str | Path) -> EmotionClassifier:
-        """An exported model alone, in ONNX Runtime, with the labels and settings of its metadata."""
+    def from_onnx(cls, path: str | Path, weights: str | Path | None = None) -> EmotionClassifier:
+        """An exported model alone, in ONNX Runtime, with the labels and settings of its metadata
+        (and beside it the pretrained speech encoder its card names, from `weights` or the hub)."""
         session = _onnx_session(path)
         metadata = session.get_modelmeta().custom_metadata_map
         if ONNX_METADATA_KEY not in metadata:
@@ -116,7 +120,7 @@ class EmotionClassifier:
         except (KeyError, TypeError, ValueError) as error:
             raise CardError(f"{path}: its avemotion metadata cannot be read by this version "
                             f"({type(error).__name__}: {error})") from error
-        return cls(_onnx_network(session), card, speaker_head=head)
+        return cls(_onnx_network(session, card, weights), card, speaker_head=head)
 
     def timeline(self, path: str | Path, window: float = 0.0, hop: float = 0.5, smooth: int = 1,
                  progress: bool = False):
@@ -218,11 +222,13 @@ class EmotionClassifier:
             result.label = self.labels[int(row.argmax())]
 
 
-def load(model: str | Path, onnx: str | Path | None = None) -> EmotionClassifier:
-    """Load a trained classifier: `avemotion.load("model.ckpt")` or `avemotion.load("model.onnx")`."""
+def load(model: str | Path, onnx: str | Path | None = None,
+         weights: str | Path | None = None) -> EmotionClassifier:
+    """Load a trained classifier: `avemotion.load("model.ckpt")` or `avemotion.load("model.onnx")`;
+    `weights`: a local folder of the pretrained speech encoder the model was trained with."""
     if Path(model).suffix.lower() == ".onnx":
-        return EmotionClassifier.from_onnx(model)
-    return EmotionClassifier.from_checkpoint(model, onnx)
+        return EmotionClassifier.from_onnx(model, weights)
+    return EmotionClassifier.from_checkpoint(model, onnx, weights)
 
 
 def _torch_network(model, features: bool = False) -> Network:
@@ -261,14 +267,20 @@ def _torch_parts(model, features: bool = False) -> NetworkParts | None:
     return NetworkParts(embed_frames, from_frame_features)
 
 
-def _onnx_network(session) -> Network:
+def _onnx_network(session, card: ModelCard, weights: str | Path | None = None) -> Network:
     """An ONNX Runtime session as a function of NumPy arrays (feeding the inputs it has by name):
-    its one output, `logits` or a speaker-normalised model's `features`."""
+    its one output, `logits` or a speaker-normalised model's `features`. The encoders the card
+    names as running outside the network (speech encoders, on the waveform) embed first, loaded
+    on the first call."""
     names = [model_input.name for model_input in session.get_inputs()]
     output = session.get_outputs()[0].name
+    external = {embedding_input(branch): LazySpeechEncoder.of(identity, weights)
+                for branch, identity in card.encoders.items()}
 
     def outputs(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return session.run([output], {name: inputs[name] for name in names})[0]
+        feeds = {name: encoder.embed(inputs[SPEECH_INPUT]) for name, encoder in external.items()}
+        feeds.update({name: inputs[name] for name in names if name not in feeds})
+        return session.run([output], feeds)[0]
 
     return outputs
 

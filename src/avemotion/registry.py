@@ -2,9 +2,12 @@
 
 A model is a video encoder (by default a timm image backbone on each frame), a temporal model over
 its frame features, an audio encoder (by default a timm image backbone on the log-Mel spectrogram)
-and a fusion of the two branches; the encoders are named in :data:`avemotion.models.ENCODERS`. The paper's two hybrids are registered with their unimodal ablations,
-and beside them one alternative temporal model and one alternative fusion that the field uses, so
-that each can be compared with the paper's choice on the same data.
+and a fusion of the two branches; the encoders are named in :data:`avemotion.models.ENCODERS`. The
+paper's two hybrids are registered with their unimodal ablations, and beside them one alternative
+temporal model and one alternative fusion that the field uses, so that each can be compared with the
+paper's choice on the same data. Pretrained speech encoders (Whisper, WavLM, HuBERT, wav2vec 2.0)
+are registered as audio-only models (``whisper_base_audio_only`` …) and as the audio branch of the
+paper's video branches (``vit_lstm_whisper_base`` …).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ class ModelSettings:
 
     name: str  # registered name
     video_backbone: str | None  # the video encoder's backbone (a timm name), if it has one
-    audio_backbone: str | None  # the audio encoder's backbone (a timm name), if it has one
+    audio_backbone: str | None  # the audio encoder's backbone: a timm name, or a speech encoder's name
     temporal: str = "lstm"  # how frame features become clip features: a name in models.TEMPORAL_MODELS
     fusion: str = "concat"  # how the branches' features are joined: a name in models.FUSIONS
     video_encoder: str | None = "timm_frames"  # a name in models.ENCODERS; None: no video branch
@@ -34,13 +37,24 @@ class ModelSettings:
     bidirectional: bool = False  # the LSTM reads the frames both ways (LSTM only)
     dropout: float = 0.5  # dropout on the fused features, before the classifier
     num_classes: int = 6  # emotions
-    pretrained: bool = setting(True, "start the backbones from ImageNet weights (hub, cache or --weights)")
+    pretrained: bool = setting(True, "start the image backbones from ImageNet weights (hub, cache or "
+                               "--weights); a speech encoder always runs with its pretrained weights")
 
     def branches(self) -> dict[str, tuple[str, str | None]]:
         """Each branch the model has ('video', 'audio'), with its encoder's name and backbone."""
         present = {"video": (self.video_encoder, self.video_backbone),
                    "audio": (self.audio_encoder, self.audio_backbone)}
         return {branch: pair for branch, pair in present.items() if pair[0] is not None}
+
+    @property
+    def speech_encoder(self) -> bool:
+        """Whether the audio branch is a pretrained speech encoder (avemotion.speech)."""
+        return self.audio_encoder in SPEECH_FAMILIES
+
+    @property
+    def frozen_speech(self) -> bool:
+        """Whether the model's only encoder is a pretrained speech encoder (nothing to fine-tune)."""
+        return self.video_encoder is None and self.speech_encoder
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -53,6 +67,20 @@ _FAMILIES = {
     "resnet18_vit": ("vit_tiny_patch16_224", "resnet18"),  # Hybrid 1: ViT-Tiny frames, ResNet-18 audio
     "effnet": ("efficientnet_b0", "efficientnet_b0"),  # Hybrid 2: EfficientNet-B0 on both
 }
+SPEECH_FAMILIES = ("whisper", "transformers")  # the encoders of avemotion.speech, in models.ENCODERS
+# Pretrained speech encoders as the audio branch (avemotion.speech), frozen: by registered short
+# name, the encoder family and the name its library knows it by (faster-whisper's, or the hub's).
+SPEECH_ENCODERS = {
+    "whisper_tiny": ("whisper", "tiny"),
+    "whisper_base": ("whisper", "base"),
+    "whisper_small": ("whisper", "small"),
+    "wavlm_base_plus": ("transformers", "microsoft/wavlm-base-plus"),
+    "hubert_base": ("transformers", "facebook/hubert-base-ls960"),
+    "wav2vec2_base": ("transformers", "facebook/wav2vec2-base"),
+}
+# The paper's video branches beside a speech encoder: (fused model's prefix, frame backbone)
+_SPEECH_HYBRID_VIDEO = {"vit_lstm": "vit_tiny_patch16_224", "effnet_lstm": "efficientnet_b0"}
+_SPEECH_HYBRID_ENCODERS = ("whisper_base", "wavlm_base_plus")
 # The settings a user may change without changing which registered model it is.
 TUNABLE_FIELDS = ("temporal_hidden", "lstm_layers", "bidirectional", "dropout", "pretrained")
 
@@ -71,6 +99,13 @@ def _registry() -> dict[str, ModelSettings]:
         models[attention] = ModelSettings(attention, video, audio, temporal="attention")
         # a learned gate weighing the two modalities instead of plain concatenation
         models[gated] = ModelSettings(gated, video, audio, fusion="gated")
+    for short, (encoder, name) in SPEECH_ENCODERS.items():
+        models[f"{short}_audio_only"] = ModelSettings(f"{short}_audio_only", None, name, video_encoder=None,
+                                                      audio_encoder=encoder)
+    for prefix, video in _SPEECH_HYBRID_VIDEO.items():
+        for short in _SPEECH_HYBRID_ENCODERS:
+            encoder, name = SPEECH_ENCODERS[short]
+            models[f"{prefix}_{short}"] = ModelSettings(f"{prefix}_{short}", video, name, audio_encoder=encoder)
     return models
 
 

@@ -188,10 +188,10 @@ def _png_data_url(frame: np.ndarray) -> str:
 
 
 def serve(model: str | Path, settings: ServeSettings = ServeSettings(),
-          onnx: str | Path | None = None) -> None:
-    """Load the classifier (a checkpoint, or an exported ONNX model alone) and serve the application
-    with uvicorn (localhost by default)."""
+          onnx: str | Path | None = None, weights: str | Path | None = None) -> None:
+    """Load the classifier (a checkpoint, or an exported ONNX model alone; `weights`: its speech
+    encoder's local folder) and serve the application with uvicorn (localhost by default)."""
     import uvicorn
 
-    app = create_app(load(model, onnx), settings)
+    app = create_app(load(model, onnx, weights), settings)
     uvicorn.run(app, host=settings.host, port=settings.port)

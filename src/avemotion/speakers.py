@@ -16,12 +16,10 @@ real speech give both).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 import numpy as np
 
 from avemotion.errors import AvemotionError
+from avemotion.linear_probe import LinearLayer, fit_logistic_layer
 
 MIN_SPEAKER_CLIPS = 2  # fewer clips than this give no statistics of the person to standardise with
 MIN_STD = 1e-6  # a feature (nearly) constant over a speaker's clips is centred, not scaled
@@ -60,49 +58,15 @@ def _require_enough_clips(speakers: np.ndarray, source: str) -> None:
             f"speaker; {len(few)} speakers have fewer (first: {few[0]})")
 
 
-@dataclass(frozen=True)
-class SpeakerHead:
-    """The last layer of a speaker-normalised model: logits = weight · standardised features + bias."""
-
-    weight: np.ndarray  # float32 (classes, D)
-    bias: np.ndarray  # float32 (classes,)
-
-    def logits(self, standardised_features: np.ndarray) -> np.ndarray:
-        return standardised_features @ self.weight.T + self.bias
-
-    def to_json(self) -> str:
-        return json.dumps({"weight": self.weight.tolist(), "bias": self.bias.tolist()})
-
-    @classmethod
-    def from_json(cls, text: str) -> SpeakerHead:
-        values = json.loads(text)
-        return cls(np.asarray(values["weight"], np.float32), np.asarray(values["bias"], np.float32))
-
-
-# A class the training speakers never show gets this bias, so it is never chosen.
-ABSENT_CLASS_BIAS = -1e4
+# The last layer of a speaker-normalised model: logits = weight · standardised features + bias.
+SpeakerHead = LinearLayer
+SPEAKER_HEAD_C = 1.0  # scikit-learn's default L2 strength for the speaker head's regression
 
 
 def fit_speaker_head(features: np.ndarray, targets: np.ndarray, num_classes: int) -> SpeakerHead:
-    """A multinomial logistic regression (scikit-learn's, L2 with C = 1, on features scaled to unit
-    variance over all training clips) from standardised features to class indices, folded into
-    one linear layer."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(features)
-    # lbfgs converges in a few hundred steps on a few thousand clips; the default 100 can stop short
-    regression = LogisticRegression(max_iter=5000).fit(scaler.transform(features), targets)
-    weight = np.zeros((num_classes, features.shape[1]), np.float64)
-    bias = np.full(num_classes, ABSENT_CLASS_BIAS)
-    coefficients, intercepts = regression.coef_, regression.intercept_
-    if len(regression.classes_) == 2:  # scikit-learn keeps one row for two classes: logit of the second
-        coefficients = np.stack([-coefficients[0] / 2, coefficients[0] / 2])
-        intercepts = np.array([-intercepts[0] / 2, intercepts[0] / 2])
-    for row, target in enumerate(regression.classes_):
-        weight[target] = coefficients[row] / scaler.scale_
-        bias[target] = intercepts[row] - weight[target] @ scaler.mean_
-    return SpeakerHead(weight.astype(np.float32), bias.astype(np.float32))
+    """The speaker head: a multinomial logistic regression (L2 with C = 1, on features scaled to
+    unit variance over all training clips) from standardised features to class indices."""
+    return fit_logistic_layer(features, targets, num_classes, SPEAKER_HEAD_C)
 
 
 def require_speakers(table, source: str = "the table") -> None:

@@ -32,7 +32,7 @@ from avemotion.errors import UsageError
 from avemotion.checkpoint import Checkpoint, save_checkpoint
 from avemotion.config import TrainSettings
 from avemotion.datasets import corpus_labels
-from avemotion.embeddings import prepare_frozen_backbones
+from avemotion.embeddings import Embeddings, clip_features_of_frozen, prepare_frozen_backbones
 from avemotion.evaluate import (
     clip_features,
     plot_loss_curves,
@@ -43,6 +43,7 @@ from avemotion.evaluate import (
 )
 from avemotion.features import typical_duration
 from avemotion.inputs import MEL
+from avemotion.linear_probe import PROBE_C, fit_logistic_layer
 from avemotion.models import EmotionNet, model_inputs
 from avemotion.probabilities import softmax
 from avemotion.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
@@ -203,6 +204,11 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     labels = corpus_labels(table)
     settings = replace(settings, model=replace(settings.model, num_classes=len(labels)))
     model = EmotionNet(settings.model, image_size=cache.settings.frame_size, weights=settings.weights)
+    if not model.trains_encoders:  # speech encoders only: their embeddings are computed once
+        settings = replace(settings, freeze_backbones=True)
+    if settings.linear_probe and not settings.freeze_backbones:
+        raise UsageError("the linear probe fits the last layer on frozen encoders' features: "
+                         "add --freeze-backbones")
     if is_first_process():
         _write_config(run, settings, cache, metadata_path)
     parts = {name: table[split.to_numpy() == name] for name in ("train", "val", "test")}
@@ -212,13 +218,21 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
         datasets = _cached_datasets(table, parts, cache, labels, settings)
     loaders = _loaders(datasets, settings)
     module = EmotionModule(model, settings)
-    best = fit(module, loaders["train"], loaders["val"], settings, run, resume)
-    if not is_first_process():
-        return {}
-    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-    epoch, best_loss = _kept_epoch(run, settings)
+    if settings.linear_probe:
+        if not is_first_process():
+            return {}
+        fit_linear_probe(model, [datasets["train"], datasets["val"]], len(labels))
+        epoch, best_loss = 0, None
+    else:
+        best = fit(module, loaders["train"], loaders["val"], settings, run, resume)
+        if not is_first_process():
+            return {}
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+        epoch, best_loss = _kept_epoch(run, settings)
     if settings.speaker_norm:
-        probabilities = fit_speaker_normalisation(model, table, split, cache, labels, settings.batch_size)
+        fitted_on = ("train", "val") if settings.linear_probe else ("train",)
+        probabilities = fit_speaker_normalisation(model, table, split, cache, labels, settings.batch_size,
+                                                  fitted_on)
     else:
         probabilities = predict_probabilities(module, loaders["test"])
     save_checkpoint(run.model, model, Checkpoint.of(model, cache.settings, labels, epoch=epoch,
@@ -233,16 +247,33 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     return write_evaluation(run, predictions, labels, metadata=table, extra=extra)
 
 
+@torch.no_grad()
+def fit_linear_probe(model: EmotionNet, parts: list[Embeddings], num_classes: int) -> None:
+    """Fit the model's last layer in closed form (:mod:`avemotion.linear_probe`) on the clip
+    features of these parts' cached embeddings."""
+    model.eval()
+    features = torch.cat([model.clip_features_from_embeddings(part.embeddings) for part in parts]).numpy()
+    targets = torch.cat([part.targets for part in parts]).numpy()
+    layer = fit_logistic_layer(features, targets, num_classes, PROBE_C)
+    model.head.classifier.weight.copy_(torch.from_numpy(layer.weight))
+    model.head.classifier.bias.copy_(torch.from_numpy(layer.bias))
+
+
 def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.Series,
-                              cache: FeatureCache, labels: list[str], batch_size: int) -> np.ndarray:
+                              cache: FeatureCache, labels: list[str], batch_size: int,
+                              fitted_on: tuple[str, ...] = ("train",)) -> np.ndarray:
     """Speaker normalisation's second step on a trained network: every clip's features standardised
-    with its speaker's statistics, the model's `speaker_head` fitted on the training clips'; returns
-    the test clips' probabilities (in the table's order)."""
-    clips = CachedClips(table, cache, labels, model.inputs)
-    standardised = standardised_by_speaker(clip_features(model, DataLoader(clips, batch_size=batch_size)),
-                                           table["actor_id"], "the training table")
-    train, test = (split == "train").to_numpy(), (split == "test").to_numpy()
-    head = fit_speaker_head(standardised[train], np.asarray(clips.targets)[train], len(labels))
+    with its speaker's statistics, the model's `speaker_head` fitted on those of the `fitted_on`
+    parts (the training clips'); returns the test clips' probabilities (in the table's order)."""
+    if model.trains_encoders:
+        clips = DataLoader(CachedClips(table, cache, labels, model.inputs), batch_size=batch_size)
+        features = clip_features(model, clips)
+    else:  # its encoders' embeddings are cached once
+        features = clip_features_of_frozen(model, table, cache)
+    standardised = standardised_by_speaker(features, table["actor_id"], "the training table")
+    train, test = split.isin(fitted_on).to_numpy(), (split == "test").to_numpy()
+    targets = np.array([labels.index(label) for label in table["emotion"]])
+    head = fit_speaker_head(standardised[train], targets[train], len(labels))
     model.set_speaker_head(head)
     return softmax(head.logits(standardised[test]))
 

@@ -1,0 +1,230 @@
+"""Pretrained speech encoders as the audio branch, on tiny random encoders of both families made
+here: a Whisper converted to CTranslate2, and a WavLM (no hub, no download)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ctranslate2", reason="speech encoders need the speech install: pip install 'avemotion[speech]'")
+pytest.importorskip("transformers", reason="speech encoders need the speech install: pip install 'avemotion[speech]'")
+
+from avemotion.checkpoint import load_checkpoint  # noqa: E402
+from avemotion.config import TrainSettings, recipe  # noqa: E402
+from avemotion.datasets.cremad import EMOTIONS  # noqa: E402
+from avemotion.errors import WeightsUnavailable  # noqa: E402
+from avemotion.export import export_onnx  # noqa: E402
+from avemotion.inputs import FeatureSettings  # noqa: E402
+from avemotion.models import create_model  # noqa: E402
+from avemotion.predict import load  # noqa: E402
+from avemotion.preprocess import FeatureCache  # noqa: E402
+from avemotion.registry import MODELS, ModelSettings, model_settings  # noqa: E402
+from avemotion.samples import sample_videos  # noqa: E402
+from avemotion.speech import (  # noqa: E402
+    SPEECH_RATE,
+    WeightsMismatch,
+    load_speech_encoder,
+    mean_and_std,
+    voiced,
+)
+from avemotion.synth import concatenate_clips  # noqa: E402
+from avemotion.train import train  # noqa: E402
+
+from conftest import TEST_IMAGE_SIZE  # noqa: E402
+
+FEATURES = FeatureSettings(frame_size=TEST_IMAGE_SIZE, waveform_seconds=3.0)
+WIDTH = 32  # the tiny encoders' width
+
+
+def tiny_whisper(folder, seed: int = 0):
+    """A random two-layer Whisper of width 32, saved by transformers and converted to CTranslate2."""
+    import ctranslate2
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = WhisperConfig(vocab_size=64, d_model=WIDTH, encoder_layers=2, decoder_layers=1,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                           decoder_ffn_dim=64, num_mel_bins=80, max_target_positions=32,
+                           pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    WhisperForConditionalGeneration(config).save_pretrained(folder / "transformers")
+    ctranslate2.converters.TransformersConverter(str(folder / "transformers")).convert(str(folder / "ct2"))
+    return folder / "ct2"
+
+
+def tiny_wavlm(folder):
+    """A random two-layer WavLM of width 32 with a wav2vec 2.0 feature extractor."""
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
+
+    torch.manual_seed(0)
+    config = WavLMConfig(hidden_size=WIDTH, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(32, 32), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+                         num_conv_pos_embedding_groups=2, num_buckets=32, max_bucket_distance=64)
+    WavLMModel(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=SPEECH_RATE).save_pretrained(folder)
+    return folder
+
+
+class TinyEncoders(dict):
+    """The tiny encoders' folders by key, each made when first asked for."""
+
+    def __init__(self, root) -> None:
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, key: str):
+        makers = {"whisper": lambda: tiny_whisper(self.root / "whisper"),
+                  "other_whisper": lambda: tiny_whisper(self.root / "other", seed=1),
+                  "transformers": lambda: tiny_wavlm(self.root / "wavlm")}
+        self[key] = makers[key]()
+        return self[key]
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    return TinyEncoders(tmp_path_factory.mktemp("speech-encoders"))
+
+
+@pytest.fixture(scope="module")
+def models(encoders):
+    """An audio-only model on each tiny encoder and a fused one beside a ResNet-18 video branch,
+    registered for this module only."""
+    settings = {
+        "whisper": ModelSettings("tiny_whisper_audio_only", None, str(encoders["whisper"]),
+                                 video_encoder=None, audio_encoder="whisper"),
+        "transformers": ModelSettings("tiny_wavlm_audio_only", None, str(encoders["transformers"]),
+                                      video_encoder=None, audio_encoder="transformers"),
+        "fused": ModelSettings("resnet18_lstm_tiny_whisper", "resnet18", str(encoders["whisper"]),
+                               audio_encoder="whisper", temporal_hidden=16, pretrained=False),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for model in settings.values():
+            patch.setitem(MODELS, model.name, model)
+        yield settings
+
+
+def voice(seconds: float, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 0.1, round(seconds * SPEECH_RATE)).astype(np.float32)
+
+
+def test_the_padding_of_a_voice_is_left_out_and_layers_are_pooled_over_time():
+    padded = np.concatenate([voice(1.0), np.zeros(SPEECH_RATE, np.float32)])
+    assert len(voiced(padded)) == SPEECH_RATE
+    assert len(voiced(np.zeros(10, np.float32))) == SPEECH_RATE // 10  # silence: the shortest voice
+    hidden = np.arange(24, dtype=np.float32).reshape(2, 3, 4)  # (layers, time, width)
+    pooled = mean_and_std(hidden)
+    assert pooled.shape == (2, 8)
+    assert np.allclose(pooled[1, :4], hidden[1].mean(axis=0)) and np.allclose(pooled[1, 4:], hidden[1].std(axis=0))
+
+
+@pytest.mark.parametrize("family,layers", [("whisper", 1), pytest.param("transformers", 3, marks=pytest.mark.slow)])
+def test_an_encoder_pools_each_layer_and_ignores_the_padding(encoders, family, layers):
+    encoder = load_speech_encoder(family, str(encoders[family]))
+    assert encoder.identity.layers == layers and encoder.identity.width == WIDTH
+    speech = voice(1.5)
+    padded = np.concatenate([speech, np.zeros(SPEECH_RATE, np.float32)])
+    embedded = encoder.embed(np.stack([padded, np.concatenate([voice(2.5, seed=1)])[: len(padded)]]))
+    assert embedded.shape == (2, layers, 2 * WIDTH) and np.isfinite(embedded).all()
+    assert np.allclose(embedded[0], encoder.embed_one(speech), atol=1e-5)  # padding changes nothing
+    assert not np.allclose(embedded[0], embedded[1])
+
+
+def test_a_voice_longer_than_whisper_s_window_is_encoded_in_chunks(encoders):
+    encoder = load_speech_encoder("whisper", str(encoders["whisper"]))
+    long_voice = voice(31.0)
+    embedded = encoder.embed_one(long_voice)  # 30 s and 1 s: two calls, their frames pooled together
+    assert embedded.shape == (1, 2 * WIDTH) and np.isfinite(embedded).all()
+    assert not np.allclose(embedded, encoder.embed_one(long_voice[: 30 * SPEECH_RATE]))
+
+
+@pytest.mark.slow
+def test_other_weights_than_the_recorded_ones_are_refused(encoders):
+    recorded = load_speech_encoder("whisper", str(encoders["whisper"])).identity
+    with pytest.raises(WeightsMismatch, match="not the ones the model was trained with"):
+        load_speech_encoder("whisper", recorded.name, weights=encoders["other_whisper"], expected=recorded)
+
+
+def test_without_weights_offline_one_paragraph_says_how_to_get_them(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailable, match="--weights PATH") as error:
+        load_speech_encoder("whisper", "base")
+    assert "faster-whisper-base" in str(error.value)
+    with pytest.raises(WeightsUnavailable, match="no whisper weights"):
+        load_speech_encoder("whisper", "base", weights=tmp_path)
+
+
+def test_registered_speech_models_list_without_their_weights():
+    model = create_model("whisper_base_audio_only", pretrained=False)
+    assert model.inputs == ("waveform",) and not model.trains_encoders
+    assert model.audio_feature_mean.shape == (1, 1024)  # Whisper base: 512 wide, mean and spread
+    assert model_settings("whisper_base_audio_only").frozen_speech
+    assert recipe(TrainSettings(model=model_settings("whisper_base_audio_only"))).learning_rate == 1e-3
+    assert create_model("vit_lstm_whisper_base", pretrained=False).inputs == ("frames", "waveform")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, sample_table, models):
+    """Each model trained a few epochs on the bundled clips; their run folders."""
+    root = tmp_path_factory.mktemp("speech-runs")
+    cache = FeatureCache.open(root / "cache", FEATURES)
+    runs = {}
+    for key, settings in models.items():
+        plan = recipe(TrainSettings(model=settings, split="random", max_epochs=3, batch_size=4, progress=False))
+        if key == "transformers":  # its layer weights learn by gradient descent, without the probe
+            plan = replace(plan, linear_probe=False)
+        train(sample_table, cache, root / key, plan)
+        runs[key] = root / key
+    return runs
+
+
+@pytest.mark.slow
+def test_speech_models_train_on_embeddings_computed_once(trained, encoders):
+    for key in ("whisper", "transformers"):
+        config = json.loads((trained[key] / "config.json").read_text())
+        assert config["train"]["freeze_backbones"]  # nothing in the encoder to train
+        assert config["train"]["linear_probe"] == (key == "whisper")  # the recipe's closed-form last layer
+        model, info = load_checkpoint(trained[key] / "model.ckpt")
+        identity = info.encoders["audio"]
+        assert identity.family == key and identity.digest
+        assert not any(name.startswith("encoders.") for name in model.state_dict())  # weights stay outside
+    wavlm, _ = load_checkpoint(trained["transformers"] / "model.ckpt")
+    assert not np.allclose(wavlm.adapters["audio"].logits.detach().numpy(), 0)  # layer weights learned
+    embeddings = list((trained["whisper"].parent / "cache").glob("**/embeddings-*/*.npz"))
+    assert len(embeddings) >= 6
+
+
+@pytest.mark.parametrize("key", ["whisper", "transformers", "fused"])
+@pytest.mark.slow
+def test_predict_timeline_and_export_of_a_speech_model(trained, key, tmp_path):
+    classifier = load(trained[key] / "model.ckpt")
+    results = classifier.predict_batch(sample_videos())
+    assert all(result.ok for result in results)
+    probabilities = np.array([[r.probabilities[label] for label in EMOTIONS] for r in results])
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    # the exported head reads the encoder's embedding; the runtime runs the encoder the card names
+    exported = load(export_onnx(trained[key] / "model.ckpt", tmp_path / "model.onnx"))
+    assert exported.card.encoders == classifier.card.encoders
+    again = np.array([[r.probabilities[label] for label in EMOTIONS] for r in exported.predict_batch(sample_videos())])
+    assert np.abs(again - probabilities).max() < 1e-4
+    long_video = tmp_path / "long.mp4"
+    concatenate_clips(sample_videos()[:3], long_video, seconds=6)
+    timeline = classifier.timeline(long_video, window=2.0, hop=1.0)
+    assert len(timeline) >= 4 and np.allclose(timeline[list(EMOTIONS)].sum(axis=1), 1, atol=1e-5)
+    onnx_timeline = exported.timeline(long_video, window=2.0, hop=1.0)
+    assert np.abs(onnx_timeline[list(EMOTIONS)].to_numpy() - timeline[list(EMOTIONS)].to_numpy()).max() < 1e-3
+
+
+@pytest.mark.slow
+def test_a_checkpoint_refuses_other_weights_and_takes_a_moved_folder(trained, encoders, tmp_path):
+    import shutil
+
+    checkpoint = trained["whisper"] / "model.ckpt"
+    with pytest.raises(WeightsMismatch):
+        load(checkpoint, weights=encoders["other_whisper"]).predict(sample_videos()[0])
+    moved = shutil.copytree(encoders["whisper"], tmp_path / "moved")
+    assert load(checkpoint, weights=moved).predict(sample_videos()[0]).ok
