@@ -25,6 +25,7 @@ from avemotion.registry import MODELS, ModelSettings, model_settings  # noqa: E4
 from avemotion.samples import sample_videos  # noqa: E402
 from avemotion.speech import (  # noqa: E402
     SPEECH_RATE,
+    LazySpeechEncoder,
     WeightsMismatch,
     load_speech_encoder,
     mean_and_std,
@@ -142,6 +143,23 @@ def test_a_voice_longer_than_whisper_s_window_is_encoded_in_chunks(encoders):
 
 
 @pytest.mark.slow
+def test_a_shared_encoder_loads_once_and_embeds_from_several_threads_at_once(encoders, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import avemotion.speech as speech
+
+    loads = []
+    original = speech.load_speech_encoder
+    monkeypatch.setattr(speech, "load_speech_encoder", lambda *args: loads.append(args) or original(*args))
+    shared = LazySpeechEncoder("whisper", str(encoders["whisper"]))
+    voices = [voice(1.0 + index / 4, seed=index)[np.newaxis] for index in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(shared.embed, voices))
+    assert len(loads) == 1  # the first callers wait for one load
+    alone = [shared.embed(one) for one in voices]
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(together, alone))
+
+
 def test_other_weights_than_the_recorded_ones_are_refused(encoders):
     recorded = load_speech_encoder("whisper", str(encoders["whisper"])).identity
     with pytest.raises(WeightsMismatch, match="not the ones the model was trained with"):
@@ -177,6 +195,8 @@ def trained(tmp_path_factory, sample_table, models):
         plan = recipe(TrainSettings(model=settings, split="random", max_epochs=3, batch_size=4, progress=False))
         if key == "transformers":  # its layer weights learn by gradient descent, without the probe
             plan = replace(plan, linear_probe=False)
+        if key == "fused":  # the video branch's embeddings cached too, the LSTM and head trained
+            plan = replace(plan, freeze_backbones=True, max_epochs=2)
         train(sample_table, cache, root / key, plan)
         runs[key] = root / key
     return runs
@@ -228,3 +248,28 @@ def test_a_checkpoint_refuses_other_weights_and_takes_a_moved_folder(trained, en
         load(checkpoint, weights=encoders["other_whisper"]).predict(sample_videos()[0])
     moved = shutil.copytree(encoders["whisper"], tmp_path / "moved")
     assert load(checkpoint, weights=moved).predict(sample_videos()[0]).ok
+
+
+# An exported Whisper model predicts from the command line with the head in ONNX Runtime and the
+# encoder in CTranslate2; then the heavy packages that got imported on the way.
+TORCH_FREE = """
+import json, sys
+from avemotion.cli import main
+code = main(["predict", *sys.argv[1:], "--format", "json"])
+heavy = sorted(name for name in ("torch", "timm", "lightning", "transformers") if name in sys.modules)
+print(json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+@pytest.mark.slow
+def test_an_exported_whisper_model_predicts_without_torch(trained, tmp_path):
+    import subprocess
+    import sys
+
+    exported = export_onnx(trained["whisper"] / "model.ckpt", tmp_path / "model.onnx")
+    completed = subprocess.run([sys.executable, "-c", TORCH_FREE, str(exported), str(sample_videos()[0])],
+                               capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    predictions, summary = completed.stdout.strip().rsplit("\n", 1)
+    assert json.loads(summary) == {"code": 0, "heavy": []}
+    assert json.loads(predictions)[0]["label"] in EMOTIONS

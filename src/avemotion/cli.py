@@ -126,7 +126,7 @@ def _metrics_line(metrics: dict) -> str:
 def _evaluate(args: argparse.Namespace) -> int:
     from avemotion.evaluate import evaluate_run
 
-    metrics, out_dir = evaluate_run(args.run_dir, args.metadata, args.cache, args.output)
+    metrics, out_dir = evaluate_run(args.run_dir, args.metadata, args.cache, args.output, weights=args.weights)
     if "cross_corpus" in metrics:
         shared = metrics["cross_corpus"]
         print(f"scored on the labels both corpora share: {', '.join(shared['scored_labels'])}")
@@ -362,6 +362,7 @@ def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting(group, FeatureSettings, "n_frames", "--frames")
     add_setting(group, FeatureSettings, "frame_size")
     add_setting(group, FeatureSettings, "hop_length")
+    add_setting(group, FeatureSettings, "waveform_seconds")
 
 
 def _add_train_parser(commands) -> None:
@@ -423,6 +424,7 @@ def _add_evaluate_parser(commands) -> None:
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="folder written by train")
     evaluate.add_argument("--metadata", type=Path, help="evaluate on every clip of this table")
     evaluate.add_argument("--cache", type=Path, help="feature cache (default: the run's)")
+    _add_weights_argument(evaluate)
     evaluate.add_argument("-o", "--output", type=Path,
                           help="output folder (default: RUN_DIR/evaluation[-TABLE])")
     evaluate.set_defaults(run=_evaluate)

@@ -178,9 +178,11 @@ def summarise_folds(fold_metrics: list[dict]) -> dict:
 
 def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
                  cache_dir: str | Path | None = None, out_dir: str | Path | None = None,
-                 batch_size: int = 8, progress: bool = True) -> tuple[dict, Path]:
+                 batch_size: int = 8, progress: bool = True,
+                 weights: str | Path | None = None) -> tuple[dict, Path]:
     """Recompute a run's metrics from its checkpoint alone: on its test split, or on every clip of
-    another metadata table. Returns the metrics and the folder they were written to."""
+    another metadata table. Returns the metrics and the folder they were written to. `weights`: a
+    pretrained speech encoder's local folder (default: the one the run was trained with)."""
     from avemotion.checkpoint import load_checkpoint
     from avemotion.index import read_metadata
     from avemotion.preprocess import CachedClips, FeatureCache, clips_with_inputs, ensure_cached
@@ -188,7 +190,7 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
 
     run = RunFolder(run_dir)
     config = run.read_config()
-    model, info = load_checkpoint(run.model)
+    model, info = load_checkpoint(run.model, weights=weights or config.get("train", {}).get("weights"))
     if metadata is None:
         if not config.get("metadata"):
             raise UsageError(f"{run.root}: config.json names no metadata table; pass --metadata")
