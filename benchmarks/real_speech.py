@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score, recall_score
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -88,9 +88,17 @@ def fold_split(table: pd.DataFrame, fold: int) -> pd.Series:
 
 
 def scores(true, predicted) -> dict:
+    """Accuracy, unweighted accuracy (macro recall), macro precision and F1, each label's F1, and
+    the predicted labels themselves (for agreement with other judges)."""
+    true, predicted = list(true), list(predicted)
+    labels = sorted(set(true))
+    per_label = f1_score(true, predicted, labels=labels, average=None, zero_division=0)
     return {"accuracy": float(accuracy_score(true, predicted)),
             "unweighted_accuracy": float(recall_score(true, predicted, average="macro", zero_division=0)),
-            "macro_f1": float(f1_score(true, predicted, average="macro", zero_division=0))}
+            "macro_precision": float(precision_score(true, predicted, average="macro", zero_division=0)),
+            "macro_f1": float(f1_score(true, predicted, average="macro", zero_division=0)),
+            "f1_per_label": {label: float(value) for label, value in zip(labels, per_label)},
+            "predicted": predicted}
 
 
 def clip_run(runs: Path, name: str, fold: int) -> RunFolder:
@@ -161,7 +169,7 @@ def baseline_fold(table, split, features: pd.DataFrame, protocol: str, with_val:
     """eGeMAPS + RBF SVM on one fold, trained on the training speakers (and the validation ones)."""
     values = features.to_numpy()
     if protocol == "speaker":  # as --speaker-norm standardises a network's features
-        values = standardised_by_speaker(values, table["actor_id"], "RAVDESS")
+        values = standardised_by_speaker(values, table["actor_id"], "the benchmark's table")
     train = split.isin(["train", "val"] if with_val else ["train"]).to_numpy()
     test = (split == "test").to_numpy()
     started = time.perf_counter()

@@ -203,3 +203,50 @@ def test_concurrent_extraction_in_threads_gives_the_same_features():
                                text=True, timeout=300, check=False)
     assert completed.returncode == 0, (completed.returncode, completed.stderr[-2000:])
     assert completed.stdout.strip() == "identical 24"
+
+
+def write_wav(path, samples: np.ndarray, rate: int, stated_rate: int | None = None):
+    """A mono 16-bit WAV (or float32, for samples that are not numbers); `stated_rate` writes
+    another rate into the header than the samples were made at."""
+    import wave
+
+    if samples.dtype == np.float32:  # the wave module writes integers only: a float WAV by hand
+        data, rate = samples.astype("<f4").tobytes(), stated_rate or rate
+        header = (b"RIFF" + (36 + len(data)).to_bytes(4, "little") + b"WAVEfmt "
+                  + (16).to_bytes(4, "little") + (3).to_bytes(2, "little") + (1).to_bytes(2, "little")
+                  + rate.to_bytes(4, "little") + (4 * rate).to_bytes(4, "little")
+                  + (4).to_bytes(2, "little") + (32).to_bytes(2, "little")
+                  + b"data" + len(data).to_bytes(4, "little"))
+        path.write_bytes(header + data)
+        return path
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(stated_rate or rate)
+        handle.writeframes((samples * 32767).astype("<i2").tobytes())
+    return path
+
+
+def test_voices_that_could_exhaust_memory_or_are_not_numbers_are_refused_or_cut(tmp_path):
+    from avemotion.features import MAX_VOICE_SECONDS, MediaError
+
+    tone = np.sin(np.arange(8_000) / 5).astype(np.float32)
+    nan = write_wav(tmp_path / "nan.wav", np.full(8_000, np.nan, np.float32), 8_000)
+    with pytest.raises(MediaError, match="nan.wav: its audio holds samples that are not finite"):
+        extract_features(nan, SMALL, inputs=("mel",))
+    for stated in (1, 8):  # a header claiming 1 Hz would make resampling allocate gigabytes
+        lying = write_wav(tmp_path / f"rate-{stated}.wav", tone, 8_000, stated_rate=stated)
+        with pytest.raises(MediaError, match=f"audio at {stated} Hz is not a sample rate"):
+            extract_features(lying, SMALL, inputs=("mel",))
+    # a long recording: its first MAX_VOICE_SECONDS are read, and no more
+    long = write_wav(tmp_path / "long.wav", np.full(round((MAX_VOICE_SECONDS + 60) * 8_000), 0.01), 8_000)
+    assert len(load_audio(long, 8_000)) == round(MAX_VOICE_SECONDS * 8_000)
+
+
+@pytest.mark.slow
+def test_a_video_larger_than_8k_is_refused_from_its_header(tmp_path):
+    from avemotion.features import MediaError
+
+    huge = write_clip(tmp_path / "huge.webm", frames=1, size=(8192, 4352), audio_rate=None)
+    with pytest.raises(MediaError, match="huge.webm: 8192x4352 video is larger than this tool reads"):
+        extract_features(huge, SMALL, inputs=("frames",))

@@ -147,3 +147,34 @@ def test_parse_clip_name(stem, expected):
         assert name is None
     else:
         assert (name.actor_id, name.statement, name.emotion, name.intensity, name.gender_code) == expected
+
+
+def test_metadata_files_given_apart_from_the_media_are_joined(tmp_path):
+    media, documents = tmp_path / "voices", tmp_path / "metadata"
+    make_tree(media, ["CremaTrain/1001_DFA_ANG_XX.wav", "CremaTest/1002_DFA_HAP_HI.wav"])
+    documents.mkdir()
+    write_demographics(documents / "VideoDemographics.csv", [(1001, 51, "Male"), (1002, 21, "Female")])
+    (documents / "summaryTable.csv").write_text(
+        '"","FileName","VoiceVote","VoiceLevel","FaceVote","FaceLevel","MultiModalVote","MultiModalLevel"\n'
+        '"1","1001_DFA_ANG_XX","A","60","A:D","50","A","70"\n')
+    alone = index_dataset(media).table.set_index("clip")
+    assert "age" not in alone.columns and "crowd_voice_vote" not in alone.columns
+    table = index_dataset(media, documents=documents).table.set_index("clip")
+    assert table.loc["1002_DFA_HAP_HI", "gender"] == "female" and table.loc["1001_DFA_ANG_XX", "age"] == 51
+    assert table.loc["1001_DFA_ANG_XX", "crowd_voice_vote"] == "ANG"
+    assert main(["index", str(media), "--documents", str(tmp_path / "nowhere"), "-o", str(tmp_path / "t.csv")]) == 2
+
+
+def test_linked_folders_are_followed_once_and_broken_links_reported(tmp_path):
+    real = make_tree(tmp_path / "real", ["1001_DFA_ANG_XX.wav", "1001_DFA_HAP_XX.wav"])
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "CremaTrain").symlink_to(real, target_is_directory=True)
+    (corpus / "again").symlink_to(real, target_is_directory=True)  # the same folder by two links
+    (real / "loop").symlink_to(corpus, target_is_directory=True)  # a cycle back to the top
+    (corpus / "1001_DFA_SAD_XX.wav").symlink_to(tmp_path / "gone.wav")
+    result = index_dataset(corpus)
+    assert sorted(result.table["clip"]) == ["1001_DFA_ANG_XX", "1001_DFA_HAP_XX"]
+    found = kinds(result)
+    assert found["broken_link"] == ["1001_DFA_SAD_XX.wav"]
+    assert len(found["link_cycle"]) >= 1 and "duplicate" not in found

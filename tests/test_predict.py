@@ -242,7 +242,6 @@ def upload(url: str, video: Path) -> httpx.Response:
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_concurrent_uploads_all_get_their_own_answer(checkpoint, classifier):
     videos = sample_videos() * 2
     expected = {video.name: classifier.predict(video).probabilities for video in sample_videos()}
@@ -267,6 +266,19 @@ class HeldClassifier:
     def predict(self, path):
         self.release.wait(timeout=60)
         return self.classifier.predict(path)
+
+
+def test_a_prediction_past_the_time_limit_gets_504_and_frees_its_place(classifier):
+    held = HeldClassifier(classifier)
+    video = sample_videos()[0]
+    client = TestClient(create_app(held, ServeSettings(concurrency=1, queue=0, time_limit=0.5)))
+    started = time.monotonic()
+    late = client.post("/predict", files={"file": (video.name, video.read_bytes())})
+    assert late.status_code == 504 and "longer than the server's 0.5 s limit" in late.json()["error"]
+    assert time.monotonic() - started < 10
+    assert client.get("/health").json()["admitted"] == 0  # its place is free again
+    held.release.set()
+    assert client.post("/predict", files={"file": (video.name, video.read_bytes())}).status_code == 200
 
 
 @pytest.mark.slow
@@ -309,6 +321,31 @@ def test_browser_uploads_a_clip_and_reads_the_result(classifier):
         browser.close()
     assert label == f"{expected.emotion} ({expected.label})"
     assert (bars, frames, top) == (6, 8, expected.label)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run "
+                    "installs it with apt-get; it could not be installed here)")
+@pytest.mark.slow
+def test_the_page_shows_a_model_s_label_text_as_text_never_as_markup(classifier):
+    from dataclasses import replace
+
+    from playwright.sync_api import sync_playwright
+
+    from avemotion.predict import EmotionClassifier
+
+    markup = [f'<img src=x onerror="document.title=\'ran {index}\'">' for index in range(6)]
+    hostile = EmotionClassifier(classifier.network, replace(classifier.card, labels=markup))
+    with live_server(hostile) as url, sync_playwright() as playwright:
+        browser = headless_chromium(playwright)
+        page = browser.new_page()
+        page.goto(f"{url}/")
+        page.set_input_files("#file", str(sample_videos()[4]))
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        images, title, names = (page.locator("#bars img").count(), page.title(),
+                                page.locator("#bars .name").all_inner_texts())
+        browser.close()
+    assert images == 0 and "ran" not in title
+    assert names == markup  # shown as the text it is
 
 
 @pytest.mark.slow
@@ -369,6 +406,30 @@ def test_live_endpoint_judges_a_captured_window_as_a_clip(client, classifier):
     assert body["probabilities"] == pytest.approx(expected, abs=1e-6)
     assert abs(sum(body["probabilities"].values()) - 1) < 1e-5 and body["server_ms"] > 0
     missing = client.post("/live", files=jpegs, data={"rate": "44100"})
-    assert missing.status_code == 422 and "reads video and audio" in missing.json()["error"]
-    broken = client.post("/live", files=[("frames", ("x.jpg", b"not a jpeg"))], data={"rate": "8000"})
-    assert broken.status_code == 422 and "x.jpg: not a readable image" in broken.json()["error"]
+    assert missing.status_code == 422 and "send the window's audio" in missing.json()["error"]
+
+
+def test_live_windows_that_could_hurt_the_server_are_refused_before_the_work(client):
+    frame = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    frames = [("frames", (f"f{i}.jpg", frame)) for i in range(8)]
+    second = np.sin(np.arange(16_000) / 10).astype("<f4")
+
+    def live(files=frames, audio=second.tobytes(), rate="16000"):
+        response = client.post("/live", files=[*files, ("audio", ("a.f32", audio))], data={"rate": rate})
+        return response.status_code, response.json().get("error")
+
+    for rate in ("0", "-1", "1", str(10**15)):  # a resampler spinning for ever, or 2.4 GiB
+        status, error = live(rate=rate)
+        assert status == 422 and "is not a microphone's" in error, rate
+    assert live(files=frames[:7]) == (422, "send the window's 8 camera frames (got 7)")
+    assert live(audio=second.tobytes()[:-1])[1].endswith("is not whole float32 samples")
+    assert "not finite numbers" in live(audio=np.full(16_000, np.nan, "<f4").tobytes())[1]
+    assert live(audio=np.zeros(31 * 8_000, "<f4").tobytes(), rate="8000")[0] == 413
+    # a header stating 16000x16000 is refused before anything is decoded
+    start = frame.index(b"\xff\xc0")
+    huge = frame[: start + 5] + (16_000).to_bytes(2, "big") * 2 + frame[start + 9 :]
+    status, error = live(files=[("frames", ("huge.jpg", huge)), *frames[1:]])
+    assert status == 422 and "huge.jpg: 16000x16000 is larger than a camera frame" in error
+    status, error = live(files=[("frames", ("x.jpg", b"not a jpeg")), *frames[1:]])
+    assert status == 422 and "x.jpg: not a JPEG or PNG image" in error
+    assert live()[0] == 200

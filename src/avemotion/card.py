@@ -16,7 +16,7 @@ from avemotion.config import DEFAULT_WINDOW_S
 from avemotion.datasets.listing import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from avemotion.datasets.vocabulary import canonical
 from avemotion.errors import AvemotionError
-from avemotion.inputs import DEFAULT_INPUTS, FeatureSettings, modalities_of
+from avemotion.inputs import DEFAULT_INPUTS, INPUT_MODALITY, FeatureSettings, modalities_of
 from avemotion.registry import MODELS, ModelSettings
 from avemotion.speech import EncoderIdentity
 
@@ -85,18 +85,55 @@ class ModelCard:
         if version == 1:
             values = _upgraded_from_version_1(values)
         try:
-            return cls(**{**values, "model_settings": ModelSettings(**values["model_settings"]),
+            card = cls(**{**values, "model_settings": ModelSettings(**values["model_settings"]),
                           "feature_settings": feature_settings(values["feature_settings"]),
                           "inputs": tuple(values["inputs"]),
                           "encoders": {branch: EncoderIdentity.from_dict(identity)
                                        for branch, identity in values.get("encoders", {}).items()}})
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, AttributeError) as error:
             raise CardError(f"model card cannot be read by this version ({type(error).__name__}: "
                             f"{error})") from error
+        card.check()
+        return card
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
-        return cls.from_dict(json.loads(text))
+        try:
+            values = json.loads(text)
+        except ValueError as error:
+            raise CardError(f"model card is not JSON ({error})") from error
+        if not isinstance(values, dict):
+            raise CardError(f"model card is JSON but not an object (a {type(values).__name__})")
+        return cls.from_dict(values)
+
+    def check(self, output_width: int | None = None) -> None:
+        """Refuse a card no model could have been trained with (a model file is a thing people
+        share): labels a non-empty list of distinct strings, as many as the network's outputs when
+        `output_width` is known, known inputs, and feature settings in their sane ranges."""
+        labels = self.labels
+        if not isinstance(labels, list) or not labels or not all(isinstance(label, str) and label
+                                                                   for label in labels):
+            raise CardError(f"model card labels must be a non-empty list of names, not {labels!r:.80}")
+        if len(set(labels)) != len(labels):
+            raise CardError(f"model card labels repeat a name: {labels!r:.200}")
+        if output_width is not None and output_width != len(labels):
+            raise CardError(f"model card has {len(labels)} labels but the network gives {output_width} outputs")
+        unknown = [name for name in self.inputs if name not in INPUT_MODALITY]
+        if unknown or not self.inputs:
+            raise CardError(f"model card inputs {list(self.inputs)} are not inputs this version reads")
+        for name, (low, high) in FEATURE_RANGES.items():
+            value = getattr(self.feature_settings, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise CardError(f"model card feature setting {name} = {value!r} is outside {low}-{high}")
+        if self.window_seconds is not None and not 0 < float(self.window_seconds) <= 600:
+            raise CardError(f"model card window {self.window_seconds!r} s is outside 0-600 s")
+
+
+# The ranges a card's feature settings must lie in: wide enough for any model, narrow enough that no
+# card can make a clip's arrays (or the work to make them) unbounded.
+FEATURE_RANGES = {"n_frames": (1, 64), "frame_size": (16, 1024), "sample_rate": (4_000, 48_000),
+                  "n_mels": (8, 256), "n_fft": (64, 8192), "hop_length": (16, 8192),
+                  "mel_frames": (8, 4096), "top_db": (1.0, 200.0), "waveform_seconds": (0.1, 600.0)}
 
 
 def feature_settings(values: dict) -> FeatureSettings:

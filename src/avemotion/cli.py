@@ -36,7 +36,7 @@ TRAINING_PACKAGES = frozenset({"torch", "timm", "lightning", "sklearn", "onnx", 
 def _index(args: argparse.Namespace) -> int:
     from avemotion.index import index_dataset, write_metadata
 
-    result = index_dataset(args.data_dir, args.dataset)
+    result = index_dataset(args.data_dir, args.dataset, args.documents)
     print(f"dataset: {result.dataset}")
     print(result.summary())
     failures = result.strict_failures()
@@ -318,6 +318,9 @@ def _add_index_parser(commands) -> None:
     index.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder of clips, or a manifest .csv")
     index.add_argument("--dataset", choices=sorted(CORPORA), default=None,
                        help="read the folder as this corpus instead of recognising it")
+    index.add_argument("--documents", type=Path, metavar="DIR", default=None,
+                       help="a folder of the corpus's metadata files when they do not sit beside its "
+                       "media (CREMA-D: VideoDemographics.csv, summaryTable.csv)")
     index.add_argument("-o", "--output", type=Path, default=Path("metadata.csv"),
                        help="metadata table to write, .csv or .parquet (default: metadata.csv)")
     index.add_argument("--strict", action="store_true",

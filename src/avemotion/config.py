@@ -78,6 +78,8 @@ class ServeSettings:
     max_upload_mb: int = setting(100, "largest upload accepted, in megabytes (413 beyond)")
     concurrency: int = setting(0, "predictions run at once; 0: one per core")
     queue: int = setting(16, "requests that wait for a free prediction; beyond them, 503 with Retry-After")
+    time_limit: float = setting(60.0, "seconds one prediction may take; past them the request gets 504 "
+                                "and its place is freed")
 
     def running_at_once(self) -> int:
         """The number of predictions run at once, with 0 meaning one per core."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,17 @@ from avemotion.inputs import (
 )
 
 # Decoded frames held at once while looking for the last one; longer clips are thinned evenly so
-# memory stays bounded (clips up to this many frames are sampled exactly).
+# memory stays bounded (clips up to this many frames are sampled exactly). Each is converted to the
+# model's size as it is decoded (for face cropping, to at most MAX_HELD_SIDE pixels a side), never
+# held raw.
 MAX_HELD_FRAMES = 256
+MAX_HELD_SIDE = 640
+# Limits checked before (and while) decoding, so that no input's size decides the memory used.
+MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD; a larger video is refused
+AUDIO_RATES = (1_000, 768_000)  # Hz: a stated or decoded rate outside them is refused
+# A clip's voice is read up to this long: `predict` judges the first ten minutes of a longer
+# recording (the spectrogram of two hours would take gigabytes); `timeline` streams any length.
+MAX_VOICE_SECONDS = 600.0
 # A file whose decoded media ends before this fraction of the length its header states is truncated.
 TRUNCATED_FRACTION = 0.8
 FACE_MARGIN = 0.25  # fraction of the face box added on every side before the square crop
@@ -74,12 +84,13 @@ def extract_features(
     want_video = FRAMES in inputs
     want_audio = any(INPUT_MODALITY[name] == "audio" for name in inputs)
     voice = Path(audio_path) if audio_path is not None else media_path
+    hold = functools.partial(_held_image, settings=settings)
     if want_video and voice == media_path:
-        video_frames, waveform, rate = _decode(media_path, want_video=True, want_audio=want_audio)
+        video_frames, waveform, rate = _decode(media_path, hold, want_audio=want_audio)
     else:
-        video_frames = _decode(media_path, want_video=True, want_audio=False)[0] if want_video else None
+        video_frames = _decode(media_path, hold, want_audio=False)[0] if want_video else None
         if want_audio:
-            _, waveform, rate = _decode(voice, want_video=False, want_audio=True)
+            _, waveform, rate = _decode(voice, None, want_audio=True)
     arrays, face_found = {}, None
     if want_video:
         arrays[FRAMES], face_found = _frames_to_array(video_frames, settings)
@@ -120,13 +131,14 @@ def features_from_capture(images: list[np.ndarray], waveform: np.ndarray | None,
 
 def sample_frames(video_path: str | Path, settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
     """The clip's frames at equally spaced positions, first to last: uint8 (n, 3, size, size)."""
-    video_frames, _, _ = _decode(Path(video_path), want_video=True, want_audio=False)
+    video_frames, _, _ = _decode(Path(video_path), functools.partial(_held_image, settings=settings),
+                                 want_audio=False)
     return _frames_to_array(video_frames, settings)[0]
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """A file's audio track as mono float32 at sample_rate."""
-    _, waveform, rate = _decode(Path(path), want_video=False, want_audio=True)
+    _, waveform, rate = _decode(Path(path), None, want_audio=True)
     return resample(waveform, rate, sample_rate)
 
 
@@ -235,37 +247,87 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
 
 
 def _decode(
-    path: Path, want_video: bool, want_audio: bool
-) -> tuple[list[av.VideoFrame], np.ndarray | None, int]:
-    """One sequential pass over a file: spread-out video frames and the whole mono waveform."""
+    path: Path, hold: Callable[[av.VideoFrame], np.ndarray] | None, want_audio: bool
+) -> tuple[list[tuple[int, np.ndarray]], np.ndarray | None, int]:
+    """One sequential pass over a file: spread-out video frames, each made by `hold` (None: no
+    video wanted) as it is decoded, and the mono waveform (its first MAX_VOICE_SECONDS)."""
     check_readable(path)
     try:
         with av.open(str(path)) as container:
-            video = _stream(container.streams.video, "video", path) if want_video else None
+            video = _stream(container.streams.video, "video", path) if hold is not None else None
             audio = _stream(container.streams.audio, "audio", path) if want_audio else None
+            if video is not None:
+                _check_frame_size(path, video.codec_context.width, video.codec_context.height)
+            if audio is not None:
+                _check_rate(path, audio.codec_context.sample_rate)
             streams = [stream for stream in (video, audio) if stream is not None]
-            held = _SpreadFrames(MAX_HELD_FRAMES)
-            chunks = []
+            held = _SpreadFrames(MAX_HELD_FRAMES, hold)
+            voice = _Voice(path)
             decoded_until = 0.0  # seconds
             for packet in container.demux(*streams):
                 for frame in packet.decode():
                     decoded_until = max(decoded_until, frame.time or 0.0)
                     if isinstance(frame, av.VideoFrame):
+                        _check_frame_size(path, frame.width, frame.height)  # trust what decodes
                         held.add(frame)
                     else:
-                        chunks.append(mono_samples(frame))
-            rate = audio.codec_context.sample_rate if audio is not None else 0
-            _check_complete(path, decoded_until, container.duration)
+                        voice.add(frame)
+                if voice.full and video is None:
+                    break  # nothing more to read
+            if not voice.full:
+                _check_complete(path, decoded_until, container.duration)
     except av.FFmpegError as error:
         raise MediaError(f"{path}: could not be decoded ({error})") from error
-    if want_video and held.count == 0:
+    if hold is not None and held.count == 0:
         raise MediaError(f"{path}: no video frame could be decoded")
-    waveform = None
-    if want_audio:
-        if not chunks or sum(len(chunk) for chunk in chunks) == 0:
-            raise MediaError(f"{path}: no audio could be decoded")
-        waveform = np.concatenate(chunks).astype(np.float32, copy=False)
-    return held.spread(), waveform, rate
+    waveform = voice.samples() if want_audio else None
+    return held.spread(), waveform, voice.rate
+
+
+class _Voice:
+    """A file's decoded audio as mono samples, up to MAX_VOICE_SECONDS, at a rate it checks."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.chunks: list[np.ndarray] = []
+        self.length = 0
+        self.rate = 0
+
+    @property
+    def full(self) -> bool:
+        return self.rate > 0 and self.length >= MAX_VOICE_SECONDS * self.rate
+
+    def add(self, frame: av.AudioFrame) -> None:
+        if self.rate == 0:
+            self.rate = frame.sample_rate
+            _check_rate(self.path, self.rate)
+        elif frame.sample_rate != self.rate:
+            raise MediaError(f"{self.path}: its audio changes rate ({self.rate} Hz, then {frame.sample_rate} Hz)")
+        if not self.full:
+            chunk = mono_samples(frame)[: round(MAX_VOICE_SECONDS * self.rate) - self.length]
+            self.chunks.append(chunk)
+            self.length += len(chunk)
+
+    def samples(self) -> np.ndarray:
+        """float32 mono samples, refusing silence that is not there and samples that are not numbers."""
+        if not self.length:
+            raise MediaError(f"{self.path}: no audio could be decoded")
+        waveform = np.concatenate(self.chunks).astype(np.float32, copy=False)
+        if not np.isfinite(waveform).all():
+            raise MediaError(f"{self.path}: its audio holds samples that are not finite numbers (NaN or infinite)")
+        return waveform
+
+
+def _check_frame_size(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise MediaError(f"{path}: {width}x{height} video is larger than this tool reads "
+                         f"({MAX_FRAME_PIXELS / 1e6:.0f} megapixels a frame, 8K)")
+
+
+def _check_rate(path: Path, rate: int) -> None:
+    if not AUDIO_RATES[0] <= rate <= AUDIO_RATES[1]:
+        raise MediaError(f"{path}: audio at {rate} Hz is not a sample rate this tool reads "
+                         f"({AUDIO_RATES[0]}-{AUDIO_RATES[1]} Hz)")
 
 
 def check_readable(path: Path) -> None:
@@ -305,31 +367,33 @@ def mono_samples(frame: av.AudioFrame) -> np.ndarray:
 
 
 class _SpreadFrames:
-    """Holds at most `capacity` decoded frames spread evenly over everything seen, plus the last."""
+    """Holds at most `capacity` decoded frames spread evenly over everything seen, plus the last,
+    each as `convert` makes it (only the frames kept are converted; the last one waits raw)."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, convert: Callable = lambda frame: frame) -> None:
         self.capacity = capacity
+        self.convert = convert
         self.stride = 1
-        self.held: list[tuple[int, av.VideoFrame]] = []
-        self.last: tuple[int, av.VideoFrame] | None = None
+        self.held: list[tuple[int, object]] = []
+        self.last: tuple[int, object] | None = None  # raw
         self.count = 0
 
-    def add(self, frame: av.VideoFrame) -> None:
+    def add(self, frame) -> None:
         """See one more frame in decoding order."""
         index = self.count
         self.count += 1
         self.last = (index, frame)
         if index % self.stride:
             return
-        self.held.append((index, frame))
+        self.held.append((index, self.convert(frame)))
         if len(self.held) > self.capacity:
             self.stride *= 2
             self.held = [(i, f) for i, f in self.held if i % self.stride == 0]
 
-    def spread(self) -> list[tuple[int, av.VideoFrame]]:
+    def spread(self) -> list[tuple[int, object]]:
         """The held frames with their indices, the last decoded frame always included."""
         if self.last is not None and self.held[-1][0] != self.last[0]:
-            return [*self.held, self.last]
+            return [*self.held, (self.last[0], self.convert(self.last[1]))]
         return list(self.held)
 
 
@@ -351,18 +415,28 @@ def frame_positions(frame_count: int, n_frames: int) -> np.ndarray:
     return np.linspace(0, frame_count - 1, n_frames).round().astype(int)
 
 
+def _held_image(frame: av.VideoFrame, settings: FeatureSettings) -> np.ndarray:
+    """A decoded frame as it is held: RGB at the model's size, or for face cropping at most
+    MAX_HELD_SIDE pixels a side (converting and shrinking in one scaler pass, three times faster
+    than converting at full size)."""
+    if not settings.face_crop:
+        return to_rgb(frame, settings.frame_size)
+    scale = min(1.0, MAX_HELD_SIDE / max(frame.width, frame.height))
+    width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+    return _converter().reformat(frame, width=width, height=height, format="rgb24",
+                                 interpolation="AREA").to_ndarray()
+
+
 def _frames_to_array(
-    held: list[tuple[int, av.VideoFrame]], settings: FeatureSettings
+    held: list[tuple[int, np.ndarray]], settings: FeatureSettings
 ) -> tuple[np.ndarray, bool | None]:
-    """Pick the sampled frames from those held, convert to RGB, crop faces if asked, resize."""
+    """Pick the sampled frames from those held, crop faces if asked, resize."""
     indices = np.array([index for index, _ in held])
     wanted = frame_positions(indices[-1] + 1, settings.n_frames)
     chosen = [held[i][1] for i in np.abs(indices[np.newaxis] - wanted[:, np.newaxis]).argmin(axis=1)]
     if settings.face_crop:
-        return model_frames([to_rgb(frame) for frame in chosen], settings)
-    # convert and shrink in one scaler pass: three times faster than converting at full size
-    images = [to_rgb(frame, settings.frame_size) for frame in chosen]
-    return np.stack(images).transpose(0, 3, 1, 2).copy(), None
+        return model_frames(chosen, settings)
+    return np.stack(chosen).transpose(0, 3, 1, 2).copy(), None
 
 
 def model_frames(images: list[np.ndarray], settings: FeatureSettings) -> tuple[np.ndarray, bool | None]:

@@ -42,42 +42,73 @@ __all__ = ["AUDIO_EXTENSIONS", "MODALITIES", "PROBLEM_KINDS", "STRICT_KINDS", "V
            "IndexResult", "Listing", "Problem", "index_dataset", "is_video", "list_folder",
            "media_preference", "read_metadata", "table_columns", "table_modalities", "write_metadata"]
 
-def index_dataset(source: str | Path, dataset: str | None = None) -> IndexResult:
+def index_dataset(source: str | Path, dataset: str | None = None,
+                  documents: str | Path | None = None) -> IndexResult:
     """Index a folder of clips, or a manifest CSV; `dataset` names the corpus instead of recognising
-    it from the file names (see :mod:`avemotion.datasets`)."""
+    it from the file names (see :mod:`avemotion.datasets`); `documents` is a folder of the corpus's
+    own metadata files (CREMA-D's demographics and crowd votes) where they do not sit beside its
+    media."""
     source = Path(source).resolve()
     if source.is_file():
-        if dataset is not None:
-            raise UsageError(f"{source}: a manifest names its own files and labels; --dataset is for folders")
+        if dataset is not None or documents is not None:
+            raise UsageError(f"{source}: a manifest names its own files and labels; --dataset and "
+                             "--documents are for folders")
         return datasets.manifest.index_manifest(source)
     if not source.is_dir():
         raise MissingFileError(f"{source}: no such folder")
     listing = list_folder(source)
+    if documents is not None:
+        listing.documents += _documents_in(Path(documents))
     corpus = datasets.corpus(dataset) if dataset else datasets.recognise(listing)
     rows = corpus.index_listing(listing)
     table = pd.DataFrame(rows, columns=table_columns(rows))
     return IndexResult(table=table, problems=listing.problems, dataset=corpus.name)
 
 
+def _documents_in(folder: Path) -> list[Path]:
+    """The dataset documents directly inside a folder given for them."""
+    if not folder.is_dir():
+        raise MissingFileError(f"{folder}: no such folder of dataset documents")
+    return sorted(path for path in folder.iterdir()
+                  if path.is_file() and path.suffix.lower() in DOCUMENT_EXTENSIONS)
+
+
 def list_folder(root: Path) -> Listing:
-    """Walk root once and sort every file into media, documents or stray files."""
+    """Walk root once and sort every file into media, documents or stray files. Symbolic links to
+    folders are followed (a corpus is often assembled from links), each real folder once, so a
+    link cycle ends; a link to nothing is reported, never taken for a clip."""
     listing = Listing(root)
+    visited: set[tuple[int, int]] = set()
 
     def unreadable(error: OSError) -> None:
         listing.problems.append(Problem(str(error.filename), "unreadable", error.strerror or str(error)))
 
-    for folder, subfolders, files in os.walk(root, onerror=unreadable):
+    for folder, subfolders, files in os.walk(root, onerror=unreadable, followlinks=True):
+        identity = _folder_identity(Path(folder))
+        if identity in visited:  # reached again through a link: its files are listed already
+            subfolders[:] = []
+            listing.problems.append(Problem(folder, "link_cycle", "a folder reached twice through links"))
+            continue
+        visited.add(identity)
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         for name in sorted(files):
             path = Path(folder) / name
             suffix = path.suffix.lower()
-            if suffix in VIDEO_EXTENSIONS or suffix in AUDIO_EXTENSIONS:
+            if not path.exists():
+                listing.problems.append(Problem(str(path), "broken_link", "a link to a file that does not exist"))
+            elif suffix in VIDEO_EXTENSIONS or suffix in AUDIO_EXTENSIONS:
                 listing.media.append(path)
             elif suffix in DOCUMENT_EXTENSIONS:
                 listing.documents.append(path)
             else:
                 listing.problems.append(Problem(str(path), "stray_file", "not a clip or a dataset document"))
     return listing
+
+
+def _folder_identity(folder: Path) -> tuple[int, int]:
+    """What makes two paths the same folder: its device and inode."""
+    stat = folder.stat()
+    return stat.st_dev, stat.st_ino
 
 
 def write_metadata(table: pd.DataFrame, path: str | Path) -> None:

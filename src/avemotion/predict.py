@@ -117,6 +117,9 @@ class EmotionClassifier:
         try:
             card = ModelCard.from_json(metadata[ONNX_METADATA_KEY])
             head = SpeakerHead.from_json(metadata[ONNX_SPEAKER_HEAD_KEY]) if card.speaker_norm else None
+            card.check(_output_width(session) if not card.speaker_norm else head.weight.shape[0])
+        except CardError as error:
+            raise CardError(f"{path}: {error}") from error
         except (KeyError, TypeError, ValueError) as error:
             raise CardError(f"{path}: its avemotion metadata cannot be read by this version "
                             f"({type(error).__name__}: {error})") from error
@@ -217,7 +220,13 @@ class EmotionClassifier:
         return self.network(network_inputs(batch))
 
     def _fill(self, pending: list[Prediction], probabilities: np.ndarray) -> None:
+        """Each clip's label and probabilities; a clip whose output is not finite gets an error
+        instead (no NaN ever reaches a caller, or invalid JSON an output)."""
         for result, row in zip(pending, probabilities):
+            if not np.isfinite(row).all():
+                result.error = f"{result.path}: the network's output for it is not a finite number"
+                result.features = None
+                continue
             result.probabilities = {label: float(p) for label, p in zip(self.labels, row)}
             result.label = self.labels[int(row.argmax())]
 
@@ -283,6 +292,12 @@ def _onnx_network(session, card: ModelCard, weights: str | Path | None = None) -
         return session.run([output], feeds)[0]
 
     return outputs
+
+
+def _output_width(session) -> int | None:
+    """The width of an ONNX model's one output (its logits), where the file states it."""
+    shape = session.get_outputs()[0].shape
+    return shape[-1] if len(shape) == 2 and isinstance(shape[-1], int) else None
 
 
 def _onnx_session(path: str | Path):

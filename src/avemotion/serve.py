@@ -5,8 +5,8 @@
 
 Work is bounded: at most `concurrency` predictions run at once (each in a worker thread), at most
 `queue` more wait for one, and any request beyond those is answered at once with 503 and a
-Retry-After, so a burst of uploads never piles up. Every request gets 200, a 4xx with the reason,
-or 503.
+Retry-After, so a burst of uploads never piles up; a prediction past `time_limit` is answered with
+504 and its place freed. Every request gets 200, a 4xx with the reason, 503 or 504.
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ from avemotion.speakers import SpeakerNormError
 MB = 1 << 20  # bytes
 CAMERA_HOP_S = TimelineSettings().hop  # the camera mode judges a window as often as a timeline does
 CHUNK = MB  # bytes read at a time while saving an upload
+# A live window's limits, checked before the work they protect: the microphone's rate, the audio's
+# length, each camera frame's size (read from its header before decoding). Decoded frames are
+# shrunk to at most LIVE_SIDE pixels a side at once, so eight of them stay small.
+LIVE_RATES = (8_000, 192_000)  # Hz
+MAX_LIVE_SECONDS = 30.0
+MAX_LIVE_PIXELS = 4096 * 4096
+LIVE_SIDE = 1280
 
 
 class Admission:
@@ -95,7 +102,13 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
         try:
             async with admission.slots:
                 started = time.perf_counter()
-                result = await run_in_threadpool(work, *args)
+                try:
+                    result = await asyncio.wait_for(run_in_threadpool(work, *args), settings.time_limit)
+                except asyncio.TimeoutError:
+                    # The worker thread cannot be stopped; the request is answered and its place freed.
+                    admission.record(settings.time_limit)
+                    raise HTTPException(504, f"the prediction took longer than the server's "
+                                             f"{settings.time_limit:g} s limit") from None
                 admission.record(time.perf_counter() - started)
                 return result
         finally:
@@ -143,28 +156,101 @@ def _predict_upload(classifier: EmotionClassifier, file: UploadFile, suffix: str
 
 def _predict_capture(classifier: EmotionClassifier, frames: list[UploadFile], audio: UploadFile | None,
                      rate: int, settings: ServeSettings) -> dict:
-    """Decode a live window's frames and samples, predict it, and answer (in a worker thread)."""
+    """Check and decode a live window's frames and samples, predict it, and answer (in a worker
+    thread). Every limit is checked before the work it protects: a bad window is a 422."""
     started = time.perf_counter()
     limit = settings.max_upload_mb * MB
-    images = []
-    for frame in frames:
-        encoded = np.frombuffer(frame.file.read(limit), np.uint8)
-        image = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if len(encoded) else None
-        if image is None:
-            raise HTTPException(422, f"{frame.filename or 'frame'}: not a readable image")
-        images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    waveform = np.frombuffer(audio.file.read(limit), "<f4") if audio is not None else None
     modalities = classifier.card.modalities
-    if ("video" in modalities and not images) or ("audio" in modalities and (waveform is None or not len(waveform))):
-        raise HTTPException(422, f"{classifier.card.model_name} reads {' and '.join(modalities)}: "
-                                 "send frames and audio")
+    images = _live_images(frames, classifier.card.feature_settings.n_frames, limit) if "video" in modalities else []
+    waveform = _live_samples(audio, rate, limit) if "audio" in modalities else None
     try:
         result = classifier.predict_capture(images, waveform, rate)
     except SpeakerNormError as error:
         raise HTTPException(422, str(error)) from error
+    if not result.ok:
+        raise HTTPException(422, result.error)
     return {"label": result.label, "emotion": result.emotion, "probabilities": result.probabilities,
             "names": classifier.card.label_names(),
             "server_ms": round(1000 * (time.perf_counter() - started), 1)}
+
+
+def _live_images(frames: list[UploadFile], count: int, limit: int) -> list[np.ndarray]:
+    """A live window's camera frames, exactly as many as the model reads, each a JPEG or PNG no
+    larger than MAX_LIVE_PIXELS (from its header), decoded and shrunk one at a time."""
+    if len(frames) != count:
+        raise HTTPException(422, f"send the window's {count} camera frames (got {len(frames)})")
+    images = []
+    for frame in frames:
+        name = frame.filename or "frame"
+        encoded = frame.file.read(limit + 1)
+        if len(encoded) > limit:
+            raise HTTPException(413, f"{name}: larger than the upload limit")
+        size = image_dimensions(encoded)
+        if size is None:
+            raise HTTPException(422, f"{name}: not a JPEG or PNG image")
+        if size[0] * size[1] > MAX_LIVE_PIXELS:
+            raise HTTPException(422, f"{name}: {size[0]}x{size[1]} is larger than a camera frame "
+                                     f"({MAX_LIVE_PIXELS // 1_000_000} megapixels at most)")
+        image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise HTTPException(422, f"{name}: not a readable image")
+        images.append(cv2.cvtColor(_shrunk(image, LIVE_SIDE), cv2.COLOR_BGR2RGB))
+    return images
+
+
+def _live_samples(audio: UploadFile | None, rate: int, limit: int) -> np.ndarray:
+    """A live window's audio: little-endian float32 mono samples at a microphone's rate, at most
+    MAX_LIVE_SECONDS of them, every one a finite number."""
+    if audio is None:
+        raise HTTPException(422, "send the window's audio")
+    if not LIVE_RATES[0] <= rate <= LIVE_RATES[1]:
+        raise HTTPException(422, f"rate {rate} Hz is not a microphone's ({LIVE_RATES[0]}-{LIVE_RATES[1]} Hz)")
+    most = min(limit, round(MAX_LIVE_SECONDS * rate) * 4)
+    data = audio.file.read(most + 1)
+    if len(data) > most:
+        raise HTTPException(413, f"audio longer than {MAX_LIVE_SECONDS:g} s at {rate} Hz")
+    if not data or len(data) % 4:
+        raise HTTPException(422, f"audio of {len(data)} bytes is not whole float32 samples")
+    samples = np.frombuffer(data, "<f4")
+    if not np.isfinite(samples).all():
+        raise HTTPException(422, "audio holds samples that are not finite numbers")
+    return samples
+
+
+def _shrunk(image: np.ndarray, side: int) -> np.ndarray:
+    """An image with its longer side at most `side` pixels."""
+    scale = side / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, progressive, lossless …), which state the image's size
+JPEG_FRAME_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def image_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a JPEG or PNG from its header alone; None for anything else."""
+    if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    position = 2
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in JPEG_FRAME_MARKERS:
+            height = int.from_bytes(data[position + 5 : position + 7], "big")
+            width = int.from_bytes(data[position + 7 : position + 9], "big")
+            return width, height
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return None
 
 
 def _save_upload(file: UploadFile, path: Path, max_upload_mb: int) -> None:

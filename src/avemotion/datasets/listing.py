@@ -29,6 +29,8 @@ PROBLEM_KINDS = {
     "missing_demographics": "actor missing from the demographics file (gender unknown)",
     "stray_file": "file that is neither media nor a dataset document",
     "unreadable": "folder or metadata file that could not be read",
+    "broken_link": "symbolic link to a file that does not exist",
+    "link_cycle": "folder reached again through symbolic links (walked once)",
     "audio_only": "clip with audio but no video (left out of the audio-video table)",
     "duplicate": "clip present more than once (one copy used, the others listed)",
     "missing_file": "file named in the manifest that does not exist (row left out)",
