@@ -281,6 +281,61 @@ def test_a_prediction_past_the_time_limit_gets_504_and_frees_its_place(classifie
     assert client.post("/predict", files={"file": (video.name, video.read_bytes())}).status_code == 200
 
 
+def raw_request(url: str, head: bytes, chunks, pause: float = 0.0) -> tuple[bytes, int]:
+    """Send a request by hand (headers, then body chunks until the server answers or closes);
+    return the answer and how many body bytes were sent."""
+    import select
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(head)
+        for chunk in chunks:
+            if select.select([connection], [], [], pause)[0]:
+                break  # the server has answered
+            try:
+                connection.sendall(chunk)
+            except OSError:
+                break
+            sent += len(chunk)
+        connection.settimeout(30)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            data = connection.recv(65536)
+            if not data:
+                break
+            answer += data
+    return answer, sent
+
+
+@pytest.mark.slow
+def test_uploads_past_the_limit_are_refused_as_they_arrive_and_stalled_ones_closed(classifier, monkeypatch):
+    import avemotion.serve as serve
+
+    monkeypatch.setattr(serve, "STALL_SECONDS", 1.0)
+    with live_server(classifier, ServeSettings(max_upload_mb=1)) as url:
+        announced = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 314572800\r\n\r\n")
+        answer, sent = raw_request(url, announced, [])
+        assert b" 413 " in answer.split(b"\r\n")[0] and b"1 MB upload limit" in answer
+        chunked = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n")
+        body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.mp4\"\r\n\r\n"
+                + b"\0" * (64 * 1024 - 80))
+        piece = f"{len(body):x}\r\n".encode() + body + b"\r\n"
+        answer, sent = raw_request(url, chunked, [piece] * 160, pause=0.002)  # 10 MB offered
+        assert b" 413 " in answer.split(b"\r\n")[0]
+        assert sent < 4 << 20  # refused before four times the limit was read
+        stalled = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                   b"Content-Length: 1000\r\n\r\n--b\r\n")
+        started = time.monotonic()
+        answer, _ = raw_request(url, stalled, [])
+        assert b" 408 " in answer.split(b"\r\n")[0] and time.monotonic() - started < 10
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
+        assert upload(url, sample_videos()[0]).status_code == 200
+
+
 @pytest.mark.slow
 def test_past_the_queue_the_server_answers_503_with_retry_after_and_loses_nothing(classifier):
     held = HeldClassifier(classifier)

@@ -181,7 +181,9 @@ def test_registered_speech_models_list_without_their_weights():
     assert model.inputs == ("waveform",) and not model.trains_encoders
     assert model.audio_feature_mean.shape == (1, 1024)  # Whisper base: 512 wide, mean and spread
     assert model_settings("whisper_base_audio_only").frozen_speech
-    assert recipe(TrainSettings(model=model_settings("whisper_base_audio_only"))).learning_rate == 1e-3
+    assert recipe(TrainSettings(model=model_settings("whisper_base_audio_only"))).linear_probe
+    hidden = recipe(TrainSettings(model=model_settings("whisper_base_mlp_audio_only")))
+    assert not hidden.linear_probe and hidden.learning_rate == 1e-3  # a hidden layer learns by gradient
     assert create_model("vit_lstm_whisper_base", pretrained=False).inputs == ("frames", "waveform")
 
 

@@ -127,8 +127,10 @@ FROZEN_SPEECH = {"linear_probe": True, "learning_rate": 1e-3, "batch_size": 32, 
 
 
 def frozen_speech(settings: TrainSettings, given: frozenset[str] = frozenset()) -> TrainSettings:
-    """The frozen speech-encoder recipe, keeping the settings a user gave explicitly (`given`)."""
-    return replace(settings, **{name: value for name, value in FROZEN_SPEECH.items() if name not in given})
+    """The frozen speech-encoder recipe, keeping the settings a user gave explicitly (`given`). A
+    head with a hidden layer learns by gradient descent: the probe fits a last layer alone."""
+    recipe = {**FROZEN_SPEECH, "linear_probe": settings.model.fusion == "concat"}
+    return replace(settings, **{name: value for name, value in recipe.items() if name not in given})
 
 
 def recipe(settings: TrainSettings, given: frozenset[str] = frozenset()) -> TrainSettings:

@@ -44,9 +44,10 @@ MAX_HELD_SIDE = 640
 # Limits checked before (and while) decoding, so that no input's size decides the memory used.
 MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD; a larger video is refused
 AUDIO_RATES = (1_000, 768_000)  # Hz: a stated or decoded rate outside them is refused
-# A clip's voice is read up to this long: `predict` judges the first ten minutes of a longer
-# recording (the spectrogram of two hours would take gigabytes); `timeline` streams any length.
-MAX_VOICE_SECONDS = 600.0
+# A clip's voice is read up to this long: `predict` judges the first minute of a longer recording
+# (the spectrogram of two hours would take gigabytes, and squeezed into one spectrogram of
+# mel_frames steps a long recording says little); `timeline` streams any length.
+MAX_VOICE_SECONDS = 60.0
 # A file whose decoded media ends before this fraction of the length its header states is truncated.
 TRUNCATED_FRACTION = 0.8
 FACE_MARGIN = 0.25  # fraction of the face box added on every side before the square crop

@@ -320,6 +320,26 @@ class GatedFusion(nn.Module):
         return self.classifier(self.dropout(self.features(features)))
 
 
+@register(FUSIONS, "mlp")
+class HiddenLayerFusion(nn.Module):
+    """Concatenation, then one hidden layer (temporal_hidden wide, GELU) before the last layer: the
+    small nonlinear head that frozen features call for where a corpus is large enough to fit it."""
+
+    def __init__(self, input_dims: list[int], settings: ModelSettings) -> None:
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Dropout(settings.dropout),
+                                    nn.Linear(sum(input_dims), settings.temporal_hidden), nn.GELU())
+        self.dropout = nn.Dropout(settings.dropout)
+        self.classifier = nn.Linear(settings.temporal_hidden, settings.num_classes)
+
+    def features(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The vector the classifier reads: the hidden layer's activations."""
+        return self.hidden(torch.cat(features, dim=1))
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier(self.dropout(self.features(features)))
+
+
 class EmotionNet(nn.Module):
     """A late-fusion audio-visual emotion classifier (or one of its unimodal ablations).
 
@@ -540,18 +560,18 @@ def parameter_count(module: nn.Module | None, trainable_only: bool = False) -> i
 def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
     """A table of every registered model: encoders, parameter counts (a pretrained speech
     encoder's beside them, with where its weights come from), the inputs it reads."""
-    header = (f"{'model':<30}{'video backbone':<22}{'temporal':<11}{'audio encoder':<19}{'fusion':<8}"
+    header = (f"{'model':<32}{'video backbone':<22}{'temporal':<11}{'audio encoder':<19}{'fusion':<8}"
               f"{'params':>9}  inputs")
     lines = [header]
     for name in list_models():
         model = create_model(name, image_size=features.frame_size, pretrained=False)
         settings = model.settings
         temporal = settings.temporal if model.temporal is not None else "-"
-        fusion = settings.fusion if len(model.encoders) > 1 else "-"
+        fusion = settings.fusion if len(model.encoders) > 1 or settings.fusion != "concat" else "-"
         audio = model.encoders["audio"] if "audio" in model.encoders else None
         audio = "-" if audio is None else audio.short_name if audio.external else settings.audio_backbone
         lines.append(
-            f"{name:<30}{settings.video_backbone or '-':<22}{temporal:<11}{audio:<19}"
+            f"{name:<32}{settings.video_backbone or '-':<22}{temporal:<11}{audio:<19}"
             f"{fusion:<8}{_count(parameter_count(model)):>9}  "
             + " + ".join(describe_input(name, features) for name in model.inputs)
             + "".join(f"  + {encoder.provenance()}" for encoder in model.encoders.values() if encoder.external)

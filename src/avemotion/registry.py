@@ -81,6 +81,7 @@ SPEECH_ENCODERS = {
 # The paper's video branches beside a speech encoder: (fused model's prefix, frame backbone)
 _SPEECH_HYBRID_VIDEO = {"vit_lstm": "vit_tiny_patch16_224", "effnet_lstm": "efficientnet_b0"}
 _SPEECH_HYBRID_ENCODERS = ("whisper_base", "wavlm_base_plus")
+_SPEECH_HIDDEN_LAYER_HEADS = ("whisper_base", "wavlm_base_plus")
 # The settings a user may change without changing which registered model it is.
 TUNABLE_FIELDS = ("temporal_hidden", "lstm_layers", "bidirectional", "dropout", "pretrained")
 
@@ -102,6 +103,10 @@ def _registry() -> dict[str, ModelSettings]:
     for short, (encoder, name) in SPEECH_ENCODERS.items():
         models[f"{short}_audio_only"] = ModelSettings(f"{short}_audio_only", None, name, video_encoder=None,
                                                       audio_encoder=encoder)
+    for short in _SPEECH_HIDDEN_LAYER_HEADS:  # the same encoder under a one-hidden-layer head
+        encoder, name = SPEECH_ENCODERS[short]
+        models[f"{short}_mlp_audio_only"] = ModelSettings(f"{short}_mlp_audio_only", None, name, fusion="mlp",
+                                                          video_encoder=None, audio_encoder=encoder)
     for prefix, video in _SPEECH_HYBRID_VIDEO.items():
         for short in _SPEECH_HYBRID_ENCODERS:
             encoder, name = SPEECH_ENCODERS[short]

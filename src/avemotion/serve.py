@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import math
 import tempfile
 import time
@@ -33,6 +34,8 @@ from avemotion.speakers import SpeakerNormError
 MB = 1 << 20  # bytes
 CAMERA_HOP_S = TimelineSettings().hop  # the camera mode judges a window as often as a timeline does
 CHUNK = MB  # bytes read at a time while saving an upload
+MULTIPART_SLACK = 64 * 1024  # bytes of a request body beyond the upload limit: form fields and framing
+STALL_SECONDS = 15.0  # a request body that stops arriving this long is answered with 408
 # A live window's limits, checked before the work they protect: the microphone's rate, the audio's
 # length, each camera frame's size (read from its header before decoding). Decoded frames are
 # shrunk to at most LIVE_SIDE pixels a side at once, so eight of them stay small.
@@ -65,10 +68,71 @@ class Admission:
         self.mean_seconds = 0.8 * self.mean_seconds + 0.2 * seconds
 
 
+class BodyLimit:
+    """ASGI middleware that counts a request's body as it arrives: a body that passes `limit` bytes
+    is refused with 413 at once (before it is read when its Content-Length says so), and one that
+    stops arriving for `stall_seconds` gets 408, so no client can fill the disk or hold a
+    connection by announcing more than it sends."""
+
+    def __init__(self, app, limit: int, stall_seconds: float) -> None:
+        self.app, self.limit, self.stall_seconds = app, limit, stall_seconds
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        stated = dict(scope["headers"]).get(b"content-length", b"0")
+        if not stated.isdigit() or int(stated) > self.limit:
+            return await self._refuse(send, 413, self._too_large())
+        refusal: dict = {}  # the answer that replaces the application's, once the body goes wrong
+        received = 0
+
+        async def counted_receive():
+            nonlocal received
+            if refusal:
+                return {"type": "http.disconnect"}
+            try:
+                message = await asyncio.wait_for(receive(), self.stall_seconds)
+            except asyncio.TimeoutError:
+                refusal.update(status=408, error=f"the request body stopped arriving for {self.stall_seconds:g} s")
+                return {"type": "http.disconnect"}
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                refusal.update(status=413, error=self._too_large())
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message) -> None:
+            if not refusal:
+                return await send(message)
+            if message["type"] == "http.response.start":
+                await self._refuse(send, refusal["status"], refusal["error"])
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not refusal:
+                raise
+            await self._refuse(send, refusal["status"], refusal["error"])
+
+    def _too_large(self) -> str:
+        return f"request body larger than the {self.limit // MB} MB upload limit"
+
+    @staticmethod
+    async def _refuse(send, status: int, error: str) -> None:
+        body = json.dumps({"error": error}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSettings()) -> FastAPI:
     """The web application: GET / (the page), POST /predict (a clip), POST /live (a window captured
     by the page's camera mode), GET /health (JSON)."""
     app = FastAPI(title="avemotion", description="Audio-visual emotion recognition")
+    # the whole body may hold the upload and its multipart framing
+    app.add_middleware(BodyLimit, limit=settings.max_upload_mb * MB + MULTIPART_SLACK,
+                       stall_seconds=STALL_SECONDS)
     page = resources.files("avemotion").joinpath("page.html").read_text()
     admission = Admission(settings.running_at_once(), settings.queue)
 
