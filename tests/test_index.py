@@ -178,3 +178,19 @@ def test_linked_folders_are_followed_once_and_broken_links_reported(tmp_path):
     found = kinds(result)
     assert found["broken_link"] == ["1001_DFA_SAD_XX.wav"]
     assert len(found["link_cycle"]) >= 1 and "duplicate" not in found
+
+
+def test_manifest_rows_that_are_not_clips_are_reported_and_an_empty_index_fails(tmp_path, capsys):
+    make_tree(tmp_path, ["a.wav", "b.wav", "notes.txt"])
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label\na.wav,ANG\nb.wav,HAP,extra\nnotes.txt,SAD\n/etc/passwd,NEU\n")
+    result = index_dataset(manifest)
+    assert list(result.table["clip"]) == ["a"]  # the row with a field too many is not misread
+    found = kinds(result)
+    assert found["malformed_row"] == ["manifest.csv:3"]
+    assert sorted(found["stray_file"]) == ["notes.txt", "passwd"]
+    missing = tmp_path / "missing.csv"
+    missing.write_text("path,label\n" + "".join(f"gone-{i}.wav,ANG\n" for i in range(1000)))
+    assert main(["index", str(missing), "-o", str(tmp_path / "out" / "table.csv")]) == 1
+    assert "no clip could be indexed (1000 problems), no table written" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "table.csv").exists() and (tmp_path / "out" / "table_problems.csv").is_file()

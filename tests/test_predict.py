@@ -488,3 +488,17 @@ def test_live_windows_that_could_hurt_the_server_are_refused_before_the_work(cli
     status, error = live(files=[("frames", ("x.jpg", b"not a jpeg")), *frames[1:]])
     assert status == 422 and "x.jpg: not a JPEG or PNG image" in error
     assert live()[0] == 200
+
+
+def test_a_clip_with_nothing_to_judge_says_which_input_is_empty(classifier, tmp_path):
+    from avemotion.synth import write_media
+
+    frames = [np.full((120, 160, 3), 90, np.uint8)] * 30
+    silent = write_media(tmp_path / "silent.mp4", frames, fps=30, audio=np.zeros(16_000, np.float32),
+                         audio_rate=16_000)
+    voiced = write_clip(tmp_path / "voiced.mp4", frames=30)
+    results = classifier.predict_batch([silent, voiced])
+    assert results[0].error == f"{silent}: its voice is silent, nothing to judge" and results[0].label is None
+    assert results[1].ok  # the clip beside it is still judged
+    capture = classifier.predict_capture([frame for frame in frames[:8]], np.zeros(8_000, np.float32), 16_000)
+    assert capture.error == "this window: its voice is silent, nothing to judge"

@@ -18,7 +18,7 @@ from avemotion.export import export_onnx
 from avemotion.predict import load
 from avemotion.samples import sample_audio, sample_videos
 from avemotion.synth import concatenate_clips, write_media
-from avemotion.timeline import EMBED_BATCH, _Timeline, emotion_timeline
+from avemotion.timeline import EMBED_BATCH, _Timeline, emotion_timeline, plot_timeline
 
 from conftest import calibrated_checkpoint
 from test_eda import assert_valid_png
@@ -107,6 +107,14 @@ def test_an_audio_only_model_on_long_audio_is_exactly_predict_on_each_stretch(
         assert np.abs(expected - row[list(EMOTIONS)].to_numpy(float)).max() < 1e-5
     with pytest.raises(MediaError, match="voices.wav: no video track, and effnet_lstm reads video and audio"):
         classifier.timeline(recording)
+    # a stretch of digital silence between two voices: its windows are marked, never given an emotion
+    pause = np.zeros(4 * 16_000, np.float32)
+    gapped = write_media(tmp_path / "gapped.wav", None, audio=np.concatenate([voices[:48_000], pause, voices[:48_000]]))
+    marked = model.timeline(gapped, window=WINDOW, hop=HOP)
+    inside = (marked["start_s"] >= 3.0) & (marked["end_s"] <= 7.0)
+    assert inside.any() and (marked["label"][inside] == "(silence)").all()
+    assert (marked["label"][marked["end_s"] <= 3.0] != "(silence)").all()
+    plot_timeline(marked, tmp_path / "gapped.png")  # the silent windows stay blank in the band
 
 
 @pytest.mark.slow

@@ -43,13 +43,25 @@ def _index(args: argparse.Namespace) -> int:
     if args.strict and failures:
         print(f"avemotion index: --strict: {len(failures)} problems, nothing written", file=sys.stderr)
         return 1
+    if result.table.empty:
+        print(f"avemotion index: {args.data_dir}: no clip could be indexed ({len(result.problems)} "
+              "problems), no table written", file=sys.stderr)
+        _write_problems(result, args.output)
+        return 1
     write_metadata(result.table, args.output)
-    if result.problems:
-        problems_path = args.output.with_name(args.output.stem + "_problems.csv")
-        result.problems_table().to_csv(problems_path, index=False)
-        print(f"problems listed in {problems_path}")
+    _write_problems(result, args.output)
     print(f"wrote {len(result.table)} rows to {args.output}")
     return 0
+
+
+def _write_problems(result, output: Path) -> None:
+    """The index's problems beside its table, as OUTPUT_problems.csv (nothing without problems)."""
+    if not result.problems:
+        return
+    problems_path = output.with_name(output.stem + "_problems.csv")
+    problems_path.parent.mkdir(parents=True, exist_ok=True)
+    result.problems_table().to_csv(problems_path, index=False)
+    print(f"problems listed in {problems_path}")
 
 
 def _eda(args: argparse.Namespace) -> int:

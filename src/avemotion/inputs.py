@@ -118,6 +118,21 @@ def fit_waveform(samples: np.ndarray, settings: FeatureSettings) -> np.ndarray:
     return fitted
 
 
+# A voice whose loudest Mel bin is below this (dB re full-scale power) is silence: digital silence
+# is -100 dB, white noise at -80 dBFS about -60 dB, speech 0 dB and above.
+SILENT_DB = -70.0
+SILENT_AMPLITUDE = 10 ** (SILENT_DB / 20)  # the same for a waveform's loudest sample
+
+
+def voice_is_silent(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether the voice among a clip's (or a window's) inputs is silence: nothing to judge."""
+    if MEL in arrays and arrays[MEL].size:
+        return float(arrays[MEL].max()) < SILENT_DB
+    if WAVEFORM in arrays and arrays[WAVEFORM].size:
+        return float(np.abs(arrays[WAVEFORM]).max()) < SILENT_AMPLITUDE
+    return False
+
+
 def embedding_input(branch: str) -> str:
     """The name an exported network gives the embedding of a branch whose encoder runs outside it
     (a pretrained speech encoder): ``audio_embedding``."""

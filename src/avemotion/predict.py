@@ -27,7 +27,7 @@ from avemotion.datasets.listing import VIDEO_EXTENSIONS
 from avemotion.datasets.vocabulary import canonical
 from avemotion.errors import MissingFileError, UsageError
 from avemotion.features import ClipFeatures, MediaError, extract_features, features_from_capture
-from avemotion.inputs import FRAMES, embedding_input, network_inputs
+from avemotion.inputs import FRAMES, embedding_input, network_inputs, voice_is_silent
 from avemotion.probabilities import softmax
 from avemotion.speakers import MIN_SPEAKER_CLIPS, SpeakerHead, SpeakerNormError, standardised
 from avemotion.speech import SPEECH_INPUT, LazySpeechEncoder
@@ -159,6 +159,9 @@ class EmotionClassifier:
         result = Prediction(path="capture")
         result.features = features_from_capture(images, waveform, rate, self.card.feature_settings,
                                                 self.card.inputs)
+        if empty := empty_input(result.features):
+            result.error, result.features = f"this window: {empty}, nothing to judge", None
+            return result
         self._score([result])
         return result
 
@@ -202,12 +205,16 @@ class EmotionClassifier:
         return softmax(self.speaker_head.logits(standardised(features)))
 
     def _decoded(self, path: str | Path) -> Prediction:
-        """A clip's Prediction with its features ready, or with the reason they cannot be made."""
+        """A clip's Prediction with its features ready, or with the reason they cannot be made
+        (an input with nothing to judge among them: no emotion is invented for silence)."""
         result = Prediction(path=str(path))
         try:
             result.features = self.features(path)
         except MediaError as error:
             result.error = str(error)
+            return result
+        if empty := empty_input(result.features):
+            result.error, result.features = f"{path}: {empty}, nothing to judge", None
         return result
 
     def _score(self, pending: list[Prediction]) -> None:
@@ -229,6 +236,16 @@ class EmotionClassifier:
                 continue
             result.probabilities = {label: float(p) for label, p in zip(self.labels, row)}
             result.label = self.labels[int(row.argmax())]
+
+
+def empty_input(features: ClipFeatures) -> str | None:
+    """Which input of a clip's has nothing in it to judge (a silent voice; no face found, where the
+    model crops faces), in words; None when every one has something."""
+    if voice_is_silent(features.inputs):
+        return "its voice is silent"
+    if features.face_found is False:
+        return "no face was found in its frames"
+    return None
 
 
 def load(model: str | Path, onnx: str | Path | None = None,

@@ -46,7 +46,7 @@ from avemotion.features import (
     to_rgb,
     voice_inputs,
 )
-from avemotion.inputs import FRAMES, network_inputs
+from avemotion.inputs import FRAMES, network_inputs, voice_is_silent
 from avemotion.probabilities import softmax
 from avemotion.speakers import SpeakerNormError
 
@@ -159,6 +159,7 @@ class _Timeline:
         self.last_window: int | None = None  # known at the end of the file
         self.duration = 0.0  # seconds, known at the end of the file
         self.rows: list[tuple[float, np.ndarray]] = []  # each window's start and network output
+        self.silent: list[bool] = []  # whether each window's voice is silence (nothing to judge)
 
     def run(self, progress: bool) -> list[tuple[float, np.ndarray]]:
         check_readable(self.path)
@@ -269,6 +270,9 @@ class _Timeline:
         if self.audio is not None:
             voices = [self.audio.window(self.plan.first_sample(w), self.plan.samples, self.inputs) for w in windows]
             batch.update({name: np.stack([voice[name] for voice in voices]) for name in voices[0]})
+            self.silent += [voice_is_silent(voice) for voice in voices]
+        else:
+            self.silent += [False] * len(windows)
         parts = self.classifier.parts
         network = parts.from_frame_features if parts is not None else self.classifier.network
         outputs = network(network_inputs(batch))
@@ -281,6 +285,9 @@ class _Timeline:
             del self.frames[slot]
         if self.audio is not None:
             self.audio.drop_before(self.plan.first_sample(next_window))
+
+
+SILENCE = "(silence)"  # the label of a window whose voice is silent, for a model that reads only the voice
 
 
 def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = TimelineSettings(),
@@ -309,8 +316,10 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
         padded = np.pad(probabilities, ((settings.smooth // 2, (settings.smooth - 1) // 2), (0, 0)), mode="edge")
         probabilities = np.stack([np.convolve(padded[:, j], kernel, mode="valid")
                                   for j in range(probabilities.shape[1])], axis=1)
-    table = pd.DataFrame({"start_s": starts.round(3), "end_s": (starts + window).round(3),
-                          "label": [classifier.labels[i] for i in probabilities.argmax(axis=1)]})
+    labels = [classifier.labels[i] for i in probabilities.argmax(axis=1)]
+    if rows and "video" not in classifier.card.modalities:  # a voice model has nothing to judge in silence
+        labels = [SILENCE if silent else label for label, silent in zip(labels, engine.silent)]
+    table = pd.DataFrame({"start_s": starts.round(3), "end_s": (starts + window).round(3), "label": labels})
     for index, label in enumerate(classifier.labels):
         table[label] = probabilities[:, index].round(6)
     return table
@@ -378,7 +387,8 @@ def plot_timeline(table: pd.DataFrame, path: Path, title: str = "") -> None:
     lines.grid(alpha=0.3)
     lines.legend(ncol=len(labels), fontsize=8, loc="upper right")
     lines.set_title(title, fontsize=10)
-    top = np.array([labels.index(label) for label in table["label"]])
+    # windows with nothing to judge (silence) stay blank in the band
+    top = np.ma.masked_less([labels.index(label) if label in labels else -1 for label in table["label"]], 0)
     colours = ListedColormap([f"C{index}" for index in range(len(labels))])
     half_hop = (table["start_s"].iloc[1] - table["start_s"].iloc[0]) / 2 if len(table) > 1 else 0.25
     band.imshow(top[np.newaxis], aspect="auto", cmap=colours, vmin=-0.5, vmax=len(labels) - 0.5,

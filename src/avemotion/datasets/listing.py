@@ -35,10 +35,11 @@ PROBLEM_KINDS = {
     "duplicate": "clip present more than once (one copy used, the others listed)",
     "missing_file": "file named in the manifest that does not exist (row left out)",
     "missing_label": "manifest row without a label (row left out)",
+    "malformed_row": "manifest row with more or fewer fields than its header (row left out)",
 }
 # The kinds that `--strict` turns into a failure; the others describe the data, not a defect.
 STRICT_KINDS = frozenset({"unparseable_name", "unknown_code", "missing_demographics", "stray_file",
-                          "unreadable", "missing_file", "missing_label"})
+                          "unreadable", "missing_file", "missing_label", "malformed_row"})
 
 
 @dataclass(frozen=True)

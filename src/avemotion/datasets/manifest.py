@@ -10,19 +10,30 @@ A folder per label is ``DIR/<label>/*.wav|mp4…``, or ``DIR/<label>/<speaker>/*
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from avemotion.errors import AvemotionError
-from avemotion.datasets.listing import MODALITIES, IndexResult, Listing, Problem, is_video, table_columns
+from avemotion.datasets.listing import (
+    AUDIO_EXTENSIONS,
+    MODALITIES,
+    VIDEO_EXTENSIONS,
+    IndexResult,
+    Listing,
+    Problem,
+    is_video,
+    table_columns,
+)
 
 NAME = "manifest"
 FOLDERS = "folders"
 REQUIRED = ("path", "label")
 # manifest column -> table column
 RENAMED = {"label": "emotion", "speaker": "actor_id"}
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
 
 
 class ManifestError(AvemotionError, ValueError):
@@ -32,18 +43,36 @@ class ManifestError(AvemotionError, ValueError):
 def index_manifest(path: Path) -> IndexResult:
     """Index the rows of a manifest CSV; a row whose file is missing or has no label is reported
     and left out."""
-    try:
-        manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise ManifestError(f"{path}: not a readable CSV manifest ({error})") from error
-    missing = [column for column in REQUIRED if column not in manifest.columns]
+    header, records, problems = _read_rows(path)
+    missing = [column for column in REQUIRED if column not in header]
     if missing:
         raise ManifestError(f"{path}: a manifest needs the columns {list(REQUIRED)}; "
-                            f"missing {missing} (it has {list(manifest.columns)})")
-    problems: list[Problem] = []
-    rows = [row for record in manifest.to_dict("records")
-            if (row := _manifest_row(record, path.parent, problems)) is not None]
+                            f"missing {missing} (it has {header})")
+    rows = [row for record in records if (row := _manifest_row(record, path.parent, problems)) is not None]
     return _result(rows, problems, NAME)
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict], list[Problem]]:
+    """The header and the rows of a CSV manifest as text; a row with more or fewer fields than the
+    header is reported (by its line) and left out rather than read into the wrong columns."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            lines = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ManifestError(f"{path}: not a readable CSV manifest ({error})") from error
+    if not lines:
+        raise ManifestError(f"{path}: an empty manifest (no header)")
+    header = [name.strip() for name in lines[0]]
+    records, problems = [], []
+    for number, fields in enumerate(lines[1:], start=2):
+        if not any(field.strip() for field in fields):
+            continue  # a blank line
+        if len(fields) != len(header):
+            problems.append(Problem(f"{path}:{number}", "malformed_row",
+                                    f"{len(fields)} fields where the header has {len(header)}"))
+            continue
+        records.append(dict(zip(header, fields)))
+    return header, records, problems
 
 
 def _manifest_row(record: dict, folder: Path, problems: list[Problem]) -> dict | None:
@@ -56,6 +85,10 @@ def _manifest_row(record: dict, folder: Path, problems: list[Problem]) -> dict |
     for file in (media, voice):
         if file is not None and not file.is_file():
             problems.append(Problem(str(file), "missing_file", "no such file"))
+            return None
+        if file is not None and file.suffix.lower() not in MEDIA_EXTENSIONS:
+            problems.append(Problem(str(file), "stray_file", "not a media file (its extension is "
+                                    f"none of {', '.join(MEDIA_EXTENSIONS)})"))
             return None
     modality = record.get("modality", "").strip() or ("audio-video" if is_video(media) else "audio")
     if modality not in MODALITIES:
