@@ -50,6 +50,7 @@ from sklearn.svm import SVC
 
 from avemotion.checkpoint import load_checkpoint
 from avemotion.config import TrainSettings, recipe
+from avemotion.csvfiles import read_csv
 from avemotion.features import FeatureSettings, load_audio
 from avemotion.index import index_dataset
 from avemotion.models import model_inputs
@@ -117,7 +118,7 @@ def model_fold(table, split, cache, runs: Path, name: str, fold: int, overrides:
     started = time.perf_counter()
     train_one(table, split, cache, run, settings, resume=False, metadata_path=None)
     seconds = time.perf_counter() - started
-    predictions = pd.read_csv(run.predictions)
+    predictions = read_csv(run.predictions)
     result = {**scores(predictions["true"], predictions["predicted"]), "seconds": seconds}
     run.write_json(result_file, result)
     return result

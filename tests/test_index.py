@@ -194,3 +194,20 @@ def test_manifest_rows_that_are_not_clips_are_reported_and_an_empty_index_fails(
     assert main(["index", str(missing), "-o", str(tmp_path / "out" / "table.csv")]) == 1
     assert "no clip could be indexed (1000 problems), no table written" in capsys.readouterr().err
     assert not (tmp_path / "out" / "table.csv").exists() and (tmp_path / "out" / "table_problems.csv").is_file()
+
+
+def test_text_a_spreadsheet_would_run_is_written_as_text_and_read_back_as_it_was(tmp_path):
+    from avemotion.csvfiles import to_csv_text
+
+    make_tree(tmp_path, ["-x.wav", "b.wav"])
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label,speaker\n-x.wav,\"=cmd|' /C calc'!A0\",@a\nb.wav,'=quoted,+1\n")
+    output = tmp_path / "metadata.csv"
+    assert main(["index", str(manifest), "-o", str(output)]) == 0
+    written = output.read_text()
+    assert ",'=cmd|' /C calc'!A0," in written and ",'@a," in written and ",''=quoted," in written
+    assert "\n=" not in written and ",=" not in written and ",-" not in written
+    table = read_metadata(output).set_index("clip")
+    assert table.loc["-x", "emotion"] == "=cmd|' /C calc'!A0" and table.loc["-x", "actor_id"] == "@a"
+    assert table.loc["b", "emotion"] == "'=quoted" and str(table.loc["b", "actor_id"]) == "+1"
+    assert to_csv_text(pd.DataFrame({"label": ["=SUM(A1)"], "p": [-0.5]})) == "label,p\n'=SUM(A1),-0.5\n"

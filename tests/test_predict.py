@@ -490,15 +490,20 @@ def test_live_windows_that_could_hurt_the_server_are_refused_before_the_work(cli
     assert live()[0] == 200
 
 
-def test_a_clip_with_nothing_to_judge_says_which_input_is_empty(classifier, tmp_path):
+def test_a_clip_with_nothing_to_judge_says_which_input_is_empty(classifier, tmp_path, sample_batch, sample_cache):
     from avemotion.synth import write_media
+
+    from conftest import calibrated_checkpoint
 
     frames = [np.full((120, 160, 3), 90, np.uint8)] * 30
     silent = write_media(tmp_path / "silent.mp4", frames, fps=30, audio=np.zeros(16_000, np.float32),
                          audio_rate=16_000)
     voiced = write_clip(tmp_path / "voiced.mp4", frames=30)
-    results = classifier.predict_batch([silent, voiced])
+    voice_model = load(calibrated_checkpoint("effnet_lstm_audio_only", tmp_path / "audio.ckpt", sample_batch,
+                                             sample_cache.settings))
+    results = voice_model.predict_batch([silent, voiced])
     assert results[0].error == f"{silent}: its voice is silent, nothing to judge" and results[0].label is None
     assert results[1].ok  # the clip beside it is still judged
-    capture = classifier.predict_capture([frame for frame in frames[:8]], np.zeros(8_000, np.float32), 16_000)
+    capture = voice_model.predict_capture([], np.zeros(8_000, np.float32), 16_000)
     assert capture.error == "this window: its voice is silent, nothing to judge"
+    assert classifier.predict(silent).ok  # a fused model judges a silent clip by its face

@@ -21,6 +21,7 @@ from avemotion.config import (
     TrainSettings,
     recipe,
 )
+from avemotion.csvfiles import to_csv_text, write_csv
 from avemotion.datasets import CORPORA
 from avemotion.errors import AvemotionError
 from avemotion.inputs import FeatureSettings
@@ -60,7 +61,7 @@ def _write_problems(result, output: Path) -> None:
         return
     problems_path = output.with_name(output.stem + "_problems.csv")
     problems_path.parent.mkdir(parents=True, exist_ok=True)
-    result.problems_table().to_csv(problems_path, index=False)
+    write_csv(result.problems_table(), problems_path)
     print(f"problems listed in {problems_path}")
 
 
@@ -197,7 +198,7 @@ def _format_predictions(results, labels: list[str], style: str) -> str:
         [{"path": r.path, "label": r.label, **{k: round(v, 4) for k, v in r.probabilities.items()}}
          for r in results], columns=["path", "label", *labels])
     if style == "csv":
-        return table.to_csv(index=False).rstrip()
+        return to_csv_text(table).rstrip()
     return table.to_string(index=False) if len(table) else "(no predictions)"
 
 
@@ -524,7 +525,7 @@ def _add_serve_parser(commands) -> None:
     )
     serve.add_argument("checkpoint", type=Path, metavar="MODEL",
                        help="model.ckpt of a run, or an exported model.onnx (needs no PyTorch)")
-    for name in ("host", "port", "max_upload_mb", "concurrency", "queue"):
+    for name in ("host", "port", "max_upload_mb", "concurrency", "queue", "time_limit"):
         add_setting(serve, ServeSettings, name)
     serve.add_argument("--onnx", type=Path, help="with a checkpoint: run its ONNX export instead")
     _add_weights_argument(serve)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from avemotion.compare import compare_runs
 from avemotion.config import FROZEN_FROM_SCRATCH, DemoSettings
+from avemotion.csvfiles import write_csv
 from avemotion.eda import run_eda
 from avemotion.evaluate import evaluate_run
 from avemotion.inputs import FRAMES, FeatureSettings
@@ -43,7 +44,7 @@ def run_demo(out_dir: str | Path, data_dir: str | Path | None = None,
     print(f"1. index {clips_dir}")
     index = index_dataset(clips_dir)
     write_metadata(index.table, out_dir / "metadata.csv")
-    index.problems_table().to_csv(out_dir / "index_problems.csv", index=False)
+    write_csv(index.problems_table(), out_dir / "index_problems.csv")
     print(index.summary())
     print("2. exploratory data analysis")
     eda_report = run_eda(index.table, out_dir / "eda")

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 from torch.utils.data import DataLoader
 
+from avemotion.csvfiles import read_csv, write_csv
 from avemotion.errors import UsageError
 from avemotion.runs import RunFolder
 
@@ -152,7 +153,7 @@ def write_evaluation(results: RunFolder, predictions: pd.DataFrame, labels: list
                      metadata: pd.DataFrame | None = None, extra: dict | None = None) -> dict:
     """Write predictions.csv, metrics.json and the confusion matrix PNG; return the metrics."""
     results.root.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(results.predictions, index=False)
+    write_csv(predictions, results.predictions)
     metrics = classification_metrics(list(predictions["true"]), list(predictions["predicted"]), labels)
     if metadata is not None and (agreement := crowd_agreement(predictions, metadata)):
         metrics["crowd"] = agreement
@@ -195,7 +196,7 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
         if not config.get("metadata"):
             raise UsageError(f"{run.root}: config.json names no metadata table; pass --metadata")
         table = read_metadata(config["metadata"])
-        test_clips = pd.read_csv(run.split).query("split == 'test'")["clip"]
+        test_clips = read_csv(run.split).query("split == 'test'")["clip"]
         table = table[table["clip"].isin(set(test_clips))]
     else:
         table = read_metadata(metadata)

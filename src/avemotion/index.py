@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from avemotion import datasets
+from avemotion.csvfiles import read_csv, write_csv
 from avemotion.datasets.listing import (
     AUDIO_EXTENSIONS,
     DOCUMENT_EXTENSIONS,
@@ -118,7 +119,7 @@ def write_metadata(table: pd.DataFrame, path: str | Path) -> None:
     if path.suffix == ".parquet":
         table.to_parquet(path, index=False)
     else:
-        table.to_csv(path, index=False)
+        write_csv(table, path)
 
 
 def read_metadata(path: str | Path) -> pd.DataFrame:
@@ -126,7 +127,7 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: no such metadata file (make one with `avemotion index`)")
-    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    table = pd.read_parquet(path) if path.suffix == ".parquet" else read_csv(path)
     missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
     if missing:
         raise UsageError(f"{path}: not an avemotion metadata table, missing columns {missing}")

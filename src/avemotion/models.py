@@ -10,6 +10,10 @@ ENCODERS, TEMPORAL_MODELS or FUSIONS; an encoder declares the input it reads (by
 configuration. Every fusion ends in a linear `classifier` over the vector its `features` make. The
 models differ only in their :class:`ModelSettings`, registered by name in :mod:`avemotion.registry`.
 
+A pretrained speech encoder (Whisper, WavLM … : :mod:`avemotion.speech`) can be the audio branch:
+it runs outside the network, frozen, on the waveform, and only what follows it (its layer weights,
+the fusion, the head) is trained and saved.
+
 A model trained with speaker normalisation (:mod:`avemotion.speakers`) has a second last layer,
 `speaker_head`, which reads that vector standardised with its speaker's statistics.
 """
@@ -363,8 +367,8 @@ class EmotionNet(nn.Module):
             extra = {"identity": identities[branch]} if identities and branch in identities else {}
             encoder = cls(backbone, settings, image_size, weights, **extra)
             self.encoders[branch] = encoder
-            if encoder.adapter() is not None:
-                self.adapters[branch] = encoder.adapter()
+            if (adapter := encoder.adapter()) is not None:
+                self.adapters[branch] = adapter
             if encoder.per_frame:
                 self.temporal = _lookup(TEMPORAL_MODELS, "temporal model", settings.temporal)(encoder.dim, settings)
         fused = [self.temporal.dim if encoder.per_frame else encoder.dim for encoder in self.encoders.values()]

@@ -159,7 +159,7 @@ class EmotionClassifier:
         result = Prediction(path="capture")
         result.features = features_from_capture(images, waveform, rate, self.card.feature_settings,
                                                 self.card.inputs)
-        if empty := empty_input(result.features):
+        if empty := nothing_to_judge(result.features, self.card.modalities):
             result.error, result.features = f"this window: {empty}, nothing to judge", None
             return result
         self._score([result])
@@ -213,7 +213,7 @@ class EmotionClassifier:
         except MediaError as error:
             result.error = str(error)
             return result
-        if empty := empty_input(result.features):
+        if empty := nothing_to_judge(result.features, self.card.modalities):
             result.error, result.features = f"{path}: {empty}, nothing to judge", None
         return result
 
@@ -238,14 +238,16 @@ class EmotionClassifier:
             result.label = self.labels[int(row.argmax())]
 
 
-def empty_input(features: ClipFeatures) -> str | None:
-    """Which input of a clip's has nothing in it to judge (a silent voice; no face found, where the
-    model crops faces), in words; None when every one has something."""
-    if voice_is_silent(features.inputs):
-        return "its voice is silent"
-    if features.face_found is False:
-        return "no face was found in its frames"
-    return None
+def nothing_to_judge(features: ClipFeatures, modalities: tuple[str, ...]) -> str | None:
+    """Why a clip gives a model nothing to judge, in words: each modality it reads is empty (a
+    silent voice; no face found, where the model crops faces). None while one has something: a
+    fused model judges a silent clip by its face."""
+    empty = {}
+    if "audio" in modalities and voice_is_silent(features.inputs):
+        empty["audio"] = "its voice is silent"
+    if "video" in modalities and features.face_found is False:
+        empty["video"] = "no face was found in its frames"
+    return " and ".join(empty.values()) if set(modalities) <= set(empty) else None
 
 
 def load(model: str | Path, onnx: str | Path | None = None,

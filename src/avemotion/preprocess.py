@@ -25,6 +25,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from avemotion.csvfiles import write_csv
 from avemotion.datasets.listing import table_modalities
 from avemotion.errors import AvemotionError, MissingFileError
 from avemotion.features import ClipFeatures, MediaError, extract_features
@@ -322,7 +323,7 @@ def _write_failures(report: PreprocessReport) -> None:
     rows = [(f.clip, f.video_path, f.error) for f in report.failures]
     rows += [(clip, "", "warning: no face found, full frames used") for clip in report.faces_missing]
     table = pd.DataFrame(rows, columns=["clip", "video_path", "reason"])
-    table.to_csv(report.cache.root / FAILURES_FILE, index=False)
+    write_csv(table, report.cache.root / FAILURES_FILE)
 
 
 class CachedClips:

@@ -34,6 +34,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from avemotion.csvfiles import write_csv
 from avemotion.errors import UsageError
 from avemotion.config import TimelineSettings
 from avemotion.features import (
@@ -365,7 +366,7 @@ def write_timeline(table: pd.DataFrame, out_dir: str | Path, details: dict) -> d
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = {name: out_dir / f"timeline.{name}" for name in ("csv", "json", "png")}
-    table.to_csv(outputs["csv"], index=False)
+    write_csv(table, outputs["csv"])
     share = {label: round(float(value), 4) for label, value in share_of_time(table).items()}
     document = {**details, "share_of_time": share, "windows": table.to_dict(orient="records")}
     outputs["json"].write_text(json.dumps(document, indent=2) + "\n")

@@ -28,6 +28,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from avemotion.csvfiles import read_csv, write_csv
 from avemotion.errors import UsageError
 from avemotion.checkpoint import Checkpoint, save_checkpoint
 from avemotion.config import TrainSettings
@@ -174,7 +175,7 @@ def _load_or_make_split(table, run: RunFolder, settings: TrainSettings, resume: 
     """The saved split when resuming, else a new one from the settings' kind and seed (the same
     in every DDP process, since it depends on the seed alone)."""
     if resume and run.split.is_file():
-        by_clip = pd.read_csv(run.split).set_index("clip")["split"]
+        by_clip = read_csv(run.split).set_index("clip")["split"]
         return table["clip"].map(by_clip).rename("split")
     split = make_split(table, settings.split, settings.seed)
     if is_first_process():
@@ -191,7 +192,7 @@ def is_first_process() -> bool:
 def _save_split(table: pd.DataFrame, split: pd.Series, run: RunFolder) -> None:
     """Which clip went where, with the columns that let a reader check the split's honesty."""
     columns = [c for c in ("clip", "actor_id", "gender", "emotion") if c in table]
-    table[columns].assign(split=split.to_numpy()).to_csv(run.split, index=False)
+    write_csv(table[columns].assign(split=split.to_numpy()), run.split)
 
 
 def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resume: bool,
