@@ -84,12 +84,14 @@ class BodyLimit:
         if not stated.isdigit() or int(stated) > self.limit:
             return await self._refuse(send, 413, self._too_large())
         refusal: dict = {}  # the answer that replaces the application's, once the body goes wrong
-        received = 0
+        received, complete = 0, False
 
         async def counted_receive():
-            nonlocal received
+            nonlocal received, complete
             if refusal:
                 return {"type": "http.disconnect"}
+            if complete:  # the whole body is in: only a disconnect can come, whenever it comes
+                return await receive()
             try:
                 message = await asyncio.wait_for(receive(), self.stall_seconds)
             except asyncio.TimeoutError:
@@ -99,6 +101,7 @@ class BodyLimit:
             if received > self.limit:
                 refusal.update(status=413, error=self._too_large())
                 return {"type": "http.disconnect"}
+            complete = not message.get("more_body", False)
             return message
 
         async def guarded_send(message) -> None:
