@@ -12,6 +12,10 @@ functionals (88 per clip) and an RBF support-vector machine (scikit-learn's defa
 standardised on the training speakers), trained on the same 18 actors as the models
 (`egemaps_svm`), and, since it needs no validation speakers, also on all 20 (`egemaps_svm_20`).
 
+`--split train-folds` uses `avemotion train --folds 6`'s folds instead (actors grouped by
+StratifiedGroupKFold, gender-balanced, about 15 % of all actors validating), so that the user's
+command and the benchmark can be compared on the same systems.
+
 Two protocols, every model and the baseline under both:
 - clip: each clip judged on its own, as `avemotion predict` judges a new clip;
 - speaker: each speaker's features standardised with the statistics of all that speaker's clips
@@ -59,6 +63,7 @@ from avemotion.registry import SPEECH_ENCODERS, model_settings
 from avemotion.speech import load_speech_encoder
 from avemotion.runs import RunFolder
 from avemotion.speakers import standardised_by_speaker
+from avemotion.splits import actor_folds
 from avemotion.train import fit_speaker_normalisation, train_one
 
 MODELS = ("whisper_base_audio_only", "resnet18_vit_lstm_audio_only", "effnet_lstm_audio_only")
@@ -230,13 +235,18 @@ def main() -> None:
                         help="override the recipe's epochs (quick looks, kept in WORK/runs-epochs-N)")
     parser.add_argument("--seed", type=int, default=0, help="the networks' training seed (another seed: "
                         "another independent training run, kept in WORK/runs-seed-N)")
+    parser.add_argument("--split", choices=("blocks", "train-folds"), default="blocks",
+                        help="blocks: actors 4k-3…4k test (the default); train-folds: the folds of "
+                        "`avemotion train --folds 6` (gender-stratified actor groups, 15 %% of "
+                        "actors validating), kept in WORK/runs-train-folds")
     parser.add_argument("--weights", type=Path, default=None,
                         help="the speech encoders' weights (a CTranslate2 model folder for Whisper)")
     args = parser.parse_args()
     overrides = {"seed": args.seed, "weights": str(args.weights) if args.weights else None,
                  **({"max_epochs": args.epochs} if args.epochs else {})}
     # another seed or a quick look never reads (or overwrites) the default runs' results
-    variant = (f"-seed-{args.seed}" if args.seed else "") + (f"-epochs-{args.epochs}" if args.epochs else "")
+    variant = ((f"-seed-{args.seed}" if args.seed else "") + (f"-epochs-{args.epochs}" if args.epochs else "")
+               + ("-train-folds" if args.split == "train-folds" else ""))
     runs, results_name = args.work / f"runs{variant}", f"real_speech{variant}"
 
     table = speech_table(args.ravdess_dir)
@@ -252,8 +262,9 @@ def main() -> None:
     for key, timing in timings.items():
         print(f"{key}: {timing['seconds_per_clip']:.3f} s per clip of {timing['clip_seconds']:.1f} s")
     results: dict[str, list[dict]] = {}
+    folds = actor_folds(table, FOLDS, seed=0) if args.split == "train-folds" else None
     for fold in args.folds:
-        split = fold_split(table, fold)
+        split = fold_split(table, fold) if folds is None else folds[fold - 1]
         for protocol in args.protocols:
             for name, with_val in ((BASELINE, False), (f"{BASELINE}_20", True)):
                 outcome = baseline_fold(table, split, features, protocol, with_val)
