@@ -102,6 +102,7 @@ def models(encoders):
         "fused": ModelSettings("resnet18_lstm_tiny_whisper", "resnet18", str(encoders["whisper"]),
                                audio_encoder="whisper", temporal_hidden=16, pretrained=False),
     }
+    settings["speaker_norm"] = settings["whisper"]
     with pytest.MonkeyPatch.context() as patch:
         for model in settings.values():
             patch.setitem(MODELS, model.name, model)
@@ -199,6 +200,8 @@ def trained(tmp_path_factory, sample_table, models):
             plan = replace(plan, linear_probe=False)
         if key == "fused":  # the video branch's embeddings cached too, the LSTM and head trained
             plan = replace(plan, freeze_backbones=True, max_epochs=2)
+        if key == "speaker_norm":  # the probe, then a speaker head that is a probe too
+            plan = replace(plan, speaker_norm=True)
         train(sample_table, cache, root / key, plan)
         runs[key] = root / key
     return runs
@@ -218,6 +221,15 @@ def test_speech_models_train_on_embeddings_computed_once(trained, encoders):
     assert not np.allclose(wavlm.adapters["audio"].logits.detach().numpy(), 0)  # layer weights learned
     embeddings = list((trained["whisper"].parent / "cache").glob("**/embeddings-*/*.npz"))
     assert len(embeddings) >= 6
+
+
+@pytest.mark.slow
+def test_a_speaker_normalised_probe_judges_one_speaker_s_clips_together(trained):
+    classifier = load(trained["speaker_norm"] / "model.ckpt")
+    assert classifier.card.speaker_norm and classifier.card.encoders
+    results = classifier.predict_batch(sample_videos())
+    assert all(result.ok for result in results)
+    assert all(abs(sum(result.probabilities.values()) - 1) < 1e-5 for result in results)
 
 
 @pytest.mark.parametrize("key", ["whisper", "transformers", "fused"])

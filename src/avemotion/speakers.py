@@ -63,10 +63,11 @@ SpeakerHead = LinearLayer
 SPEAKER_HEAD_C = 1.0  # scikit-learn's default L2 strength for the speaker head's regression
 
 
-def fit_speaker_head(features: np.ndarray, targets: np.ndarray, num_classes: int) -> SpeakerHead:
-    """The speaker head: a multinomial logistic regression (L2 with C = 1, on features scaled to
-    unit variance over all training clips) from standardised features to class indices."""
-    return fit_logistic_layer(features, targets, num_classes, SPEAKER_HEAD_C)
+def fit_speaker_head(features: np.ndarray, targets: np.ndarray, num_classes: int,
+                     C: float = SPEAKER_HEAD_C) -> SpeakerHead:
+    """The speaker head: a multinomial logistic regression (L2 with inverse strength C, on features
+    scaled to unit variance over all training clips) from standardised features to class indices."""
+    return fit_logistic_layer(features, targets, num_classes, C)
 
 
 def require_speakers(table, source: str = "the table") -> None:
