@@ -259,12 +259,13 @@ def _decode(
             audio = _stream(container.streams.audio, "audio", path) if want_audio else None
             if video is not None:
                 _check_frame_size(path, video.codec_context.width, video.codec_context.height)
-            if audio is not None:
+            if audio is not None and audio.codec_context.sample_rate:  # 0: known once decoded
                 _check_rate(path, audio.codec_context.sample_rate)
             streams = [stream for stream in (video, audio) if stream is not None]
             held = _SpreadFrames(MAX_HELD_FRAMES, hold)
             voice = _Voice(path)
             decoded_until = 0.0  # seconds
+            stopped_early = False
             for packet in container.demux(*streams):
                 for frame in packet.decode():
                     decoded_until = max(decoded_until, frame.time or 0.0)
@@ -274,8 +275,9 @@ def _decode(
                     else:
                         voice.add(frame)
                 if voice.full and video is None:
-                    break  # nothing more to read
-            if not voice.full:
+                    stopped_early = True  # nothing more to read
+                    break
+            if not stopped_early:
                 _check_complete(path, decoded_until, container.duration)
     except av.FFmpegError as error:
         raise MediaError(f"{path}: could not be decoded ({error})") from error
