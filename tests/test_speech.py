@@ -177,6 +177,15 @@ def test_without_weights_offline_one_paragraph_says_how_to_get_them(monkeypatch,
         load_speech_encoder("whisper", "base", weights=tmp_path)
 
 
+def test_a_speech_model_refuses_features_at_another_rate(sample_table, tmp_path):
+    from avemotion.errors import UsageError
+
+    cache = FeatureCache.open(tmp_path, FeatureSettings(sample_rate=8_000))
+    plan = TrainSettings(model=model_settings("whisper_base_audio_only"), progress=False)
+    with pytest.raises(UsageError, match="reads voices at 16000 Hz, not the 8000 Hz"):
+        train(sample_table, cache, tmp_path / "run", plan)
+
+
 def test_registered_speech_models_list_without_their_weights():
     model = create_model("whisper_base_audio_only", pretrained=False)
     assert model.inputs == ("waveform",) and not model.trains_encoders

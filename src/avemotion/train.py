@@ -45,6 +45,7 @@ from avemotion.evaluate import (
 from avemotion.features import typical_duration
 from avemotion.inputs import MEL
 from avemotion.linear_probe import PROBE_C, fit_logistic_layer
+from avemotion.speech import SPEECH_RATE
 from avemotion.models import EmotionNet, model_inputs
 from avemotion.probabilities import softmax
 from avemotion.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
@@ -142,6 +143,9 @@ def train(table: pd.DataFrame, cache: FeatureCache, out_dir: str | Path, setting
     Clips missing from the feature cache are preprocessed first; clips that fail to decode are
     left out, with their reasons in the cache's failures.csv."""
     run = RunFolder(out_dir)
+    if settings.model.speech_encoder and cache.settings.sample_rate != SPEECH_RATE:
+        raise UsageError(f"{settings.model.name}: its speech encoder reads voices at {SPEECH_RATE} Hz, "
+                         f"not the {cache.settings.sample_rate} Hz these feature settings make")
     table = clips_with_inputs(table, settings.model)
     if settings.speaker_norm:
         require_speakers(table)
