@@ -296,3 +296,23 @@ def test_an_exported_whisper_model_predicts_without_torch(trained, tmp_path):
     predictions, summary = completed.stdout.strip().rsplit("\n", 1)
     assert json.loads(summary) == {"code": 0, "heavy": []}
     assert json.loads(predictions)[0]["label"] in EMOTIONS
+
+
+@pytest.mark.slow
+def test_the_server_and_its_camera_mode_run_a_speech_model(trained):
+    from fastapi.testclient import TestClient
+
+    from avemotion.features import load_audio
+    from avemotion.serve import create_app
+
+    classifier = load(trained["whisper"] / "model.ckpt")
+    client = TestClient(create_app(classifier))
+    video = sample_videos()[1]
+    upload = client.post("/predict", files={"file": (video.name, video.read_bytes())})
+    assert upload.status_code == 200, upload.text
+    assert upload.json()["probabilities"] == pytest.approx(classifier.predict(video).probabilities, abs=1e-6)
+    voice = load_audio(video, 48_000).astype("<f4")
+    live = client.post("/live", files=[("audio", ("a.f32", voice.tobytes()))], data={"rate": "48000"})
+    assert live.status_code == 200, live.text
+    expected = classifier.predict_capture([], voice, 48_000).probabilities
+    assert live.json()["probabilities"] == pytest.approx(expected, abs=1e-6)
