@@ -177,6 +177,24 @@ def test_without_weights_offline_one_paragraph_says_how_to_get_them(monkeypatch,
         load_speech_encoder("whisper", "base", weights=tmp_path)
 
 
+def test_the_voice_activity_detector_streams_as_one_pass_and_tells_speech_from_noise():
+    from faster_whisper.vad import get_vad_model
+
+    from avemotion.features import load_audio
+    from avemotion.samples import sample_audio
+    from avemotion.voice_activity import FRAME, VoiceActivity
+
+    speech = np.concatenate([load_audio(path) for path in sample_audio()])
+    whole = np.asarray(get_vad_model()(speech[: len(speech) // FRAME * FRAME])).ravel() >= 0.5
+    streamed = VoiceActivity()
+    for start in range(0, len(speech), 3_000):  # fed in pieces that cut frames in two
+        streamed.add(speech[start : start + 3_000])
+    assert streamed.speech == list(whole) and any(whole)
+    noise = VoiceActivity()
+    noise.add(np.random.default_rng(0).normal(0, 0.05, 4 * SPEECH_RATE).astype(np.float32))
+    assert not noise.has_voice(0, 4 * SPEECH_RATE) and streamed.has_voice(0, SPEECH_RATE * 2)
+
+
 def test_a_speech_model_refuses_features_at_another_rate(sample_table, tmp_path):
     from avemotion.errors import UsageError
 

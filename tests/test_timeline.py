@@ -107,14 +107,20 @@ def test_an_audio_only_model_on_long_audio_is_exactly_predict_on_each_stretch(
         assert np.abs(expected - row[list(EMOTIONS)].to_numpy(float)).max() < 1e-5
     with pytest.raises(MediaError, match="voices.wav: no video track, and effnet_lstm reads video and audio"):
         classifier.timeline(recording)
-    # a stretch of digital silence between two voices: its windows are marked, never given an emotion
+    # silence, then noise, between two voices: where nobody speaks windows are marked, never given
+    # an emotion (the voice-activity detector tells noise from speech)
     pause = np.zeros(4 * 16_000, np.float32)
-    gapped = write_media(tmp_path / "gapped.wav", None, audio=np.concatenate([voices[:48_000], pause, voices[:48_000]]))
+    noise = np.random.default_rng(0).normal(0, 0.05, 4 * 16_000).astype(np.float32)
+    gapped = write_media(tmp_path / "gapped.wav", None,
+                         audio=np.concatenate([voices[:48_000], noise, pause, voices[:48_000]]))
     marked = model.timeline(gapped, window=WINDOW, hop=HOP)
-    inside = (marked["start_s"] >= 3.0) & (marked["end_s"] <= 7.0)
-    assert inside.any() and (marked["label"][inside] == "(silence)").all()
-    assert (marked["label"][marked["end_s"] <= 3.0] != "(silence)").all()
-    plot_timeline(marked, tmp_path / "gapped.png")  # the silent windows stay blank in the band
+    nobody = (marked["start_s"] >= 3.0) & (marked["end_s"] <= 11.0)
+    assert nobody.any() and (marked["label"][nobody] == "(no voice)").all()
+    # the first clip's sentence is spoken from 0.58 to 1.34 s, and again from 11.58 s
+    assert (marked["label"][marked["end_s"] <= 3.0] != "(no voice)").all()
+    spoken = (marked["start_s"] <= 11.6) & (marked["end_s"] >= 12.2)
+    assert spoken.any() and (marked["label"][spoken] != "(no voice)").all()
+    plot_timeline(marked, tmp_path / "gapped.png")  # the unjudged windows stay blank in the band
 
 
 @pytest.mark.slow

@@ -260,7 +260,7 @@ def _decode(
             if video is not None:
                 _check_frame_size(path, video.codec_context.width, video.codec_context.height)
             if audio is not None and audio.codec_context.sample_rate:  # 0: known once decoded
-                _check_rate(path, audio.codec_context.sample_rate)
+                check_rate(path, audio.codec_context.sample_rate)
             streams = [stream for stream in (video, audio) if stream is not None]
             held = _SpreadFrames(MAX_HELD_FRAMES, hold)
             voice = _Voice(path)
@@ -303,7 +303,7 @@ class _Voice:
     def add(self, frame: av.AudioFrame) -> None:
         if self.rate == 0:
             self.rate = frame.sample_rate
-            _check_rate(self.path, self.rate)
+            check_rate(self.path, self.rate)
         elif frame.sample_rate != self.rate:
             raise MediaError(f"{self.path}: its audio changes rate ({self.rate} Hz, then {frame.sample_rate} Hz)")
         if not self.full:
@@ -327,7 +327,9 @@ def _check_frame_size(path: Path, width: int, height: int) -> None:
                          f"({MAX_FRAME_PIXELS / 1e6:.0f} megapixels a frame, 8K)")
 
 
-def _check_rate(path: Path, rate: int) -> None:
+def check_rate(path: Path, rate: int) -> None:
+    """Refuse an audio rate no recording has (a header claiming 1 Hz would make resampling allocate
+    gigabytes)."""
     if not AUDIO_RATES[0] <= rate <= AUDIO_RATES[1]:
         raise MediaError(f"{path}: audio at {rate} Hz is not a sample rate this tool reads "
                          f"({AUDIO_RATES[0]}-{AUDIO_RATES[1]} Hz)")

@@ -40,6 +40,7 @@ from avemotion.config import TimelineSettings
 from avemotion.features import (
     FeatureSettings,
     MediaError,
+    check_rate,
     check_readable,
     crop_around,
     detect_face,
@@ -47,9 +48,10 @@ from avemotion.features import (
     to_rgb,
     voice_inputs,
 )
-from avemotion.inputs import FRAMES, network_inputs, voice_is_silent
+from avemotion.inputs import FRAMES, SAMPLE_RATE, network_inputs, voice_is_silent
 from avemotion.probabilities import softmax
 from avemotion.speakers import SpeakerNormError
+from avemotion.voice_activity import VoiceActivity, available
 
 EMBED_BATCH = 16  # grid frames per image-backbone call
 WINDOW_BATCH = 32  # windows per call of the rest of the network
@@ -117,22 +119,32 @@ class _Samples:
     """The file's audio at the model's rate, resampled as it arrives; the samples before the next
     window's start are let go."""
 
-    def __init__(self, features: FeatureSettings, in_rate: int) -> None:
+    def __init__(self, features: FeatureSettings, in_rate: int, voice_activity: VoiceActivity | None) -> None:
         self.features = features
         self.resampler = soxr.ResampleStream(in_rate, features.sample_rate, 1, dtype="float32")
         self.samples = np.zeros(0, np.float32)
         self.first = 0  # absolute index of samples[0]
         self.received = 0
+        self.voice_activity = voice_activity  # where somebody speaks, when asked
 
     def add(self, waveform: np.ndarray, last: bool = False) -> None:
         resampled = self.resampler.resample_chunk(waveform.astype(np.float32), last=last)
         self.samples = np.concatenate([self.samples, resampled])
         self.received += len(resampled)
+        if self.voice_activity is not None:
+            self.voice_activity.add(resampled)
 
     def window(self, start: int, length: int, inputs: tuple[str, ...]) -> dict[str, np.ndarray]:
         """A stretch's audio inputs among `inputs`, exactly as predict makes a clip's."""
         stretch = self.samples[start - self.first : start - self.first + length]
         return voice_inputs(stretch, self.features, inputs)
+
+    def has_voice(self, start: int, length: int, voice: dict[str, np.ndarray]) -> bool:
+        """Whether somebody speaks in a stretch: the detector's answer, or without it (the base
+        install), whether its voice input is more than silence."""
+        if self.voice_activity is not None:
+            return self.voice_activity.has_voice(start, length)
+        return not voice_is_silent(voice)
 
     def drop_before(self, sample: int) -> None:
         drop = max(0, sample - self.first)
@@ -151,6 +163,8 @@ class _Timeline:
         self.inputs = classifier.card.inputs
         self.uses_video = FRAMES in self.inputs
         self.uses_audio = "audio" in classifier.card.modalities
+        # a voice model has nothing to judge where nobody speaks; a fused one still has the face
+        self.judges_voice_only = classifier.card.modalities == ("audio",)
         self.grid = _GridFrames(plan.grid)
         self.pending: list[tuple[int, av.VideoFrame]] = []
         self.frames: dict[int, np.ndarray] = {}  # grid slot -> frame features (or the frame itself)
@@ -175,7 +189,11 @@ class _Timeline:
         video = self._stream(container.streams.video, "video") if self.uses_video else None
         audio = self._stream(container.streams.audio, "audio") if self.uses_audio else None
         if audio is not None:
-            self.audio = _Samples(self.features, audio.codec_context.sample_rate)
+            check_rate(self.path, audio.codec_context.sample_rate)
+            # where somebody speaks matters to a voice model; the detector reads 16 kHz
+            detect = self.judges_voice_only and self.features.sample_rate == SAMPLE_RATE and available()
+            self.audio = _Samples(self.features, audio.codec_context.sample_rate,
+                                  VoiceActivity() if detect else None)
         length = container.duration / av.time_base if container.duration else None
         last_time = 0.0
         with tqdm(total=round(length or 0), unit="s", desc="timeline", disable=not progress) as bar:
@@ -271,7 +289,9 @@ class _Timeline:
         if self.audio is not None:
             voices = [self.audio.window(self.plan.first_sample(w), self.plan.samples, self.inputs) for w in windows]
             batch.update({name: np.stack([voice[name] for voice in voices]) for name in voices[0]})
-            self.silent += [voice_is_silent(voice) for voice in voices]
+        if self.judges_voice_only:
+            self.silent += [not self.audio.has_voice(self.plan.first_sample(w), self.plan.samples, voice)
+                            for w, voice in zip(windows, voices)]
         else:
             self.silent += [False] * len(windows)
         parts = self.classifier.parts
@@ -288,7 +308,7 @@ class _Timeline:
             self.audio.drop_before(self.plan.first_sample(next_window))
 
 
-SILENCE = "(silence)"  # the label of a window whose voice is silent, for a model that reads only the voice
+NO_VOICE = "(no voice)"  # the label of a window where nobody speaks, for a model that reads only the voice
 
 
 def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = TimelineSettings(),
@@ -318,8 +338,8 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
         probabilities = np.stack([np.convolve(padded[:, j], kernel, mode="valid")
                                   for j in range(probabilities.shape[1])], axis=1)
     labels = [classifier.labels[i] for i in probabilities.argmax(axis=1)]
-    if rows and "video" not in classifier.card.modalities:  # a voice model has nothing to judge in silence
-        labels = [SILENCE if silent else label for label, silent in zip(labels, engine.silent)]
+    if rows:
+        labels = [NO_VOICE if silent else label for label, silent in zip(labels, engine.silent)]
     table = pd.DataFrame({"start_s": starts.round(3), "end_s": (starts + window).round(3), "label": labels})
     for index, label in enumerate(classifier.labels):
         table[label] = probabilities[:, index].round(6)
@@ -388,7 +408,7 @@ def plot_timeline(table: pd.DataFrame, path: Path, title: str = "") -> None:
     lines.grid(alpha=0.3)
     lines.legend(ncol=len(labels), fontsize=8, loc="upper right")
     lines.set_title(title, fontsize=10)
-    # windows with nothing to judge (silence) stay blank in the band
+    # windows with nothing to judge (nobody speaking) stay blank in the band
     top = np.ma.masked_less([labels.index(label) if label in labels else -1 for label in table["label"]], 0)
     colours = ListedColormap([f"C{index}" for index in range(len(labels))])
     half_hop = (table["start_s"].iloc[1] - table["start_s"].iloc[0]) / 2 if len(table) > 1 else 0.25
