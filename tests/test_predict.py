@@ -164,6 +164,29 @@ def test_an_exported_model_alone_predicts_and_serves_without_torch(exported, cla
     assert csv_output.splitlines()[0] == "path,label," + ",".join(EMOTIONS)
 
 
+def test_a_shared_model_file_whose_card_could_not_be_true_is_refused_clearly(exported, tmp_path, capsys):
+    import onnx
+
+    from avemotion.predict import ONNX_METADATA_KEY
+
+    card = json.loads(onnx.load(str(exported)).metadata_props[0].value)
+    cases = {
+        "not-an-object": ("[1, 2]", "model card is JSON but not an object (a list)"),
+        "no-labels": (json.dumps({**card, "labels": []}), "labels must be a non-empty list of names"),
+        "wrong-width": (json.dumps({**card, "labels": card["labels"][:4]}),
+                        "has 4 labels but the network gives 6 outputs"),
+        "huge-frames": (json.dumps({**card, "feature_settings": {**card["feature_settings"], "frame_size": 10**6}}),
+                        "frame_size = 1000000 is outside 16-1024"),
+    }
+    for name, (text, words) in cases.items():
+        bad = onnx.load(str(exported))
+        onnx.helper.set_model_props(bad, {ONNX_METADATA_KEY: text})
+        onnx.save(bad, str(tmp_path / f"{name}.onnx"))
+        assert main(["predict", str(tmp_path / f"{name}.onnx"), str(sample_videos()[0])]) == 2, name
+        error = capsys.readouterr().err
+        assert f"{name}.onnx" in error and words in error and error.count("\n") == 1, error
+
+
 def test_an_onnx_model_without_its_card_is_refused_clearly(exported, tmp_path, capsys):
     import onnx
 
