@@ -36,11 +36,12 @@ from avemotion.inputs import (
 )
 
 # Decoded frames held at once while looking for the last one; longer clips are thinned evenly so
-# memory stays bounded (clips up to this many frames are sampled exactly). Each is converted to the
-# model's size as it is decoded (for face cropping, to at most MAX_HELD_SIDE pixels a side), never
-# held raw.
+# memory stays bounded (clips up to this many frames are sampled exactly). Past MAX_RAW_BYTES of raw
+# frames, each is converted to the model's size as it is decoded (for face cropping, to at most
+# MAX_HELD_SIDE pixels a side), so no resolution decides the memory used.
 MAX_HELD_FRAMES = 256
 MAX_HELD_SIDE = 640
+MAX_RAW_BYTES = 64 << 20  # raw frames may wait unconverted up to this (a clip's worth at 480x360)
 # Limits checked before (and while) decoding, so that no input's size decides the memory used.
 MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD; a larger video is refused
 AUDIO_RATES = (1_000, 768_000)  # Hz: a stated or decoded rate outside them is refused
@@ -262,7 +263,7 @@ def _decode(
             if audio is not None and audio.codec_context.sample_rate:  # 0: known once decoded
                 check_rate(path, audio.codec_context.sample_rate)
             streams = [stream for stream in (video, audio) if stream is not None]
-            held = _SpreadFrames(MAX_HELD_FRAMES, hold)
+            held = _SpreadFrames(MAX_HELD_FRAMES, hold, _raw_bytes, MAX_RAW_BYTES)
             voice = _Voice(path)
             decoded_until = 0.0  # seconds
             stopped_early = False
@@ -372,14 +373,18 @@ def mono_samples(frame: av.AudioFrame) -> np.ndarray:
 
 
 class _SpreadFrames:
-    """Holds at most `capacity` decoded frames spread evenly over everything seen, plus the last,
-    each as `convert` makes it (only the frames kept are converted; the last one waits raw)."""
+    """Holds at most `capacity` decoded frames spread evenly over everything seen, plus the last.
 
-    def __init__(self, capacity: int, convert: Callable = lambda frame: frame) -> None:
-        self.capacity = capacity
-        self.convert = convert
+    Frames wait raw (converting only the few finally chosen is fastest) while the raw frames held
+    stay under `budget` bytes by `size`; past it every held frame is converted by `convert` at once,
+    and the kept ones after it too, so memory stays bounded whatever the resolution."""
+
+    def __init__(self, capacity: int, convert: Callable = lambda frame: frame,
+                 size: Callable = lambda frame: 0, budget: int = 0) -> None:
+        self.capacity, self.convert, self.size, self.budget = capacity, convert, size, budget
         self.stride = 1
-        self.held: list[tuple[int, object]] = []
+        self.held: list[tuple[int, object, bool]] = []  # (index, frame, still raw)
+        self.raw_bytes = 0
         self.last: tuple[int, object] | None = None  # raw
         self.count = 0
 
@@ -390,16 +395,23 @@ class _SpreadFrames:
         self.last = (index, frame)
         if index % self.stride:
             return
-        self.held.append((index, self.convert(frame)))
+        self.held.append((index, frame, True))
+        self.raw_bytes += self.size(frame)
         if len(self.held) > self.capacity:
             self.stride *= 2
-            self.held = [(i, f) for i, f in self.held if i % self.stride == 0]
+            self.held = [item for item in self.held if item[0] % self.stride == 0]
+            self.raw_bytes = sum(self.size(frame) for _, frame, raw in self.held if raw)
+        if self.raw_bytes > self.budget:
+            self.held = [(index, self.convert(frame) if raw else frame, False) for index, frame, raw in self.held]
+            self.raw_bytes = 0
 
     def spread(self) -> list[tuple[int, object]]:
-        """The held frames with their indices, the last decoded frame always included."""
-        if self.last is not None and self.held[-1][0] != self.last[0]:
-            return [*self.held, (self.last[0], self.convert(self.last[1]))]
-        return list(self.held)
+        """The held frames (raw or converted) with their indices, the last decoded frame always
+        included; whoever picks among them converts the raw ones it keeps."""
+        spread = [(index, frame) for index, frame, _ in self.held]
+        if self.last is not None and spread[-1][0] != self.last[0]:
+            spread.append(self.last)
+        return spread
 
 
 # One converter per thread: it keeps its scaler between frames instead of building one per frame,
@@ -420,6 +432,11 @@ def frame_positions(frame_count: int, n_frames: int) -> np.ndarray:
     return np.linspace(0, frame_count - 1, n_frames).round().astype(int)
 
 
+def _raw_bytes(frame: av.VideoFrame) -> int:
+    """About what a decoded frame holds: its planes' bytes."""
+    return sum(plane.buffer_size for plane in frame.planes)
+
+
 def _held_image(frame: av.VideoFrame, settings: FeatureSettings) -> np.ndarray:
     """A decoded frame as it is held: RGB at the model's size, or for face cropping at most
     MAX_HELD_SIDE pixels a side (converting and shrinking in one scaler pass, three times faster
@@ -433,12 +450,14 @@ def _held_image(frame: av.VideoFrame, settings: FeatureSettings) -> np.ndarray:
 
 
 def _frames_to_array(
-    held: list[tuple[int, np.ndarray]], settings: FeatureSettings
+    held: list[tuple[int, np.ndarray | av.VideoFrame]], settings: FeatureSettings
 ) -> tuple[np.ndarray, bool | None]:
-    """Pick the sampled frames from those held, crop faces if asked, resize."""
+    """Pick the sampled frames from those held (converting those still raw), crop faces if asked,
+    resize."""
     indices = np.array([index for index, _ in held])
     wanted = frame_positions(indices[-1] + 1, settings.n_frames)
     chosen = [held[i][1] for i in np.abs(indices[np.newaxis] - wanted[:, np.newaxis]).argmin(axis=1)]
+    chosen = [_held_image(frame, settings) if isinstance(frame, av.VideoFrame) else frame for frame in chosen]
     if settings.face_crop:
         return model_frames(chosen, settings)
     return np.stack(chosen).transpose(0, 3, 1, 2).copy(), None
