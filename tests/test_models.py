@@ -80,7 +80,9 @@ def test_vit_input_size_comes_from_timm_configuration():
         assert small.encode_video(torch.zeros(1, 8, 3, 32, 32, dtype=torch.uint8)).shape == (1, 256)
 
 
-@pytest.mark.parametrize("name", MODELS)
+# the paper's two hybrids in the inner loop; their ablations and alternatives in the full run
+@pytest.mark.parametrize("name", [name if name in hybrids() else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in MODELS])
 def test_forward_and_backward_on_real_clips(name, sample_batch):
     inputs, targets = sample_batch
     model = small_model(name).train()

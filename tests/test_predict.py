@@ -164,6 +164,7 @@ def test_an_exported_model_alone_predicts_and_serves_without_torch(exported, cla
     assert csv_output.splitlines()[0] == "path,label," + ",".join(EMOTIONS)
 
 
+@pytest.mark.slow  # writes and loads four ONNX files
 def test_a_shared_model_file_whose_card_could_not_be_true_is_refused_clearly(exported, tmp_path, capsys):
     import onnx
 

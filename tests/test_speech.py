@@ -123,7 +123,8 @@ def test_the_padding_of_a_voice_is_left_out_and_layers_are_pooled_over_time():
     assert np.allclose(pooled[1, :4], hidden[1].mean(axis=0)) and np.allclose(pooled[1, 4:], hidden[1].std(axis=0))
 
 
-@pytest.mark.parametrize("family,layers", [("whisper", 1), pytest.param("transformers", 3, marks=pytest.mark.slow)])
+@pytest.mark.slow  # builds tiny encoders: a few seconds
+@pytest.mark.parametrize("family,layers", [("whisper", 1), ("transformers", 3)])
 def test_an_encoder_pools_each_layer_and_ignores_the_padding(encoders, family, layers):
     encoder = load_speech_encoder(family, str(encoders[family]))
     assert encoder.identity.layers == layers and encoder.identity.width == WIDTH
@@ -135,6 +136,7 @@ def test_an_encoder_pools_each_layer_and_ignores_the_padding(encoders, family, l
     assert not np.allclose(embedded[0], embedded[1])
 
 
+@pytest.mark.slow
 def test_a_voice_longer_than_whisper_s_window_is_encoded_in_chunks(encoders):
     encoder = load_speech_encoder("whisper", str(encoders["whisper"]))
     long_voice = voice(31.0)
