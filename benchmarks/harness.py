@@ -10,12 +10,49 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 SERVER_START_S = 60  # a server that answers no /health by then did not start
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; .ci/run installs it
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A command run in a new process: how it ended, its last line of output, how long it took and
+    its own peak resident memory."""
+
+    returncode: int
+    last_line: str
+    seconds: float
+    peak_rss_mb: float
+
+
+# Runs the command given as its arguments, then prints its exit status, the last line it wrote
+# (stderr, else stdout) and its peak RSS in KB: a child's own peak, which the parent cannot read.
+_MEASURE = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, "
+            "text=True); print(done.returncode); "
+            "print(((done.stderr or done.stdout).strip().splitlines() or [''])[-1][:150]); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def run_measured(command: list[str]) -> Measured:
+    """Run a command in a new process and measure it (see :class:`Measured`)."""
+    started = time.perf_counter()
+    completed = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True,
+                               check=True)
+    code, line, peak = completed.stdout.rstrip("\n").split("\n")[-3:]
+    return Measured(int(code), line, time.perf_counter() - started, int(peak) / 1024)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A running process's peak resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def random_checkpoint(path: Path, name: str = "effnet_lstm") -> Path:

@@ -18,7 +18,6 @@ import argparse
 import json
 import select
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from avemotion.export import export_onnx
 from avemotion.samples import sample_videos
 from avemotion.synth import write_media
 
-from harness import random_checkpoint, served
+from harness import peak_rss_mb, random_checkpoint, run_measured, served
 
 RECOVERY_S = 30  # after each probe the server must answer /health and a normal upload within this
 
@@ -67,14 +66,8 @@ def _wav_header(rate: int, data_bytes: int, float_samples: bool = False) -> byte
 
 def predict_probe(model: Path, clip: Path) -> str:
     """`avemotion predict MODEL CLIP` in a new process: exit status, last line, peak RSS."""
-    probe = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, "
-             "text=True); print(done.returncode); print((done.stderr or done.stdout).strip().splitlines()[-1][:150]); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    started = time.perf_counter()
-    completed = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "avemotion.cli", "predict",
-                                str(model), str(clip), "--format", "json"], capture_output=True, text=True)
-    code, line, peak = completed.stdout.strip().splitlines()[-3:]
-    return f"exit {code}, {time.perf_counter() - started:.1f} s, peak {int(peak) / 1024:.0f} MB: {line}"
+    run = run_measured([sys.executable, "-m", "avemotion.cli", "predict", str(model), str(clip), "--format", "json"])
+    return f"exit {run.returncode}, {run.seconds:.1f} s, peak {run.peak_rss_mb:.0f} MB: {run.last_line}"
 
 
 def live_probes(frames: int) -> dict[str, dict]:
@@ -161,13 +154,6 @@ def _recovers(url: str) -> str:
     except httpx.HTTPError as error:
         return f"NOT RECOVERED ({type(error).__name__})"
     return f"health {health}, upload {normal} in {time.perf_counter() - started:.1f} s"
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:

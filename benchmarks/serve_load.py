@@ -22,7 +22,7 @@ import numpy as np
 
 from avemotion.samples import sample_videos
 
-from harness import random_checkpoint, served
+from harness import peak_rss_mb, random_checkpoint, served
 
 TIMEOUT_S = 120
 
@@ -50,14 +50,6 @@ def summarise(results: list[tuple[int, float]], seconds: float) -> dict:
         "p50_s": float(np.percentile(latencies, 50)) if latencies else None,
         "p95_s": float(np.percentile(latencies, 95)) if latencies else None,
     }
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,21 +29,18 @@ from avemotion.predict import load
 from avemotion.samples import sample_videos
 from avemotion.synth import concatenate_clips
 
+from harness import run_measured
+
 
 def cold_predict(model: Path, clip: Path, weights: Path, repeats: int) -> dict:
-    """Median wall seconds and peak RSS (MB) of `avemotion predict MODEL CLIP` in a new process.
-    The child's own peak is read by wrapping it in a Python that reports its resource usage."""
-    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
-             "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    """Median wall seconds and peak RSS (MB) of `avemotion predict MODEL CLIP` in a new process."""
     command = [sys.executable, "-m", "avemotion.cli", "predict", str(model), str(clip), "--weights", str(weights)]
-    seconds, peaks = [], []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        completed = subprocess.run([sys.executable, "-c", probe, *command], check=True,
-                                   capture_output=True, text=True)
-        seconds.append(time.perf_counter() - started)
-        peaks.append(int(completed.stdout.strip()) / 1024)
-    return {"seconds": statistics.median(seconds), "peak_rss_mb": statistics.median(peaks)}
+    runs = [run_measured(command) for _ in range(repeats)]
+    failed = [run for run in runs if run.returncode]
+    if failed:
+        raise SystemExit(f"avemotion predict failed: {failed[0].last_line}")
+    return {"seconds": statistics.median(run.seconds for run in runs),
+            "peak_rss_mb": statistics.median(run.peak_rss_mb for run in runs)}
 
 
 def timeline_speed(model: Path, weights: Path, video: Path, video_seconds: float) -> float:
