@@ -120,3 +120,34 @@ def checkpoint(tmp_path_factory, sample_batch, sample_cache):
     """An effnet_lstm checkpoint calibrated on the real clips, at the tests' frame size."""
     return calibrated_checkpoint("effnet_lstm", tmp_path_factory.mktemp("model") / "model.ckpt",
                                  sample_batch, sample_cache.settings)
+
+
+def check_predict_export_and_timeline(checkpoint: Path, folder: Path):
+    """A trained checkpoint end to end: it predicts the bundled clips (probabilities summing to 1),
+    its ONNX export alone gives the same probabilities, and both make the same timeline of a long
+    video. Returns the checkpoint's classifier and the export's, for checks of the caller's own."""
+    import numpy as np
+
+    from avemotion.datasets.cremad import EMOTIONS
+    from avemotion.export import export_onnx
+    from avemotion.predict import load
+    from avemotion.samples import sample_videos
+    from avemotion.synth import concatenate_clips
+
+    def table(results):
+        assert all(result.ok for result in results)
+        return np.array([[result.probabilities[label] for label in EMOTIONS] for result in results])
+
+    classifier = load(checkpoint)
+    probabilities = table(classifier.predict_batch(sample_videos()))
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    exported = load(export_onnx(checkpoint, folder / "model.onnx"))
+    assert np.abs(table(exported.predict_batch(sample_videos())) - probabilities).max() < 1e-4
+    # each timeline window is judged as predict judges that stretch, exported as from the checkpoint
+    long_video = folder / "long.mp4"
+    concatenate_clips(sample_videos()[:3], long_video, seconds=6)
+    timeline = classifier.timeline(long_video, window=2.0, hop=1.0)
+    assert len(timeline) >= 4 and np.allclose(timeline[list(EMOTIONS)].sum(axis=1), 1, atol=1e-5)
+    onnx_timeline = exported.timeline(long_video, window=2.0, hop=1.0)
+    assert np.abs(onnx_timeline[list(EMOTIONS)].to_numpy() - timeline[list(EMOTIONS)].to_numpy()).max() < 1e-3
+    return classifier, exported

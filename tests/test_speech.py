@@ -31,10 +31,9 @@ from avemotion.speech import (  # noqa: E402
     mean_and_std,
     voiced,
 )
-from avemotion.synth import concatenate_clips  # noqa: E402
 from avemotion.train import train  # noqa: E402
 
-from conftest import TEST_IMAGE_SIZE  # noqa: E402
+from conftest import TEST_IMAGE_SIZE, check_predict_export_and_timeline  # noqa: E402
 
 FEATURES = FeatureSettings(frame_size=TEST_IMAGE_SIZE, waveform_seconds=3.0)
 WIDTH = 32  # the tiny encoders' width
@@ -264,22 +263,9 @@ def test_a_speaker_normalised_probe_judges_one_speaker_s_clips_together(trained)
 @pytest.mark.parametrize("key", ["whisper", "transformers", "fused"])
 @pytest.mark.slow
 def test_predict_timeline_and_export_of_a_speech_model(trained, key, tmp_path):
-    classifier = load(trained[key] / "model.ckpt")
-    results = classifier.predict_batch(sample_videos())
-    assert all(result.ok for result in results)
-    probabilities = np.array([[r.probabilities[label] for label in EMOTIONS] for r in results])
-    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    classifier, exported = check_predict_export_and_timeline(trained[key] / "model.ckpt", tmp_path)
     # the exported head reads the encoder's embedding; the runtime runs the encoder the card names
-    exported = load(export_onnx(trained[key] / "model.ckpt", tmp_path / "model.onnx"))
     assert exported.card.encoders == classifier.card.encoders
-    again = np.array([[r.probabilities[label] for label in EMOTIONS] for r in exported.predict_batch(sample_videos())])
-    assert np.abs(again - probabilities).max() < 1e-4
-    long_video = tmp_path / "long.mp4"
-    concatenate_clips(sample_videos()[:3], long_video, seconds=6)
-    timeline = classifier.timeline(long_video, window=2.0, hop=1.0)
-    assert len(timeline) >= 4 and np.allclose(timeline[list(EMOTIONS)].sum(axis=1), 1, atol=1e-5)
-    onnx_timeline = exported.timeline(long_video, window=2.0, hop=1.0)
-    assert np.abs(onnx_timeline[list(EMOTIONS)].to_numpy() - timeline[list(EMOTIONS)].to_numpy()).max() < 1e-3
 
 
 @pytest.mark.slow
