@@ -106,18 +106,17 @@ class ModelCard:
             raise CardError(f"model card is JSON but not an object (a {type(values).__name__})")
         return cls.from_dict(values)
 
-    def check(self, output_width: int | None = None) -> None:
+    def check(self) -> None:
         """Refuse a card no model could have been trained with (a model file is a thing people
-        share): labels a non-empty list of distinct strings, as many as the network's outputs when
-        `output_width` is known, known inputs, and feature settings in their sane ranges."""
+        share): labels a non-empty list of distinct strings, as many as its model's outputs, known
+        inputs, and feature settings in their sane ranges."""
         labels = self.labels
         if not isinstance(labels, list) or not labels or not all(isinstance(label, str) and label
                                                                    for label in labels):
             raise CardError(f"model card labels must be a non-empty list of names, not {labels!r:.80}")
         if len(set(labels)) != len(labels):
             raise CardError(f"model card labels repeat a name: {labels!r:.200}")
-        if output_width is not None and output_width != len(labels):
-            raise CardError(f"model card has {len(labels)} labels but the network gives {output_width} outputs")
+        self.check_outputs(self.model_settings.num_classes)
         unknown = [name for name in self.inputs if name not in INPUT_MODALITY]
         if unknown or not self.inputs:
             raise CardError(f"model card inputs {list(self.inputs)} are not inputs this version reads")
@@ -127,6 +126,11 @@ class ModelCard:
                 raise CardError(f"model card feature setting {name} = {value!r} is outside {low}-{high}")
         if self.window_seconds is not None and not 0 < float(self.window_seconds) <= 600:
             raise CardError(f"model card window {self.window_seconds!r} s is outside 0-600 s")
+
+    def check_outputs(self, width: int | None) -> None:
+        """Refuse labels that are not one per output of the network (None: a width not stated)."""
+        if width is not None and width != len(self.labels):
+            raise CardError(f"model card has {len(self.labels)} labels but the network gives {width} outputs")
 
 
 # The ranges a card's feature settings must lie in: wide enough for any model, narrow enough that no
@@ -153,6 +157,7 @@ def _upgraded_from_version_1(values: dict) -> dict:
     video = known.video_backbone if known else None
     audio = known.audio_backbone if known else None
     settings = ModelSettings(name, video, audio, video_encoder="timm_frames" if "video" in modalities else None,
-                             audio_encoder="timm_spectrogram" if "audio" in modalities else None)
+                             audio_encoder="timm_spectrogram" if "audio" in modalities else None,
+                             num_classes=len(values.get("labels") or []))
     inputs = [name for name, modality in (("frames", "video"), ("mel", "audio")) if modality in modalities]
     return {**values, "model_settings": asdict(settings), "inputs": inputs}

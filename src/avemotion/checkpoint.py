@@ -76,7 +76,6 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu",
     try:
         payload = _upgraded(payload)
         card = ModelCard.from_dict(payload["card"])
-        card.check(output_width=card.model_settings.num_classes)
         settings = ModelSettings(**{**asdict(card.model_settings), "pretrained": False})
         info = Checkpoint(**{**vars(card), "model_settings": settings}, epoch=payload["epoch"],
                           best_metric=payload["best_metric"], metric_name=payload.get("metric_name", ""))

@@ -151,10 +151,11 @@ def prepare_frozen_backbones(model: EmotionNet, parts: dict[str, pd.DataFrame], 
        statistics are buffers, so they travel in the checkpoint).
     Afterwards only the temporal model, fusion and head need to run."""
     embeddings = EmbeddingCache(features.folder, model, features)
+    keys = {name: entry_keys(part) for name, part in parts.items()}  # each clip's files looked at once
     if not model.settings.pretrained:
-        embeddings.calibrate_batchnorm(sorted(entry_keys(parts["train"])))
-    embeddings.fill(sorted(set().union(*[set(entry_keys(part)) for part in parts.values()])), progress)
-    datasets = {name: Embeddings(embeddings.load(entry_keys(part)),
+        embeddings.calibrate_batchnorm(sorted(keys["train"]))
+    embeddings.fill(sorted(set().union(*map(set, keys.values()))), progress)
+    datasets = {name: Embeddings(embeddings.load(keys[name]),
                                  torch.tensor([labels.index(label) for label in part["emotion"]]))
                 for name, part in parts.items()}
     model.set_feature_standardisation(datasets["train"].embeddings)

@@ -25,14 +25,15 @@ from avemotion.errors import AvemotionError
 from avemotion.inputs import (
     DEFAULT_INPUTS,
     FRAMES,
-    INPUT_MODALITY,
     MEL,
     SAMPLE_RATE,
     WAVEFORM,
     FeatureSettings,
     blank_input,
     fit_waveform,
+    inputs_present,
     missing_input,
+    modalities_of,
 )
 
 # Decoded frames held at once while looking for the last one; longer clips are thinned evenly so
@@ -84,7 +85,7 @@ def extract_features(
     where it holds both."""
     media_path = Path(media_path)
     want_video = FRAMES in inputs
-    want_audio = any(INPUT_MODALITY[name] == "audio" for name in inputs)
+    want_audio = "audio" in modalities_of(inputs)
     voice = Path(audio_path) if audio_path is not None else media_path
     hold = functools.partial(_held_image, settings=settings)
     if want_video and voice == media_path:
@@ -122,7 +123,7 @@ def features_from_capture(images: list[np.ndarray], waveform: np.ndarray | None,
             arrays[FRAMES], face_found = model_frames(images, settings)
         else:
             arrays[FRAMES] = blank_input(FRAMES, settings)
-    audio = tuple(name for name in inputs if INPUT_MODALITY[name] == "audio")
+    audio = inputs_present(inputs, "audio")
     if waveform is not None and len(waveform):
         arrays.update(voice_inputs(resample(waveform.astype(np.float32), rate, settings.sample_rate),
                                    settings, audio))
@@ -250,9 +251,10 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
 
 def _decode(
     path: Path, hold: Callable[[av.VideoFrame], np.ndarray] | None, want_audio: bool
-) -> tuple[list[tuple[int, np.ndarray]], np.ndarray | None, int]:
-    """One sequential pass over a file: spread-out video frames, each made by `hold` (None: no
-    video wanted) as it is decoded, and the mono waveform (its first MAX_VOICE_SECONDS)."""
+) -> tuple[list[tuple[int, np.ndarray | av.VideoFrame]], np.ndarray | None, int]:
+    """One sequential pass over a file: spread-out video frames (raw, or made by `hold` once the
+    raw ones held pass MAX_RAW_BYTES; None: no video wanted), and the mono waveform (its first
+    MAX_VOICE_SECONDS)."""
     check_readable(path)
     try:
         with av.open(str(path)) as container:
@@ -313,7 +315,7 @@ class _Voice:
             self.length += len(chunk)
 
     def samples(self) -> np.ndarray:
-        """float32 mono samples, refusing silence that is not there and samples that are not numbers."""
+        """The float32 mono samples; a file without any, or with samples that are not numbers, is refused."""
         if not self.length:
             raise MediaError(f"{self.path}: no audio could be decoded")
         waveform = np.concatenate(self.chunks).astype(np.float32, copy=False)

@@ -117,7 +117,7 @@ class EmotionClassifier:
         try:
             card = ModelCard.from_json(metadata[ONNX_METADATA_KEY])
             head = SpeakerHead.from_json(metadata[ONNX_SPEAKER_HEAD_KEY]) if card.speaker_norm else None
-            card.check(_output_width(session) if not card.speaker_norm else head.weight.shape[0])
+            card.check_outputs(_output_width(session) if not card.speaker_norm else head.weight.shape[0])
         except CardError as error:
             raise CardError(f"{path}: {error}") from error
         except (KeyError, TypeError, ValueError) as error:

@@ -50,7 +50,7 @@ from avemotion.models import EmotionNet, model_inputs
 from avemotion.probabilities import softmax
 from avemotion.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
 from avemotion.runs import RunFolder
-from avemotion.speakers import fit_speaker_head, require_speakers, standardised_by_speaker
+from avemotion.speakers import SPEAKER_HEAD_C, fit_speaker_head, require_speakers, standardised_by_speaker
 from avemotion.splits import actor_folds, make_split
 
 __all__ = ["EmotionModule", "TrainSettings", "TrainingInterrupted", "fit", "train", "train_one"]
@@ -280,8 +280,8 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
     fitted_on = ("train", "val") if linear_probe else ("train",)
     train, test = split.isin(fitted_on).to_numpy(), (split == "test").to_numpy()
     targets = np.array([labels.index(label) for label in table["emotion"]])
-    penalty = {"C": PROBE_C} if linear_probe else {}
-    head = fit_speaker_head(standardised[train], targets[train], len(labels), **penalty)
+    head = fit_speaker_head(standardised[train], targets[train], len(labels),
+                            C=PROBE_C if linear_probe else SPEAKER_HEAD_C)
     model.set_speaker_head(head)
     return softmax(head.logits(standardised[test]))
 
