@@ -66,10 +66,25 @@ def test_every_setting_option_has_its_declared_default_and_help(command):
 def test_train_option_defaults_are_the_recipe():
     options = {action.dest: action for action in subcommand_options("train")}
     assert options["model_name"].default == TrainSettings().model.name
-    assert options["pretrained"].default is True and options["pretrained"].option_strings == ["--no-pretrained"]
+    assert options["pretrained"].default is True
+    assert options["pretrained"].option_strings == ["--pretrained", "--no-pretrained"]
     parsed = build_parser().parse_args(["train", "--metadata", "m.csv", "--cache", "c", "--out", "o"])
     assert parsed.learning_rate == TrainSettings().learning_rate == 5e-5
     assert parsed.temporal_hidden == ModelSettings("x", None, None).temporal_hidden == 256
+
+
+def test_a_still_face_model_gets_its_recipe_and_starts_from_scratch_unless_told():
+    from avemotion.cli import _train_settings
+
+    arguments = ["train", "--model", "resnet18_face", "--metadata", "m.csv", "--cache", "c", "--out", "o"]
+    settings = _train_settings(build_parser().parse_args(arguments))
+    assert not settings.model.pretrained and settings.jitter_frames and settings.label_smoothing == 0.1
+    assert settings.schedule == "onecycle" and settings.batch_size == 64
+    told = _train_settings(build_parser().parse_args([*arguments, "--pretrained", "--no-jitter-frames",
+                                                      "--label-smoothing", "0"]))
+    assert told.model.pretrained and not told.jitter_frames and told.label_smoothing == 0
+    paper = _train_settings(build_parser().parse_args(arguments[:1] + arguments[3:]))
+    assert paper.model.pretrained and not paper.jitter_frames  # the paper's models keep theirs
 
 
 @pytest.mark.slow

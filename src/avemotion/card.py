@@ -10,10 +10,10 @@ training and inference cannot drift apart. Imports neither torch nor a decoder.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from avemotion.config import DEFAULT_WINDOW_S
-from avemotion.datasets.listing import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from avemotion.datasets.listing import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from avemotion.datasets.vocabulary import canonical
 from avemotion.errors import AvemotionError
 from avemotion.inputs import DEFAULT_INPUTS, INPUT_MODALITY, FeatureSettings, modalities_of
@@ -53,8 +53,19 @@ class ModelCard:
 
     @property
     def extensions(self) -> tuple[str, ...]:
-        """The files the model takes: videos, and audio files too when it reads no video."""
-        return VIDEO_EXTENSIONS if "video" in self.modalities else VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
+        """The files the model takes: videos; audio files too when it reads no video, and still
+        images when it reads video alone (an image is one frame)."""
+        if "video" not in self.modalities:
+            return VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
+        return VIDEO_EXTENSIONS + IMAGE_EXTENSIONS if self.modalities == ("video",) else VIDEO_EXTENSIONS
+
+    @property
+    def video_settings(self) -> FeatureSettings:
+        """The feature settings a video (or a camera) is read with: the training clips', and for a
+        still-image model always with the face cropped, as the face images it learned from were."""
+        if self.model_settings.still_image and not self.feature_settings.face_crop:
+            return replace(self.feature_settings, face_crop=True)
+        return self.feature_settings
 
     def label_names(self) -> dict[str, str]:
         """Each label's canonical emotion name ('ANG' -> 'anger')."""

@@ -2,13 +2,14 @@
 
 A checkpoint holds the model's card (:class:`~avemotion.card.ModelCard`: name and settings, feature
 settings, inputs, label names, window, speaker normalisation), the weights, the epoch and the best
-metric, so prediction uses exactly what training used.
+metric, and where an encoder's weights started (``train --init-from``), so prediction uses exactly
+what training used.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,6 +39,8 @@ class Checkpoint(ModelCard):
     epoch: int = 0
     best_metric: float | None = None
     metric_name: str = "val_loss"
+    # where an encoder's weights started, by branch (train --init-from), in words
+    encoder_origins: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, model: EmotionNet, features: FeatureSettings, labels: list[str], **details) -> Checkpoint:
@@ -59,6 +62,7 @@ def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> No
         "epoch": int(info.epoch),
         "best_metric": None if info.best_metric is None else float(info.best_metric),
         "metric_name": info.metric_name,
+        "encoder_origins": dict(info.encoder_origins),
         "state_dict": model.state_dict(),
     }
     partial = path.with_name(f".{path.name}.partial")
@@ -78,7 +82,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu",
         card = ModelCard.from_dict(payload["card"])
         settings = ModelSettings(**{**asdict(card.model_settings), "pretrained": False})
         info = Checkpoint(**{**vars(card), "model_settings": settings}, epoch=payload["epoch"],
-                          best_metric=payload["best_metric"], metric_name=payload.get("metric_name", ""))
+                          best_metric=payload["best_metric"], metric_name=payload.get("metric_name", ""),
+                          encoder_origins=payload.get("encoder_origins", {}))
         model = EmotionNet(settings, image_size=card.feature_settings.frame_size, weights=weights,
                            identities=card.encoders)
         if info.speaker_norm:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import traceback
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from avemotion import __version__
@@ -14,6 +14,7 @@ from avemotion.config import (
     FROM_SCRATCH,
     FROZEN_SPEECH,
     SCHEDULES,
+    STILL_IMAGE,
     SPLIT_KINDS,
     DemoSettings,
     ServeSettings,
@@ -98,10 +99,12 @@ def _train_settings(args: argparse.Namespace) -> TrainSettings:
     """The recipe: the paper's with pretrained weights; from random weights (and whole networks
     trained), the from-scratch recipe; on a frozen speech encoder, its own; either way the options
     given on the command line win."""
-    model = model_settings(args.model_name, temporal_hidden=args.temporal_hidden,
-                           pretrained=args.pretrained)
+    given = frozenset(getattr(args, "given", ()))
+    model = model_settings(args.model_name, temporal_hidden=args.temporal_hidden)
+    if "pretrained" in given:  # else the registered model's own (still-face models start from scratch)
+        model = replace(model, pretrained=args.pretrained)
     settings = _settings_from(args, TrainSettings, model=model)
-    return recipe(settings, given=frozenset(getattr(args, "given", ())))
+    return recipe(settings, given=given)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -110,7 +113,11 @@ def _train(args: argparse.Namespace) -> int:
     from avemotion.train import train
 
     settings = _train_settings(args)
-    if not settings.model.pretrained:
+    if settings.model.still_image and not settings.freeze_backbones:
+        print(f"still-image recipe: lr {settings.learning_rate:g} ({settings.schedule}), "
+              f"{settings.max_epochs} epochs, batch {settings.batch_size}, label smoothing "
+              f"{settings.label_smoothing:g}, jittered frames {settings.jitter_frames}")
+    elif not settings.model.pretrained and settings.init_from is None:
         print("backbones start from random weights (--no-pretrained): not ImageNet-pretrained")
         if not settings.freeze_backbones:
             print(f"from-scratch recipe: lr {settings.learning_rate:g} ({settings.schedule}), "
@@ -400,7 +407,9 @@ def _add_train_parser(commands) -> None:
         "recipe (the paper's defaults; with --no-pretrained the from-scratch recipe: "
         + ", ".join(f"{name} {value}" for name, value in FROM_SCRATCH.items())
         + "; for a frozen speech encoder (whisper_base_audio_only …): "
-        + ", ".join(f"{name} {value}" for name, value in FROZEN_SPEECH.items()) + ")")
+        + ", ".join(f"{name} {value}" for name, value in FROZEN_SPEECH.items())
+        + "; for a still-face model (resnet18_face …): "
+        + ", ".join(f"{name} {value}" for name, value in STILL_IMAGE.items()) + ")")
     add_setting(recipe_options, TrainSettings, "learning_rate", "--lr")
     add_setting(recipe_options, TrainSettings, "weight_decay")
     add_setting(recipe_options, TrainSettings, "batch_size")
@@ -409,6 +418,10 @@ def _add_train_parser(commands) -> None:
     add_setting(recipe_options, TrainSettings, "schedule", choices=SCHEDULES)
     add_setting(recipe_options, TrainSettings, "mixup")
     add_setting(recipe_options, TrainSettings, "spec_masks")
+    recipe_options.add_argument("--jitter-frames", dest="jitter_frames", action=_GivenSwitch,
+                                default=default_of(TrainSettings, "jitter_frames"),
+                                help=help_of(TrainSettings, "jitter_frames"))
+    add_setting(recipe_options, TrainSettings, "label_smoothing")
     add_setting(recipe_options, ModelSettings, "temporal_hidden", "--temporal-hidden", "--lstm-hidden")
     data = train.add_argument_group("split")
     add_setting(data, TrainSettings, "split", choices=SPLIT_KINDS)
@@ -419,8 +432,12 @@ def _add_train_parser(commands) -> None:
     modes.add_argument("--linear-probe", dest="linear_probe", action=_GivenSwitch,
                        default=default_of(TrainSettings, "linear_probe"),
                        help=help_of(TrainSettings, "linear_probe").replace("%", "%%"))
-    add_setting(modes, ModelSettings, "pretrained", "--no-pretrained")
+    modes.add_argument("--pretrained", dest="pretrained", action=_GivenSwitch,
+                       default=default_of(ModelSettings, "pretrained"),
+                       help=help_of(ModelSettings, "pretrained") + " (still-face models start "
+                       "from random weights unless --pretrained)")
     add_setting(modes, TrainSettings, "weights")
+    add_setting(modes, TrainSettings, "init_from")
     add_setting(modes, TrainSettings, "speaker_norm")
     modes.add_argument("--resume", action="store_true", help="continue from OUT's last epoch")
     hardware = train.add_argument_group("hardware (Lightning)")

@@ -71,15 +71,18 @@ class EmbeddingCache:
         return len(missing)
 
     @torch.no_grad()
-    def calibrate_batchnorm(self, keys: list[str]) -> None:
+    def calibrate_batchnorm(self, keys: list[str], kept: frozenset[str] = frozenset()) -> None:
         """Give randomly initialised backbones' batch norms the statistics of real inputs.
 
         With their default statistics (mean 0, variance 1) a random EfficientNet in eval mode maps
         every clip to nearly the same features, leaving a frozen model nothing to learn from. The
         statistics are averaged over up to CALIBRATION_CLIPS training clips once, saved beside the
-        embeddings, and end up in the run's checkpoint with the rest of the weights."""
+        embeddings, and end up in the run's checkpoint with the rest of the weights. The encoders
+        of the branches in `kept` are trained ones (``--init-from``) and keep their statistics."""
+        kept_prefixes = tuple(f"encoders.{branch}." for branch in kept)
         norms = {name: module for name, module in self.model.named_modules()
-                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)}
+                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+                 and not name.startswith(kept_prefixes)}
         saved = self.root / BATCHNORM_FILE
         if not norms:
             return
@@ -142,10 +145,12 @@ class Embeddings(Dataset):
 
 
 def prepare_frozen_backbones(model: EmotionNet, parts: dict[str, pd.DataFrame], features: FeatureCache,
-                             labels: list[str], progress: bool = True) -> dict[str, Embeddings]:
+                             labels: list[str], progress: bool = True,
+                             trained: frozenset[str] = frozenset()) -> dict[str, Embeddings]:
     """The frozen-backbone mode's preparation, step by step; returns each part's embeddings.
 
-    1. Backbones that start from random weights get BatchNorm statistics from the training clips.
+    1. Backbones that start from random weights get BatchNorm statistics from the training clips
+       (those of the branches in `trained`, started from a trained model, keep theirs).
     2. Every clip's backbone embeddings are computed once and cached.
     3. The model standardises embeddings with the training clips' mean and spread (these
        statistics are buffers, so they travel in the checkpoint).
@@ -153,7 +158,7 @@ def prepare_frozen_backbones(model: EmotionNet, parts: dict[str, pd.DataFrame], 
     embeddings = EmbeddingCache(features.folder, model, features)
     keys = {name: entry_keys(part) for name, part in parts.items()}  # each clip's files looked at once
     if not model.settings.pretrained:
-        embeddings.calibrate_batchnorm(sorted(keys["train"]))
+        embeddings.calibrate_batchnorm(sorted(keys["train"]), kept=trained)
     embeddings.fill(sorted(set().union(*map(set, keys.values()))), progress)
     datasets = {name: Embeddings(embeddings.load(keys[name]),
                                  torch.tensor([labels.index(label) for label in part["emotion"]]))

@@ -11,7 +11,7 @@ import onnx
 import torch
 
 from avemotion.checkpoint import load_checkpoint
-from avemotion.inputs import INPUT_DTYPES, embedding_input, input_shape
+from avemotion.inputs import FRAMES, INPUT_DTYPES, embedding_input, input_shape
 from avemotion.models import ByName, network_inputs_of
 from avemotion.predict import ONNX_METADATA_KEY, ONNX_SPEAKER_HEAD_KEY
 
@@ -20,7 +20,8 @@ EXAMPLE_BATCH = 2  # the traced batch; the batch axis is declared dynamic
 
 def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> Path:
     """Write the network as ONNX: one input per input the model reads, by name (`frames` uint8,
-    `mel` and `waveform` float32), output `logits`, with a dynamic batch dimension, and in its
+    `mel` and `waveform` float32), output `logits`, with a dynamic batch dimension (and number of
+    frames), and in its
     metadata the model card, so that the file alone predicts. A speaker-normalised model's output
     is `features` instead, and its speaker head is in the metadata too.
 
@@ -37,6 +38,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     dynamic = {name: {0: "batch"} for name in (*names, output_name)}
+    if FRAMES in names:  # a still image is one frame, a video's are n_frames
+        dynamic[FRAMES] = {0: "batch", 1: "frames"}
     with warnings.catch_warnings():
         # The tracer warns that the LSTM's shape checks become constants and that the batch size
         # may be fixed; the batch axis is declared dynamic, and the tests run other batch sizes.

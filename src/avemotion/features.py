@@ -18,8 +18,11 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import PIL.Image
 import soxr
 from av.video.reformatter import VideoReformatter
+
+from avemotion.datasets.listing import is_image
 
 from avemotion.errors import AvemotionError
 from avemotion.inputs import (
@@ -84,6 +87,8 @@ def extract_features(
     waveform) from audio_path when given, else from media_path's own track. One file read once
     where it holds both."""
     media_path = Path(media_path)
+    if is_image(media_path):
+        return _image_features(media_path, settings, inputs)
     want_video = FRAMES in inputs
     want_audio = "audio" in modalities_of(inputs)
     voice = Path(audio_path) if audio_path is not None else media_path
@@ -100,6 +105,27 @@ def extract_features(
     if want_audio:
         arrays.update(voice_inputs(resample(waveform, rate, settings.sample_rate), settings, inputs))
     return ClipFeatures(arrays, face_found)
+
+
+def _image_features(path: Path, settings: FeatureSettings, inputs: tuple[str, ...]) -> ClipFeatures:
+    """A still image's inputs: one frame (face-cropped if asked) and no voice."""
+    if FRAMES not in inputs:
+        raise MediaError(f"{path}: a still image has no voice for a model that reads only audio")
+    frames, face_found = model_frames([read_image(path)], settings)
+    return ClipFeatures({FRAMES: frames}, face_found)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A still image as RGB uint8 (height, width, 3), grayscale replicated to three channels; its
+    size is read from the header and checked before the pixels are decoded."""
+    path = Path(path)
+    check_readable(path)
+    try:
+        with PIL.Image.open(path) as image:
+            _check_frame_size(path, *image.size, kind="image")
+            return np.asarray(image.convert("RGB"))
+    except (PIL.UnidentifiedImageError, OSError, ValueError, PIL.Image.DecompressionBombError) as error:
+        raise MediaError(f"{path}: not a readable image ({error})") from error
 
 
 def voice_inputs(samples: np.ndarray, settings: FeatureSettings, inputs: tuple[str, ...]) -> dict:
@@ -324,9 +350,9 @@ class _Voice:
         return waveform
 
 
-def _check_frame_size(path: Path, width: int, height: int) -> None:
+def _check_frame_size(path: Path, width: int, height: int, kind: str = "video") -> None:
     if width * height > MAX_FRAME_PIXELS:
-        raise MediaError(f"{path}: {width}x{height} video is larger than this tool reads "
+        raise MediaError(f"{path}: {width}x{height} {kind} is larger than this tool reads "
                          f"({MAX_FRAME_PIXELS / 1e6:.0f} megapixels a frame, 8K)")
 
 
@@ -472,8 +498,14 @@ def model_frames(images: list[np.ndarray], settings: FeatureSettings) -> tuple[n
     if settings.face_crop:
         images, face_found = crop_faces(images)
     size = settings.frame_size
-    squares = [cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images]
+    squares = [cv2.resize(image, (size, size), interpolation=_interpolation(image, size)) for image in images]
     return np.stack(squares).transpose(0, 3, 1, 2).copy(), face_found
+
+
+def _interpolation(image: np.ndarray, size: int) -> int:
+    """Area averaging to shrink; bilinear to enlarge (a 48-pixel face to a backbone's size), where
+    area averaging would repeat pixels in blocks."""
+    return cv2.INTER_AREA if min(image.shape[:2]) >= size else cv2.INTER_LINEAR
 
 
 def to_rgb(frame: av.VideoFrame, size: int | None = None) -> np.ndarray:

@@ -7,7 +7,7 @@ recognised from the names themselves unless one is named. Every defect found on 
 as a :class:`Problem`; none stops the walk.
 
 Every table has the columns ``clip`` (a unique name), ``dataset``, ``modality`` (``audio-video``,
-``audio`` or ``video``: what the clip has), ``video_path`` (empty without video), ``actor_id`` (the
+``audio``, ``video`` or ``image``, a still image: what the clip has), ``video_path`` (empty without video), ``actor_id`` (the
 speaker), ``gender`` and ``emotion`` (the corpus's own label), then whatever the corpus adds; an
 ``audio_path`` is the voice's own file where it is not the video's track.
 """
@@ -24,6 +24,8 @@ from avemotion.csvfiles import read_csv, write_csv
 from avemotion.datasets.listing import (
     AUDIO_EXTENSIONS,
     DOCUMENT_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    MEDIA_EXTENSIONS,
     MODALITIES,
     PROBLEM_KINDS,
     REQUIRED_COLUMNS,
@@ -39,7 +41,7 @@ from avemotion.datasets.listing import (
 )
 from avemotion.errors import MissingFileError, UsageError
 
-__all__ = ["AUDIO_EXTENSIONS", "MODALITIES", "PROBLEM_KINDS", "STRICT_KINDS", "VIDEO_EXTENSIONS",
+__all__ = ["AUDIO_EXTENSIONS", "IMAGE_EXTENSIONS", "MODALITIES", "PROBLEM_KINDS", "STRICT_KINDS", "VIDEO_EXTENSIONS",
            "IndexResult", "Listing", "Problem", "index_dataset", "is_video", "list_folder",
            "media_preference", "read_metadata", "table_columns", "table_modalities", "write_metadata"]
 
@@ -97,7 +99,7 @@ def list_folder(root: Path) -> Listing:
             suffix = path.suffix.lower()
             if not path.exists():
                 listing.problems.append(Problem(str(path), "broken_link", "a link to a file that does not exist"))
-            elif suffix in VIDEO_EXTENSIONS or suffix in AUDIO_EXTENSIONS:
+            elif suffix in MEDIA_EXTENSIONS:
                 listing.media.append(path)
             elif suffix in DOCUMENT_EXTENSIONS:
                 listing.documents.append(path)

@@ -3,7 +3,8 @@ for an input a clip does not have.
 
 Every stage carries a clip's inputs as a mapping from these names to arrays, never by position:
 
-- ``frames``: uint8 (n_frames, 3, frame_size, frame_size), RGB frames spread over the clip;
+- ``frames``: uint8 (n_frames, 3, frame_size, frame_size), RGB frames spread over the clip (a
+  still image is one frame: (1, 3, frame_size, frame_size), grayscale replicated to RGB);
 - ``mel``: float16 (1, n_mels, mel_frames), the log-Mel spectrogram of its voice, in dB;
 - ``waveform``: float16 (waveform_samples,), its voice at 16 kHz, mono, cut or zero-padded to
   ``waveform_seconds`` (stored only for models that read it).
@@ -36,8 +37,10 @@ FRAMES, MEL, WAVEFORM = "frames", "mel", "waveform"
 INPUT_MODALITY = {FRAMES: "video", MEL: "audio", WAVEFORM: "audio"}
 DEFAULT_INPUTS = (FRAMES, MEL)  # what the paper's models read, and what `preprocess` stores
 
-# A metadata table's `modality` value -> the modalities its clip has.
-CLIP_MODALITIES = {"audio-video": ("video", "audio"), "audio": ("audio",), "video": ("video",)}
+# A metadata table's `modality` value -> the modalities its clip has. A still image is a video of
+# one frame without a voice, so every model with a video branch reads it.
+CLIP_MODALITIES = {"audio-video": ("video", "audio"), "audio": ("audio",), "video": ("video",),
+                   "image": ("video",)}
 
 
 @dataclass(frozen=True)

@@ -283,6 +283,20 @@ class AttentionPooling(nn.Module):
         return (weights * projected).sum(dim=1)
 
 
+@register(TEMPORAL_MODELS, "mean")
+class MeanPooling(nn.Module):
+    """The mean of the frame features: a still-image model's, for which one image is one frame and
+    a video's frames each count alike."""
+
+    def __init__(self, input_dim: int, settings: ModelSettings) -> None:
+        super().__init__()
+        self.dim = input_dim
+
+    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, D)."""
+        return sequence.mean(dim=1)
+
+
 @register(FUSIONS, "concat")
 class ConcatFusion(nn.Module):
     """The paper's late fusion: concatenate the modalities' features, dropout, one linear layer."""

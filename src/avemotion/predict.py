@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from avemotion.card import CardError, ModelCard
-from avemotion.datasets.listing import VIDEO_EXTENSIONS
+from avemotion.datasets.listing import VIDEO_EXTENSIONS, is_image
 from avemotion.datasets.vocabulary import canonical
 from avemotion.errors import MissingFileError, UsageError
 from avemotion.features import ClipFeatures, MediaError, extract_features, features_from_capture
@@ -136,7 +136,8 @@ class EmotionClassifier:
 
     def features(self, path: str | Path) -> ClipFeatures:
         """The clip's inputs that the model reads, made with the model's feature settings."""
-        return extract_features(path, self.card.feature_settings, inputs=self.card.inputs)
+        settings = self.card.feature_settings if is_image(path) else self.card.video_settings
+        return extract_features(path, settings, inputs=self.card.inputs)
 
     def predict(self, path: str | Path) -> Prediction:
         """Predict one clip; a bad file gives a Prediction whose `error` says why."""
@@ -157,7 +158,7 @@ class EmotionClassifier:
         """Predict a window captured live: RGB images spread over it and its mono audio at `rate`."""
         self._refuse_single_clip("capture")
         result = Prediction(path="capture")
-        result.features = features_from_capture(images, waveform, rate, self.card.feature_settings,
+        result.features = features_from_capture(images, waveform, rate, self.card.video_settings,
                                                 self.card.inputs)
         if empty := nothing_to_judge(result.features, self.card.modalities):
             result.error, result.features = f"this window: {empty}, nothing to judge", None
@@ -222,9 +223,16 @@ class EmotionClassifier:
         self._fill(pending, softmax(self._outputs(pending)))
 
     def _outputs(self, pending: list[Prediction]) -> np.ndarray:
-        """The network's outputs for clips whose features are ready, in one call."""
-        batch = {name: np.stack([p.features[name] for p in pending]) for name in self.card.inputs}
-        return self.network(network_inputs(batch))
+        """The network's outputs for clips whose features are ready: one call for each shape
+        among them (a still image is one frame, a video's frames are more), in their order."""
+        shapes = [tuple(p.features[name].shape for name in self.card.inputs) for p in pending]
+        outputs: list[np.ndarray | None] = [None] * len(pending)
+        for shape in dict.fromkeys(shapes):
+            alike = [index for index, other in enumerate(shapes) if other == shape]
+            batch = {name: np.stack([pending[i].features[name] for i in alike]) for name in self.card.inputs}
+            for index, row in zip(alike, self.network(network_inputs(batch))):
+                outputs[index] = row
+        return np.stack(outputs)
 
     def _fill(self, pending: list[Prediction], probabilities: np.ndarray) -> None:
         """Each clip's label and probabilities; a clip whose output is not finite gets an error

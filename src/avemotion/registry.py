@@ -7,7 +7,8 @@ paper's two hybrids are registered with their unimodal ablations, and beside the
 temporal model and one alternative fusion that the field uses, so that each can be compared with the
 paper's choice on the same data. Pretrained speech encoders (Whisper, WavLM, HuBERT, wav2vec 2.0)
 are registered as audio-only models (``whisper_base_audio_only`` …) and as the audio branch of the
-paper's video branches (``vit_lstm_whisper_base`` …).
+paper's video branches (``vit_lstm_whisper_base`` …). Still-face models (``resnet18_face`` …) are the
+paper's frame encoders on one face image, trained from scratch on a face corpus.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class ModelSettings:
         return self.video_encoder is None and self.speech_encoder
 
     @property
+    def still_image(self) -> bool:
+        """Whether this is a still-image model: a frame encoder whose frames are averaged, no voice."""
+        return self.audio_encoder is None and self.temporal == "mean"
+
+    @property
     def modalities(self) -> tuple[str, ...]:
         """The modalities this model reads: ('video', 'audio'), ('video',) or ('audio',)."""
         return tuple(self.branches())
@@ -82,6 +88,10 @@ SPEECH_ENCODERS = {
 _SPEECH_HYBRID_VIDEO = {"vit_lstm": "vit_tiny_patch16_224", "effnet_lstm": "efficientnet_b0"}
 _SPEECH_HYBRID_ENCODERS = ("whisper_base", "wavlm_base_plus")
 _SPEECH_HIDDEN_LAYER_HEADS = ("whisper_base", "wavlm_base_plus")
+# Still-face models: the frame encoders of the paper's video branches on one image, with a head,
+# trained from scratch on a face corpus (FER2013) and a start for any video branch (--init-from).
+FACE_BACKBONES = {"resnet18_face": "resnet18", "vit_tiny_face": "vit_tiny_patch16_224",
+                  "efficientnet_b0_face": "efficientnet_b0"}
 # The settings a user may change without changing which registered model it is.
 TUNABLE_FIELDS = ("temporal_hidden", "lstm_layers", "bidirectional", "dropout", "pretrained")
 
@@ -111,6 +121,9 @@ def _registry() -> dict[str, ModelSettings]:
         for short in _SPEECH_HYBRID_ENCODERS:
             encoder, name = SPEECH_ENCODERS[short]
             models[f"{prefix}_{short}"] = ModelSettings(f"{prefix}_{short}", video, name, audio_encoder=encoder)
+    for name, backbone in FACE_BACKBONES.items():
+        models[name] = ModelSettings(name, backbone, None, temporal="mean", audio_encoder=None,
+                                     dropout=0.0, pretrained=False)
     return models
 
 

@@ -1,4 +1,5 @@
-"""Train / validation / test splits: actor-independent (default), clip-level random, actor K-fold.
+"""Train / validation / test splits: actor-independent (default), clip-level random, actor K-fold,
+or the one a corpus gives (its table's own ``split`` column, as FER2013's parts).
 
 Every split is a Series aligned with the metadata table, holding 'train', 'val' or 'test' per clip,
 and is reproducible from its seed.
@@ -28,7 +29,7 @@ def actor_split(
     if len(actors) < 3:
         raise SplitError(
             f"an actor-independent split needs at least 3 actors, this table has {len(actors)}; "
-            "use --split random for a clip-level split"
+            "use --split random for a clip-level split, or --split given for the table's own"
         )
     rng = np.random.default_rng(seed)
     assignment = {}
@@ -117,10 +118,35 @@ def _gender_balanced_sample(actors: pd.Series, count: int, seed: int) -> list:
     return chosen[:count] if chosen else [rng.choice(actors.index.to_numpy())]
 
 
+# A table's own split column may name its parts in any of these ways.
+GIVEN_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+               "validation": "val", "dev": "val", "publictest": "val", "test": "test",
+               "privatetest": "test"}
+
+
+def given_split(table: pd.DataFrame) -> pd.Series:
+    """The split a table carries in its `split` column (train / validation / test, or FER2013's
+    Training / PublicTest / PrivateTest)."""
+    if "split" not in table:
+        raise SplitError("--split given reads the table's own split column, and this table has none; "
+                         "use --split actor or --split random")
+    named = table["split"].astype(str).str.strip().str.lower().map(GIVEN_NAMES)
+    unknown = sorted(set(table.loc[named.isna(), "split"].astype(str)))
+    if unknown:
+        raise SplitError(f"the table's split column holds {unknown[:5]}, which are not train, "
+                         "validation or test")
+    absent = [part for part in SPLITS if part not in set(named)]
+    if absent:
+        raise SplitError(f"the table's split column has no {' or '.join(absent)} clips")
+    return named.rename("split")
+
+
 def make_split(table: pd.DataFrame, kind: str, seed: int = 0) -> pd.Series:
-    """The split named by the CLI's --split: 'actor' or 'random'."""
+    """The split named by the CLI's --split: 'actor', 'random' or 'given'."""
     if kind == "actor":
         return actor_split(table, seed=seed)
     if kind == "random":
         return random_split(table, seed=seed)
-    raise SplitError(f"unknown split {kind!r}; choose actor or random (or --folds K)")
+    if kind == "given":
+        return given_split(table)
+    raise SplitError(f"unknown split {kind!r}; choose actor, random or given (or --folds K)")

@@ -43,7 +43,8 @@ from avemotion.evaluate import (
     write_evaluation,
 )
 from avemotion.features import typical_duration
-from avemotion.inputs import MEL
+from avemotion.augment import jitter_frames
+from avemotion.inputs import FRAMES, MEL
 from avemotion.linear_probe import PROBE_C, fit_logistic_layer
 from avemotion.speech import SPEECH_RATE
 from avemotion.models import EmotionNet, model_inputs
@@ -52,6 +53,7 @@ from avemotion.preprocess import CachedClips, FeatureCache, clip_media, clips_wi
 from avemotion.runs import RunFolder
 from avemotion.speakers import SPEAKER_HEAD_C, fit_speaker_head, require_speakers, standardised_by_speaker
 from avemotion.splits import actor_folds, make_split
+from avemotion.transfer import BRANCH, init_frame_encoder
 
 __all__ = ["EmotionModule", "TrainSettings", "TrainingInterrupted", "fit", "train", "train_one"]
 
@@ -80,12 +82,20 @@ class EmotionModule(L.LightningModule):
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         inputs, target = batch
+        if stage == "train" and self.settings.jitter_frames and FRAMES in inputs:
+            inputs = {**inputs, FRAMES: jitter_frames(inputs[FRAMES])}
         if stage == "train" and self.settings.mixup > 0:
             return self._mixup_step(inputs, target)
         logits = self(inputs)
-        loss = F.cross_entropy(logits, target)
+        loss = self._loss(logits, target, stage)
         self._log(stage, loss, (logits.argmax(dim=1) == target).float().mean(), len(target))
         return loss
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor, stage: str) -> torch.Tensor:
+        """Cross-entropy, with the training targets smoothed if asked (validation's stay plain,
+        so that its loss means the same whatever the recipe)."""
+        smoothing = self.settings.label_smoothing if stage == "train" else 0.0
+        return F.cross_entropy(logits, target, label_smoothing=smoothing)
 
     def _mixup_step(self, inputs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         """Mixup: each clip blended with another of the batch, the loss blended in the same share."""
@@ -94,7 +104,7 @@ class EmotionModule(L.LightningModule):
         partner = torch.randperm(len(target), device=target.device)
         blend = lambda x: share * x.float() + (1 - share) * x.float()[partner]
         logits = self({name: blend(value) for name, value in inputs.items()})
-        loss = share * F.cross_entropy(logits, target) + (1 - share) * F.cross_entropy(logits, target[partner])
+        loss = share * self._loss(logits, target, "train") + (1 - share) * self._loss(logits, target[partner], "train")
         hits = share * (logits.argmax(dim=1) == target).float() + (1 - share) * (
             logits.argmax(dim=1) == target[partner]).float()
         self._log("train", loss, hits.mean(), len(target))
@@ -209,6 +219,9 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     labels = corpus_labels(table)
     settings = replace(settings, model=replace(settings.model, num_classes=len(labels)))
     model = EmotionNet(settings.model, image_size=cache.settings.frame_size, weights=settings.weights)
+    origins = {}
+    if settings.init_from is not None:
+        origins[BRANCH] = init_frame_encoder(model, settings.init_from, cache.settings.frame_size)
     if not model.trains_encoders:  # speech encoders only: their embeddings are computed once
         settings = replace(settings, freeze_backbones=True)
     if settings.linear_probe and not settings.freeze_backbones:
@@ -218,7 +231,7 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
         _write_config(run, settings, cache, metadata_path)
     parts = {name: table[split.to_numpy() == name] for name in ("train", "val", "test")}
     if settings.freeze_backbones:
-        datasets = prepare_frozen_backbones(model, parts, cache, labels, settings.progress)
+        datasets = prepare_frozen_backbones(model, parts, cache, labels, settings.progress, trained=frozenset(origins))
     else:
         datasets = _cached_datasets(table, parts, cache, labels, settings)
     loaders = _loaders(datasets, settings)
@@ -242,7 +255,8 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     save_checkpoint(run.model, model, Checkpoint.of(model, cache.settings, labels, epoch=epoch,
                                                     best_metric=best_loss,
                                                     window_seconds=_typical_length(parts["train"]),
-                                                    speaker_norm=settings.speaker_norm))
+                                                    speaker_norm=settings.speaker_norm,
+                                                    encoder_origins=origins))
     test = parts["test"]
     predictions = predictions_table(list(test["clip"]), list(test["emotion"]), probabilities, labels)
     extra = {"model": settings.model.name, "best_epoch": epoch, "best_val_loss": best_loss,

@@ -16,6 +16,9 @@ from avemotion.inputs import CLIP_MODALITIES
 # In order of preference when one clip exists in several formats.
 VIDEO_EXTENSIONS = (".mp4", ".flv", ".webm", ".mov", ".mkv", ".avi")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".ogg")
+# Still images: a face image is a clip of one frame and no voice (modality `image`).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS + IMAGE_EXTENSIONS
 # Files a dataset folder legitimately carries beside its media (readme, licence, other tables).
 DOCUMENT_EXTENSIONS = frozenset({".csv", ".txt", ".md", ".pdf", ".json", ".html", ".tab"})
 MODALITIES = tuple(CLIP_MODALITIES)  # the values of a table's `modality` column
@@ -33,6 +36,7 @@ PROBLEM_KINDS = {
     "link_cycle": "folder reached again through symbolic links (walked once)",
     "audio_only": "clip with audio but no video (left out of the audio-video table)",
     "duplicate": "clip present more than once (one copy used, the others listed)",
+    "augmented_copy": "augmented copy of another image, not part of the corpus (left out)",
     "missing_file": "file named in the manifest that does not exist (row left out)",
     "missing_label": "manifest row without a label (row left out)",
     "malformed_row": "manifest row with more or fewer fields than its header (row left out)",
@@ -89,10 +93,11 @@ class IndexResult:
 def _clip_counts(table: pd.DataFrame) -> str:
     """'6 audio-video clips, 1 actors', with a count for each modality present."""
     modalities = table_modalities(table).value_counts()
-    clips = [f"{modalities[m]} {m if m == 'audio-video' else m + '-only'} clips"
+    clips = [f"{modalities[m]} {m if m in ('audio-video', 'image') else m + '-only'} clips"
              for m in MODALITIES if m in modalities]
-    actors = table["actor_id"].nunique() if "actor_id" in table else 0
-    return ", ".join([*(clips or ["0 clips"]), f"{actors} actors"])
+    named = table["actor_id"].astype(str).replace("nan", "") if "actor_id" in table else pd.Series(dtype=str)
+    actors = named[named != ""].nunique()
+    return ", ".join([*(clips or ["0 clips"]), f"{actors} actors" if actors else "no actor ids"])
 
 
 def table_modalities(table: pd.DataFrame) -> pd.Series:
@@ -113,14 +118,25 @@ class Listing:
 
 
 def is_video(path: str | Path) -> bool:
-    """Whether a media file is a video by its extension (else it is audio)."""
+    """Whether a media file is a video by its extension."""
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def is_image(path: str | Path) -> bool:
+    """Whether a media file is a still image by its extension."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def modality_of_file(path: str | Path) -> str:
+    """The modality a media file gives by default: a video has a voice, an audio file is audio
+    only, an image is one still frame."""
+    return "image" if is_image(path) else "audio-video" if is_video(path) else "audio"
 
 
 def media_preference(path: Path) -> tuple[int, Path]:
     """Order of preference among copies of one clip: by extension (mp4 before flv, WAV before
     MP3: the lossless audio is the better source), then by path."""
-    order = VIDEO_EXTENSIONS if is_video(path) else AUDIO_EXTENSIONS
+    order = VIDEO_EXTENSIONS if is_video(path) else IMAGE_EXTENSIONS if is_image(path) else AUDIO_EXTENSIONS
     return order.index(path.suffix.lower()), path
 
 

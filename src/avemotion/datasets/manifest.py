@@ -2,10 +2,11 @@
 
 A manifest is a CSV with a ``path`` and a ``label`` column (a path relative to the CSV's folder, or
 absolute), and optionally ``speaker``, ``audio_path`` (a separate voice file for a video),
-``gender`` and ``modality`` (``audio-video``, ``audio`` or ``video``: by default a video file has a
-voice and an audio file is audio only); any other column is kept as it is.
+``gender`` and ``modality`` (``audio-video``, ``audio``, ``video`` or ``image``: by default a video
+file has a voice, an audio file is audio only and an image is a still face); any other column is
+kept as it is (a ``split`` column is what ``--split given`` reads).
 
-A folder per label is ``DIR/<label>/*.wav|mp4…``, or ``DIR/<label>/<speaker>/*…`` to name speakers.
+A folder per label is ``DIR/<label>/*.wav|mp4|jpg…``, or ``DIR/<label>/<speaker>/*…`` to name speakers.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ import pandas as pd
 
 from avemotion.errors import AvemotionError
 from avemotion.datasets.listing import (
-    AUDIO_EXTENSIONS,
+    MEDIA_EXTENSIONS,
     MODALITIES,
-    VIDEO_EXTENSIONS,
     IndexResult,
     Listing,
     Problem,
-    is_video,
+    modality_of_file,
     table_columns,
 )
 
@@ -33,7 +33,6 @@ FOLDERS = "folders"
 REQUIRED = ("path", "label")
 # manifest column -> table column
 RENAMED = {"label": "emotion", "speaker": "actor_id"}
-MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
 
 
 class ManifestError(AvemotionError, ValueError):
@@ -90,7 +89,7 @@ def _manifest_row(record: dict, folder: Path, problems: list[Problem]) -> dict |
             problems.append(Problem(str(file), "stray_file", "not a media file (its extension is "
                                     f"none of {', '.join(MEDIA_EXTENSIONS)})"))
             return None
-    modality = record.get("modality", "").strip() or ("audio-video" if is_video(media) else "audio")
+    modality = record.get("modality", "").strip() or modality_of_file(media)
     if modality not in MODALITIES:
         problems.append(Problem(str(media), "unknown_code",
                                 f"modality {modality!r}; choose one of {', '.join(MODALITIES)}"))
@@ -123,11 +122,11 @@ def index_folders(listing: Listing) -> list[dict]:
             listing.problems.append(Problem(str(media), "unparseable_name",
                                             "expected DIR/<label>/[<speaker>/]<file>"))
             continue
-        row = {"emotion": parts[0], "dataset": FOLDERS, "modality": "audio-video" if is_video(media) else "audio",
-               "path": media}
+        modality = modality_of_file(media)
+        row = {"emotion": parts[0], "dataset": FOLDERS, "modality": modality, "path": media}
         if len(parts) > 2:
             row["actor_id"] = parts[1]
-        if not is_video(media):
+        if modality == "audio":
             row["audio_path"] = str(media)
         rows.append(row)
     return _with_clip_names(rows)

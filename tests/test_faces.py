@@ -1,0 +1,217 @@
+"""Still faces: image corpora (FER2013's layout, a folder per label, a manifest), the table's own
+split, one-frame image features, still-face models trained from scratch and judging images and
+videos, and their frame encoder starting the video branch of other models (--init-from).
+
+The face corpus here is made of real faces: frames of the six bundled CREMA-D clips, cropped to
+the face, grayscale and 48 px, laid out as FER2013 is (part folder / label folder / image)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from avemotion.config import TrainSettings, still_image
+from avemotion.datasets import fer2013
+from avemotion.errors import UsageError
+from avemotion.features import MediaError, crop_faces, extract_features, read_image, sample_frames
+from avemotion.index import index_dataset, write_metadata
+from avemotion.inputs import FRAMES, FeatureSettings
+from avemotion.registry import model_settings
+from avemotion.samples import sample_videos
+from avemotion.splits import SplitError, given_split, make_split
+
+from conftest import make_tree
+
+FACE_SIZE = 32  # the tests' frame size (a ViT-Tiny reads 2x2 patches: fast on two cores)
+# CREMA-D's codes -> FER2013's label folders
+FER_FOLDERS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+# each clip's frames: four for training, one for validation, one for testing
+PARTS = [("train", "Training")] * 4 + [("validation", "PublicTest"), ("test", "PrivateTest")]
+
+
+def write_face_corpus(root):
+    """36 real 48 px grayscale faces from the bundled clips in FER2013's layout, and one augmented
+    copy that is not part of it."""
+    number = 0
+    for video in sample_videos():
+        frames = sample_frames(video, FeatureSettings(n_frames=len(PARTS), frame_size=256))
+        faces, found = crop_faces(list(frames.transpose(0, 2, 3, 1)))
+        assert found
+        for face, (folder, part) in zip(faces, PARTS):
+            number += 1
+            path = root / folder / FER_FOLDERS[video.stem.split("_")[2]] / f"{part}_{number}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            gray = cv2.cvtColor(cv2.resize(face, (48, 48), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+            cv2.imwrite(str(path), gray)
+    copy = root / "test" / "disgust" / f"PrivateTest_{number}.jpg0.jpg"
+    copy.write_bytes(next((root / "test").rglob("*.jpg")).read_bytes())
+    return root
+
+
+def test_fer2013_names_give_parts_labels_and_shared_names_their_own_rows(tmp_path):
+    root = make_tree(tmp_path, [
+        "train/angry/Training_1.jpg", "train/sad/Training_1.jpg",  # two images sharing a name
+        "train/happy/Training_2.jpg", "validation/fear/PublicTest_3.jpg",
+        "test/disgust/PrivateTest_4.jpg", "test/disgust/PrivateTest_4.jpg2.jpg",  # an augmented copy
+        "test/bored/PrivateTest_5.jpg", "train/happy/photo.png",
+    ])
+    result = index_dataset(root)
+    table = result.table.set_index("clip")
+    assert result.dataset == fer2013.NAME
+    assert sorted(table.index) == ["PrivateTest_4", "PublicTest_3", "Training_2", "angry__Training_1",
+                                   "sad__Training_1"]
+    assert table.loc["angry__Training_1", "emotion"] == "anger" and table.loc["sad__Training_1", "emotion"] == "sadness"
+    assert dict(table["split"]) == {"PrivateTest_4": "test", "PublicTest_3": "val", "Training_2": "train",
+                                    "angry__Training_1": "train", "sad__Training_1": "train"}
+    assert set(table["modality"]) == {"image"} and set(table["part"]) == {"Training", "PublicTest", "PrivateTest"}
+    assert result.counts() == {"unparseable_name": 1, "unknown_code": 1, "augmented_copy": 1}
+    assert "5 image clips, no actor ids" in result.summary()
+
+
+def test_a_folder_per_label_and_a_manifest_of_images_are_image_corpora(tmp_path):
+    folders = make_tree(tmp_path / "faces", ["happy/a.png", "sad/b.webp", "sad/c.bmp"])
+    assert set(index_dataset(folders).table["modality"]) == {"image"}
+    manifest = tmp_path / "faces.csv"
+    manifest.write_text("path,label,speaker,split\nfaces/happy/a.png,happy,s1,train\n"
+                        "faces/sad/b.webp,sad,s2,test\n")
+    table = index_dataset(manifest).table
+    assert list(table["modality"]) == ["image", "image"] and list(table["actor_id"]) == ["s1", "s2"]
+    assert list(table["video_path"].map(lambda path: path.endswith(".png") or path.endswith(".webp"))) == [True, True]
+
+
+def test_the_given_split_is_the_tables_own_column_in_any_of_its_spellings():
+    table = pd.DataFrame({"split": ["Training", "PublicTest", "PrivateTest", "train", "validation", "test"]})
+    assert list(make_split(table, "given")) == ["train", "val", "test", "train", "val", "test"]
+    with pytest.raises(SplitError, match="has none"):
+        given_split(pd.DataFrame({"clip": ["a"]}))
+    with pytest.raises(SplitError, match=r"\['holdout'\]"):
+        given_split(pd.DataFrame({"split": ["train", "holdout", "test"]}))
+    with pytest.raises(SplitError, match="no val clips"):
+        given_split(pd.DataFrame({"split": ["train", "test"]}))
+
+
+def test_an_image_is_one_rgb_frame_and_a_bad_one_is_named(tmp_path):
+    gray = tmp_path / "face.png"
+    cv2.imwrite(str(gray), np.tile(np.arange(48, dtype=np.uint8) * 5, (48, 1)))
+    features = extract_features(gray, FeatureSettings(frame_size=FACE_SIZE), inputs=(FRAMES, "mel"))
+    frames = features[FRAMES]
+    assert set(features.inputs) == {FRAMES}  # no voice
+    assert frames.shape == (1, 3, FACE_SIZE, FACE_SIZE) and frames.dtype == np.uint8
+    assert (frames[0, 0] == frames[0, 1]).all() and (frames[0, 1] == frames[0, 2]).all()  # gray in RGB
+    assert frames[0, 0, :, -1].mean() > frames[0, 0, :, 0].mean() + 100  # enlarged, not flipped
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(MediaError, match="broken.jpg: not a readable image"):
+        read_image(broken)
+    huge = tmp_path / "huge.png"  # 36 megapixels of one colour: a tiny file
+    cv2.imwrite(str(huge), np.zeros((4000, 9000), np.uint8))
+    with pytest.raises(MediaError, match="9000x4000 image is larger than this tool reads"):
+        read_image(huge)
+    with pytest.raises(MediaError, match="has no voice"):
+        extract_features(gray, FeatureSettings(), inputs=("mel",))
+
+
+def test_still_face_models_are_a_frame_encoder_averaged_over_frames():
+    from avemotion.models import create_model
+
+    model = create_model("resnet18_face", image_size=FACE_SIZE)
+    assert model.settings.still_image and not model.settings.pretrained and model.inputs == (FRAMES,)
+    model.eval()
+    image = torch.randint(0, 256, (1, 1, 3, FACE_SIZE, FACE_SIZE), dtype=torch.uint8)
+    with torch.no_grad():  # a video of one image repeated is judged as the image
+        assert torch.allclose(model({FRAMES: image}), model({FRAMES: image.repeat(1, 8, 1, 1, 1)}), atol=1e-5)
+    recipe = still_image(TrainSettings(model=model.settings), given=frozenset({"max_epochs"}))
+    assert recipe.jitter_frames and recipe.label_smoothing > 0 and recipe.max_epochs == 10
+
+
+def test_jittered_frames_move_each_clip_alike_and_keep_shapes():
+    from avemotion.augment import jitter_frames
+
+    frames = torch.randint(0, 256, (4, 3, 3, 16, 16), dtype=torch.uint8)
+    frames[:, 1:] = frames[:, :1]  # every clip's frames the same image
+    moved = jitter_frames(frames, torch.Generator().manual_seed(0))
+    assert moved.shape == frames.shape and moved.dtype == torch.float32
+    assert torch.equal(moved[:, 0], moved[:, 1]) and torch.equal(moved[:, 1], moved[:, 2])
+    assert not torch.allclose(moved, frames.float())
+    assert 0 <= moved.min() and moved.max() <= 255
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """The face corpus indexed, and a ViT-Tiny still model trained two epochs on its given split."""
+    from avemotion.preprocess import FeatureCache
+    from avemotion.train import train
+
+    root = tmp_path_factory.mktemp("faces")
+    result = index_dataset(write_face_corpus(root / "fer"))
+    write_metadata(result.table, root / "faces.csv")
+    cache = FeatureCache.open(root / "cache", FeatureSettings(frame_size=FACE_SIZE))
+    recipe = still_image(TrainSettings(model=model_settings("vit_tiny_face"), split="given", max_epochs=2,
+                                       batch_size=8, progress=False), given=frozenset({"max_epochs", "batch_size"}))
+    metrics = train(result.table, cache, root / "run", recipe)
+    return {"root": root, "result": result, "metrics": metrics, "checkpoint": root / "run" / "model.ckpt"}
+
+
+@pytest.mark.slow
+def test_a_still_model_trains_on_the_given_split_and_judges_images_and_videos(faces, tmp_path):
+    from avemotion.export import export_onnx
+    from avemotion.predict import load
+
+    assert faces["result"].counts() == {"augmented_copy": 1}
+    assert faces["metrics"]["clips"] == 6  # the PrivateTest faces
+    split = pd.read_csv(faces["root"] / "run" / "split.csv")
+    assert split["split"].value_counts().to_dict() == {"train": 24, "val": 6, "test": 6}
+    images = sorted((faces["root"] / "fer" / "test").rglob("PrivateTest_*[0-9].jpg"))
+    classifier = load(faces["checkpoint"])
+    assert ".jpg" in classifier.card.extensions and classifier.card.video_settings.face_crop
+    exported = load(export_onnx(faces["checkpoint"], tmp_path / "faces.onnx"))
+    for judge in (classifier, exported):  # images and videos in one batch: one frame and eight
+        results = judge.predict_batch([*images, *sample_videos()[:2]])
+        assert all(result.ok for result in results), [result.error for result in results]
+    table = lambda results: np.array([list(result.probabilities.values()) for result in results])
+    assert np.abs(table(classifier.predict_batch(images)) - table(exported.predict_batch(images))).max() < 1e-4
+    assert classifier.predict(sample_videos()[0]).features.face_found  # a video is judged by its face
+
+
+def frame_encoder_weights(checkpoint):
+    from avemotion.checkpoint import load_checkpoint
+
+    model, info = load_checkpoint(checkpoint)
+    return {key: value for key, value in model.encoders["video"].state_dict().items()}, info
+
+
+@pytest.mark.parametrize("name", ["resnet18_vit_lstm_video_only", "resnet18_vit_lstm"])
+@pytest.mark.slow
+def test_a_still_models_frame_encoder_starts_a_video_branch(faces, name, sample_table, tmp_path):
+    from avemotion.preprocess import FeatureCache
+    from avemotion.train import train
+
+    cache = FeatureCache.open(tmp_path / "cache", FeatureSettings(frame_size=FACE_SIZE))
+    settings = TrainSettings(model=model_settings(name, pretrained=False, temporal_hidden=16), split="random",
+                             max_epochs=2, batch_size=4, freeze_backbones=True, progress=False,
+                             init_from=str(faces["checkpoint"]))
+    train(sample_table, cache, tmp_path / "run", settings)
+    started, info = frame_encoder_weights(tmp_path / "run" / "model.ckpt")
+    face, _ = frame_encoder_weights(faces["checkpoint"])
+    assert started.keys() == face.keys() and all(torch.equal(started[key], face[key]) for key in face)
+    assert str(faces["checkpoint"].resolve()) in info.encoder_origins["video"]
+    assert "vit_tiny_face" in info.encoder_origins["video"] and len(info.labels) == 6
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0 <= metrics["accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_init_from_refuses_a_frame_encoder_of_another_backbone(faces, sample_table, tmp_path):
+    from avemotion.preprocess import FeatureCache
+    from avemotion.train import train
+
+    cache = FeatureCache.open(tmp_path / "cache", FeatureSettings(frame_size=FACE_SIZE))
+    settings = TrainSettings(model=model_settings("effnet_lstm_video_only", pretrained=False), split="random",
+                             max_epochs=1, progress=False, init_from=str(faces["checkpoint"]))
+    with pytest.raises(UsageError, match="its frame encoder is vit_tiny_patch16_224"):
+        train(sample_table, cache, tmp_path / "run", settings)
