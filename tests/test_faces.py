@@ -176,6 +176,14 @@ def test_a_still_model_trains_on_the_given_split_and_judges_images_and_videos(fa
     table = lambda results: np.array([list(result.probabilities.values()) for result in results])
     assert np.abs(table(classifier.predict_batch(images)) - table(exported.predict_batch(images))).max() < 1e-4
     assert classifier.predict(sample_videos()[0]).features.face_found  # a video is judged by its face
+    from fastapi.testclient import TestClient
+
+    from avemotion.serve import create_app
+
+    client = TestClient(create_app(exported))
+    assert "a face image or a video with a face" in client.get("/").text
+    answer = client.post("/predict", files={"file": (images[0].name, images[0].read_bytes(), "image/jpeg")})
+    assert answer.status_code == 200 and answer.json()["label"] in classifier.labels
 
 
 def frame_encoder_weights(checkpoint):
@@ -215,3 +223,15 @@ def test_init_from_refuses_a_frame_encoder_of_another_backbone(faces, sample_tab
                              max_epochs=1, progress=False, init_from=str(faces["checkpoint"]))
     with pytest.raises(UsageError, match="its frame encoder is vit_tiny_patch16_224"):
         train(sample_table, cache, tmp_path / "run", settings)
+
+
+def test_eda_counts_each_emotion_in_each_part_of_the_given_split(tmp_path):
+    from avemotion.eda import run_eda
+
+    root = make_tree(tmp_path / "fer", ["train/angry/Training_1.jpg", "train/angry/Training_2.jpg",
+                                        "train/happy/Training_3.jpg", "test/happy/PrivateTest_4.jpg"])
+    run_eda(index_dataset(root).table, tmp_path / "eda")
+    summary = json.loads((tmp_path / "eda" / "summary.json").read_text())
+    assert summary["emotion_by_split"] == {"train": {"anger": 2, "happiness": 1}, "test": {"anger": 0, "happiness": 1}}
+    assert (tmp_path / "eda" / "emotion_by_split_bar.png").stat().st_size > 0
+    assert "emotion by split" in (tmp_path / "eda" / "report.html").read_text()

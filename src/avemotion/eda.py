@@ -1,4 +1,5 @@
-"""Stage 2, eda: value counts, bar and pie charts of the metadata table, gathered in one HTML report."""
+"""Stage 2, eda: value counts, bar and pie charts of the metadata table, gathered in one HTML report
+(with each emotion's count in each part where a corpus gives its own split, as FER2013 does)."""
 
 from __future__ import annotations
 
@@ -100,10 +101,53 @@ def run_eda(table: pd.DataFrame, out_dir: str | Path) -> Path:
         pie_chart(counts, column, out_dir / f"{column}_pie.png")
         summary["columns"][column] = dict(zip(counts["value"], counts["count"].astype(int).tolist()))
         sections.append(_html_section(column, counts))
+    if "split" in table:  # a corpus with its own parts (FER2013's): the labels of each
+        by_split = labels_by_split(table)
+        by_split.to_csv(out_dir / "emotion_by_split_counts.csv")
+        grouped_bar_chart(by_split, out_dir / "emotion_by_split_bar.png")
+        summary["emotion_by_split"] = {split: by_split[split].astype(int).to_dict() for split in by_split.columns}
+        sections.append(_html_split_section(by_split))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     report = out_dir / REPORT_NAME
     report.write_text(_html_page(summary, sections))
     return report
+
+
+def labels_by_split(table: pd.DataFrame) -> pd.DataFrame:
+    """Clips of each emotion (rows, in the dataset's order) in each part of the table's own split
+    (columns: train, val, test first)."""
+    counts = pd.crosstab(table["emotion"].astype(str), table["split"].astype(str))
+    emotions = value_counts(table, "emotion")["value"]
+    parts = [part for part in ("train", "val", "test") if part in counts.columns]
+    return counts.reindex(index=list(emotions), columns=parts + sorted(set(counts.columns) - set(parts)))
+
+
+def grouped_bar_chart(counts: pd.DataFrame, path: Path) -> None:
+    """Save a bar chart of clips per emotion, one bar per part of the split."""
+    figure = Figure(figsize=(max(6.0, 0.9 * len(counts) + 2), 4), dpi=CHART_DPI, layout="constrained")
+    axes = figure.subplots()
+    width = 0.8 / len(counts.columns)
+    for offset, part in enumerate(counts.columns):
+        positions = [index + offset * width for index in range(len(counts))]
+        axes.bar(positions, counts[part], width=width, label=part)
+    axes.set_xticks([index + width * (len(counts.columns) - 1) / 2 for index in range(len(counts))],
+                    [_label("emotion", value) for value in counts.index])
+    axes.set_title("Clips per emotion in each part of the split")
+    axes.set_ylabel("clips")
+    axes.legend()
+    figure.savefig(path)
+
+
+def _html_split_section(counts: pd.DataFrame) -> str:
+    table = counts.to_html(border=0, classes="counts")
+    return f"""
+<section>
+  <h2>emotion by split</h2>
+  <p>The table's own split: {', '.join(html.escape(str(part)) for part in counts.columns)}</p>
+  {table}
+  <p><a href="emotion_by_split_counts.csv">emotion_by_split_counts.csv</a></p>
+  <img src="emotion_by_split_bar.png" alt="bar chart of clips per emotion in each part">
+</section>"""
 
 
 def _html_section(column: str, counts: pd.DataFrame) -> str:

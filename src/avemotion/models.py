@@ -592,6 +592,7 @@ def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
             f"{name:<32}{settings.video_backbone or '-':<22}{temporal:<11}{audio:<19}"
             f"{fusion:<8}{_count(parameter_count(model)):>9}  "
             + " + ".join(describe_input(name, features) for name in model.inputs)
+            + (" (an image: 1 frame)" if settings.still_image else "")
             + "".join(f"  + {encoder.provenance()}" for encoder in model.encoders.values() if encoder.external)
         )
     return "\n".join(lines)

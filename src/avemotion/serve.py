@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from avemotion.config import ServeSettings, TimelineSettings
+from avemotion.datasets.listing import IMAGE_EXTENSIONS
 from avemotion.inputs import FRAMES
 from avemotion.predict import EmotionClassifier, load
 from avemotion.speakers import SpeakerNormError
@@ -141,10 +142,12 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        accept = ",".join(classifier.card.extensions) + ("" if "video" in classifier.card.modalities
-                                                        else ",audio/*") + ",video/*"
-        wanted = ("a video with a face and a voice" if set(classifier.card.modalities) == {"video", "audio"}
-                  else "a video with a face" if "video" in classifier.card.modalities
+        card = classifier.card
+        takes_images = any(extension in IMAGE_EXTENSIONS for extension in card.extensions)
+        accept = (",".join(card.extensions) + ("" if "video" in card.modalities else ",audio/*")
+                  + (",image/*" if takes_images else "") + ",video/*")
+        wanted = ("a video with a face and a voice" if set(card.modalities) == {"video", "audio"}
+                  else "a face image or a video with a face" if takes_images
                   else "a voice recording or a video")
         formats = ", ".join(extension.lstrip(".") for extension in classifier.card.extensions)
         return (page.replace("{{MAX_MB}}", str(settings.max_upload_mb)).replace("{{ACCEPT}}", accept)
