@@ -21,6 +21,7 @@ from avemotion.synth import concatenate_clips, write_media
 from avemotion.timeline import EMBED_BATCH, _Timeline, emotion_timeline, plot_timeline
 
 from conftest import calibrated_checkpoint
+from media import write_clip
 from test_eda import assert_valid_png
 
 WINDOW, HOP = 2.0, 0.5
@@ -178,6 +179,15 @@ def test_bad_inputs_give_one_clear_line(classifier, tmp_path, capsys, checkpoint
     assert main(["timeline", str(checkpoint), str(tmp_path / "broken.mp4"), "-o", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "broken.mp4" in error and error.count("\n") == 1
+
+
+def test_frames_larger_than_the_limit_are_refused_as_predict_refuses_them(classifier, tmp_path, monkeypatch):
+    import avemotion.features
+
+    clip = write_clip(tmp_path / "wide.mp4", frames=30, size=(160, 120))
+    monkeypatch.setattr(avemotion.features, "MAX_FRAME_PIXELS", 100 * 100)  # 8K, scaled down to the clip
+    with pytest.raises(MediaError, match="wide.mp4: 160x120 video is larger than this tool reads"):
+        classifier.timeline(clip)
 
 
 def test_cli_writes_csv_json_and_picture(checkpoint, long_video, tmp_path, capsys, timeline):

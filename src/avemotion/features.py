@@ -122,7 +122,7 @@ def read_image(path: str | Path) -> np.ndarray:
     check_readable(path)
     try:
         with PIL.Image.open(path) as image:
-            _check_frame_size(path, *image.size, kind="image")
+            check_frame_size(path, *image.size, kind="image")
             return np.asarray(image.convert("RGB"))
     except (PIL.UnidentifiedImageError, OSError, ValueError, PIL.Image.DecompressionBombError) as error:
         raise MediaError(f"{path}: not a readable image ({error})") from error
@@ -287,7 +287,7 @@ def _decode(
             video = _stream(container.streams.video, "video", path) if hold is not None else None
             audio = _stream(container.streams.audio, "audio", path) if want_audio else None
             if video is not None:
-                _check_frame_size(path, video.codec_context.width, video.codec_context.height)
+                check_frame_size(path, video.codec_context.width, video.codec_context.height)
             if audio is not None and audio.codec_context.sample_rate:  # 0: known once decoded
                 check_rate(path, audio.codec_context.sample_rate)
             streams = [stream for stream in (video, audio) if stream is not None]
@@ -299,7 +299,7 @@ def _decode(
                 for frame in packet.decode():
                     decoded_until = max(decoded_until, frame.time or 0.0)
                     if isinstance(frame, av.VideoFrame):
-                        _check_frame_size(path, frame.width, frame.height)  # trust what decodes
+                        check_frame_size(path, frame.width, frame.height)  # trust what decodes
                         held.add(frame)
                     else:
                         voice.add(frame)
@@ -350,7 +350,8 @@ class _Voice:
         return waveform
 
 
-def _check_frame_size(path: Path, width: int, height: int, kind: str = "video") -> None:
+def check_frame_size(path: Path, width: int, height: int, kind: str = "video") -> None:
+    """Refuse a frame or image larger than 8K before converting it."""
     if width * height > MAX_FRAME_PIXELS:
         raise MediaError(f"{path}: {width}x{height} {kind} is larger than this tool reads "
                          f"({MAX_FRAME_PIXELS / 1e6:.0f} megapixels a frame, 8K)")

@@ -40,6 +40,7 @@ from avemotion.config import TimelineSettings
 from avemotion.features import (
     FeatureSettings,
     MediaError,
+    check_frame_size,
     check_rate,
     check_readable,
     crop_around,
@@ -188,6 +189,8 @@ class _Timeline:
     def _decode(self, container, progress: bool) -> None:
         video = self._stream(container.streams.video, "video") if self.uses_video else None
         audio = self._stream(container.streams.audio, "audio") if self.uses_audio else None
+        if video is not None:
+            check_frame_size(self.path, video.codec_context.width, video.codec_context.height)
         if audio is not None:
             check_rate(self.path, audio.codec_context.sample_rate)
             # where somebody speaks matters to a voice model; the detector reads 16 kHz
@@ -201,6 +204,7 @@ class _Timeline:
                 for frame in packet.decode():
                     time = frame.time or 0.0
                     if isinstance(frame, av.VideoFrame):
+                        check_frame_size(self.path, frame.width, frame.height)  # trust what decodes
                         self.pending += self.grid.add(time, frame)
                     else:
                         self.audio.add(mono_samples(frame))
