@@ -7,9 +7,10 @@ recognised from the names themselves unless one is named. Every defect found on 
 as a :class:`Problem`; none stops the walk.
 
 Every table has the columns ``clip`` (a unique name), ``dataset``, ``modality`` (``audio-video``,
-``audio``, ``video`` or ``image``, a still image: what the clip has), ``video_path`` (empty without video), ``actor_id`` (the
-speaker), ``gender`` and ``emotion`` (the corpus's own label), then whatever the corpus adds; an
-``audio_path`` is the voice's own file where it is not the video's track.
+``audio``, ``video`` or ``image``, a still image: what the clip has), ``video_path`` (empty without
+video; an image's file), ``actor_id`` (the speaker), ``gender`` and ``emotion`` (the corpus's own
+label), then whatever the corpus adds; an ``audio_path`` is the voice's own file where it is not
+the video's track.
 """
 
 from __future__ import annotations

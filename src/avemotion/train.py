@@ -28,6 +28,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from avemotion.augment import jitter_frames
 from avemotion.csvfiles import read_csv, write_csv
 from avemotion.errors import UsageError
 from avemotion.checkpoint import Checkpoint, save_checkpoint
@@ -43,7 +44,6 @@ from avemotion.evaluate import (
     write_evaluation,
 )
 from avemotion.features import typical_duration
-from avemotion.augment import jitter_frames
 from avemotion.inputs import FRAMES, MEL
 from avemotion.linear_probe import PROBE_C, fit_logistic_layer
 from avemotion.speech import SPEECH_RATE
@@ -104,7 +104,8 @@ class EmotionModule(L.LightningModule):
         partner = torch.randperm(len(target), device=target.device)
         blend = lambda x: share * x.float() + (1 - share) * x.float()[partner]
         logits = self({name: blend(value) for name, value in inputs.items()})
-        loss = share * self._loss(logits, target, "train") + (1 - share) * self._loss(logits, target[partner], "train")
+        loss = (share * self._loss(logits, target, "train")
+                + (1 - share) * self._loss(logits, target[partner], "train"))
         hits = share * (logits.argmax(dim=1) == target).float() + (1 - share) * (
             logits.argmax(dim=1) == target[partner]).float()
         self._log("train", loss, hits.mean(), len(target))
@@ -231,7 +232,8 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
         _write_config(run, settings, cache, metadata_path)
     parts = {name: table[split.to_numpy() == name] for name in ("train", "val", "test")}
     if settings.freeze_backbones:
-        datasets = prepare_frozen_backbones(model, parts, cache, labels, settings.progress, trained=frozenset(origins))
+        datasets = prepare_frozen_backbones(model, parts, cache, labels, settings.progress,
+                                            trained=frozenset(origins))
     else:
         datasets = _cached_datasets(table, parts, cache, labels, settings)
     loaders = _loaders(datasets, settings)

@@ -27,7 +27,8 @@ def init_frame_encoder(model: EmotionNet, checkpoint: str | Path, frame_size: in
         raise UsageError(f"--init-from starts a frame encoder, and {model.settings.name} has no video branch")
     if BRANCH not in source.encoders:
         raise UsageError(f"{checkpoint}: {info.model_name} has no frame encoder to start from")
-    if source.settings.video_backbone != target_backbone or source.settings.video_encoder != model.settings.video_encoder:
+    same_encoder = source.settings.video_encoder == model.settings.video_encoder
+    if source.settings.video_backbone != target_backbone or not same_encoder:
         raise UsageError(f"{checkpoint}: its frame encoder is {source.settings.video_backbone}, "
                          f"{model.settings.name}'s is {target_backbone}; start from a model with the same one")
     try:
