@@ -186,6 +186,22 @@ def test_a_still_model_trains_on_the_given_split_and_judges_images_and_videos(fa
     assert answer.status_code == 200 and answer.json()["label"] in classifier.labels
 
 
+@pytest.mark.slow
+def test_a_still_models_timeline_follows_the_face_and_marks_where_none_shows(faces, tmp_path):
+    import av
+
+    from avemotion.predict import load
+    from avemotion.synth import write_media
+
+    with av.open(str(sample_videos()[0])) as container:
+        face = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)][:60]
+    video = write_media(tmp_path / "face-then-nobody.mp4", face + [np.zeros_like(face[0])] * 90, fps=30)
+    timeline = load(faces["checkpoint"]).timeline(video, window=1.0, hop=0.5)
+    labels = dict(zip(timeline["start_s"], timeline["label"]))
+    assert labels[0.0] != "(no face)" and labels[0.5] != "(no face)"  # the face's two seconds
+    assert all(labels[start] == "(no face)" for start in labels if start >= 2.5)  # black frames only
+
+
 def frame_encoder_weights(checkpoint):
     from avemotion.checkpoint import load_checkpoint
 

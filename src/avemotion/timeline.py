@@ -164,8 +164,10 @@ class _Timeline:
         self.inputs = classifier.card.inputs
         self.uses_video = FRAMES in self.inputs
         self.uses_audio = "audio" in classifier.card.modalities
-        # a voice model has nothing to judge where nobody speaks; a fused one still has the face
+        # a voice model has nothing to judge where nobody speaks, a face model (one that crops
+        # faces) where no face shows; a fused one still has the other
         self.judges_voice_only = classifier.card.modalities == ("audio",)
+        self.judges_face_only = classifier.card.modalities == ("video",) and self.features.face_crop
         self.grid = _GridFrames(plan.grid)
         self.pending: list[tuple[int, av.VideoFrame]] = []
         self.frames: dict[int, np.ndarray] = {}  # grid slot -> frame features (or the frame itself)
@@ -175,7 +177,8 @@ class _Timeline:
         self.last_window: int | None = None  # known at the end of the file
         self.duration = 0.0  # seconds, known at the end of the file
         self.rows: list[tuple[float, np.ndarray]] = []  # each window's start and network output
-        self.silent: list[bool] = []  # whether each window's voice is silence (nothing to judge)
+        self.empty: list[str | None] = []  # each window's label where it has nothing to judge, else None
+        self.faces: set[int] = set()  # the grid slots (held) whose frame showed a face
 
     def run(self, progress: bool) -> list[tuple[float, np.ndarray]]:
         check_readable(self.path)
@@ -249,12 +252,12 @@ class _Timeline:
         """Grid frames through the image backbone in batches (all of them at the end)."""
         while len(self.pending) >= EMBED_BATCH or (final and self.pending):
             batch, self.pending = self.pending[:EMBED_BATCH], self.pending[EMBED_BATCH:]
-            images = np.stack([self._image(frame) for _, frame in batch])
+            images = np.stack([self._image(slot, frame) for slot, frame in batch])
             parts = self.classifier.parts
             outputs = parts.embed_frames(images) if parts is not None else images
             self.frames.update((slot, output) for (slot, _), output in zip(batch, outputs))
 
-    def _image(self, frame: av.VideoFrame) -> np.ndarray:
+    def _image(self, slot: int, frame: av.VideoFrame) -> np.ndarray:
         """One frame as the model reads it: RGB, (3, size, size), face-cropped if the model was."""
         size = self.features.frame_size
         if not self.features.face_crop:
@@ -262,6 +265,7 @@ class _Timeline:
         image = to_rgb(frame)
         if (box := detect_face(image)) is not None:
             self.boxes = [*self.boxes[-2 * self.plan.n_frames + 1 :], box]  # the face over about a window
+            self.faces.add(slot)
         if self.boxes:
             image = crop_around([image], self.boxes)[0]
         return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
@@ -294,10 +298,12 @@ class _Timeline:
             voices = [self.audio.window(self.plan.first_sample(w), self.plan.samples, self.inputs) for w in windows]
             batch.update({name: np.stack([voice[name] for voice in voices]) for name in voices[0]})
         if self.judges_voice_only:
-            self.silent += [not self.audio.has_voice(self.plan.first_sample(w), self.plan.samples, voice)
-                            for w, voice in zip(windows, voices)]
+            self.empty += [None if self.audio.has_voice(self.plan.first_sample(w), self.plan.samples, voice)
+                           else NO_VOICE for w, voice in zip(windows, voices)]
+        elif self.judges_face_only:
+            self.empty += [None if self.faces.intersection(self.plan.slots(w)) else NO_FACE for w in windows]
         else:
-            self.silent += [False] * len(windows)
+            self.empty += [None] * len(windows)
         parts = self.classifier.parts
         network = parts.from_frame_features if parts is not None else self.classifier.network
         outputs = network(network_inputs(batch))
@@ -308,11 +314,13 @@ class _Timeline:
         first_slot = self.plan.slots(next_window)[0]
         for slot in [s for s in self.frames if s < first_slot]:
             del self.frames[slot]
+        self.faces = {slot for slot in self.faces if slot >= first_slot}
         if self.audio is not None:
             self.audio.drop_before(self.plan.first_sample(next_window))
 
 
 NO_VOICE = "(no voice)"  # the label of a window where nobody speaks, for a model that reads only the voice
+NO_FACE = "(no face)"  # the label of a window where no face shows, for a face model that reads only frames
 
 
 def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = TimelineSettings(),
@@ -343,7 +351,7 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
                                   for j in range(probabilities.shape[1])], axis=1)
     labels = [classifier.labels[i] for i in probabilities.argmax(axis=1)]
     if rows:
-        labels = [NO_VOICE if silent else label for label, silent in zip(labels, engine.silent)]
+        labels = [empty or label for label, empty in zip(labels, engine.empty)]
     table = pd.DataFrame({"start_s": starts.round(3), "end_s": (starts + window).round(3), "label": labels})
     for index, label in enumerate(classifier.labels):
         table[label] = probabilities[:, index].round(6)
