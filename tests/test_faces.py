@@ -125,6 +125,11 @@ def test_still_face_models_are_a_frame_encoder_averaged_over_frames():
     image = torch.randint(0, 256, (1, 1, 3, FACE_SIZE, FACE_SIZE), dtype=torch.uint8)
     with torch.no_grad():  # a video of one image repeated is judged as the image
         assert torch.allclose(model({FRAMES: image}), model({FRAMES: image.repeat(1, 8, 1, 1, 1)}), atol=1e-5)
+        # a face and its mirror image are seen alike once trained, not while training
+        encoder, faces = model.encoders["video"], torch.cat([image, image.flip(-1)])
+        assert torch.allclose(*encoder(faces), atol=1e-5)
+        encoder.train()
+        assert (encoder(faces)[0] - encoder(faces)[1]).abs().max() > 1e-2
     recipe = still_image(TrainSettings(model=model.settings), given=frozenset({"max_epochs"}))
     assert recipe.jitter_frames and recipe.label_smoothing > 0 and recipe.max_epochs == 10
 

@@ -96,7 +96,11 @@ class Encoder(nn.Module):
 @register(ENCODERS, "timm_frames")
 class FrameEncoder(Encoder):
     """A timm image backbone applied to every frame of a clip at once: uint8 frames -> frame features,
-    normalised with the backbone's own mean and spread (timm's data configuration)."""
+    normalised with the backbone's own mean and spread (timm's data configuration).
+
+    A still-face model's encoder judges, once trained, each face and its mirror image alike: a
+    frame's features are the mean of the frame's and its mirror image's (faces are near-symmetric,
+    and training mirrored them at random), at twice the cost of one pass."""
 
     input = FRAMES
     per_frame = True
@@ -111,15 +115,20 @@ class FrameEncoder(Encoder):
         config = timm.data.resolve_data_config({}, model=self.backbone)
         self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1), persistent=False)
+        self.mirrored = settings.still_image
 
     @property
     def dim(self) -> int:
         return self.backbone.num_features
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, H, W) uint8 -> (B, T, D): one backbone call over all B×T frames."""
+        """(B, T, 3, H, W) uint8 -> (B, T, D): one backbone call over all B×T frames (and their
+        mirror images, for a trained still-face model)."""
         batch, steps = frames.shape[:2]
         images = frames.flatten(0, 1).float().div(255.0).sub(self.mean).div(self.std)
+        if self.mirrored and not self.training:
+            pair = self.backbone(torch.cat([images, images.flip(-1)]))
+            return pair.view(2, batch, steps, -1).mean(dim=0)
         return self.backbone(images).view(batch, steps, -1)
 
 
