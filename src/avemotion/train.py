@@ -34,6 +34,7 @@ from avemotion.errors import UsageError
 from avemotion.checkpoint import Checkpoint, save_checkpoint
 from avemotion.config import TrainSettings
 from avemotion.datasets import corpus_labels
+from avemotion.datasets.listing import is_image
 from avemotion.embeddings import Embeddings, clip_features_of_frozen, prepare_frozen_backbones
 from avemotion.evaluate import (
     clip_features,
@@ -303,8 +304,9 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
 
 
 def _typical_length(table: pd.DataFrame) -> float | None:
-    """The training clips' typical length in seconds, read from their files' headers."""
-    return typical_duration([media for media, _ in clip_media(table) if media])
+    """The training clips' typical length in seconds, read from their files' headers (None for
+    still images, which have none)."""
+    return typical_duration([media for media, _ in clip_media(table) if media and not is_image(media)])
 
 
 def _cached_datasets(table, parts: dict, cache: FeatureCache, labels: list[str],
