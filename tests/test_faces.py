@@ -34,6 +34,13 @@ FER_FOLDERS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", 
 PARTS = [("train", "Training")] * 4 + [("validation", "PublicTest"), ("test", "PrivateTest")]
 
 
+def first_frame(video) -> np.ndarray:
+    import av
+
+    with av.open(str(video)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+
 def write_face_corpus(root):
     """36 real 48 px grayscale faces from the bundled clips in FER2013's layout, and one augmented
     copy that is not part of it."""
@@ -173,7 +180,7 @@ def test_a_still_model_trains_on_the_given_split_and_judges_images_and_videos(fa
     assert split["split"].value_counts().to_dict() == {"train": 24, "val": 6, "test": 6}
     images = sorted((faces["root"] / "fer" / "test").rglob("PrivateTest_*[0-9].jpg"))
     classifier = load(faces["checkpoint"])
-    assert ".jpg" in classifier.card.extensions and classifier.card.video_settings.face_crop
+    assert ".jpg" in classifier.card.extensions and classifier.card.reading_settings.face_crop
     exported = load(export_onnx(faces["checkpoint"], tmp_path / "faces.onnx"))
     for judge in (classifier, exported):  # images and videos in one batch: one frame and eight
         results = judge.predict_batch([*images, *sample_videos()[:2]])
@@ -181,6 +188,11 @@ def test_a_still_model_trains_on_the_given_split_and_judges_images_and_videos(fa
     table = lambda results: np.array([list(result.probabilities.values()) for result in results])
     assert np.abs(table(classifier.predict_batch(images)) - table(exported.predict_batch(images))).max() < 1e-4
     assert classifier.predict(sample_videos()[0]).features.face_found  # a video is judged by its face
+    photo, blank = tmp_path / "photo.jpg", tmp_path / "blank.png"  # a whole frame, and no face at all
+    cv2.imwrite(str(photo), cv2.cvtColor(first_frame(sample_videos()[0]), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(blank), np.full((48, 48), 128, np.uint8))
+    assert classifier.predict(photo).features.face_found  # a photograph is judged by its face
+    assert classifier.predict(blank).ok  # an image without a face found is taken as a face already cropped
     from fastapi.testclient import TestClient
 
     from avemotion.serve import create_app

@@ -60,9 +60,11 @@ class ModelCard:
         return VIDEO_EXTENSIONS + IMAGE_EXTENSIONS if self.modalities == ("video",) else VIDEO_EXTENSIONS
 
     @property
-    def video_settings(self) -> FeatureSettings:
-        """The feature settings a video (or a camera) is read with: the training clips', and for a
-        still-image model always with the face cropped, as the face images it learned from were."""
+    def reading_settings(self) -> FeatureSettings:
+        """The feature settings a new clip, image or camera window is read with: the training
+        clips', and for a still-face model always with the face cropped, since it learned from faces
+        alone (a face image already cropped, as FER2013's are, stays whole: no face is found in it, or
+        the crop with its margin is the whole image)."""
         if self.model_settings.still_image and not self.feature_settings.face_crop:
             return replace(self.feature_settings, face_crop=True)
         return self.feature_settings

@@ -198,11 +198,13 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
         table = read_metadata(config["metadata"])
         test_clips = read_csv(run.split).query("split == 'test'")["clip"]
         table = table[table["clip"].isin(set(test_clips))]
+        settings = info.feature_settings  # the run's own, so that its metrics are recomputed
     else:
         table = read_metadata(metadata)
+        settings = info.reading_settings  # as predict reads another corpus's clips
     results = RunFolder(out_dir) if out_dir else run.evaluation(metadata)
     cache_dir = cache_dir or Path(config["feature_cache"]).parent
-    cache = FeatureCache.open(cache_dir, info.feature_settings, info.inputs)
+    cache = FeatureCache.open(cache_dir, settings, info.inputs)
     table, labels, extra = _shared_label_clips(table, info.labels)
     table = ensure_cached(clips_with_inputs(table, info.model_settings), cache, progress)
     clips = CachedClips(table, cache, info.labels, info.inputs)

@@ -108,11 +108,13 @@ def extract_features(
 
 
 def _image_features(path: Path, settings: FeatureSettings, inputs: tuple[str, ...]) -> ClipFeatures:
-    """A still image's inputs: one frame (face-cropped if asked) and no voice."""
+    """A still image's inputs: one frame (face-cropped if asked) and no voice. An image in which
+    no face is found is taken whole, as a face already cropped (a face corpus's images are), never
+    refused as faceless: face_found is then None."""
     if FRAMES not in inputs:
         raise MediaError(f"{path}: a still image has no voice for a model that reads only audio")
     frames, face_found = model_frames([read_image(path)], settings)
-    return ClipFeatures({FRAMES: frames}, face_found)
+    return ClipFeatures({FRAMES: frames}, face_found or None)
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from avemotion.card import CardError, ModelCard
-from avemotion.datasets.listing import VIDEO_EXTENSIONS, is_image
+from avemotion.datasets.listing import VIDEO_EXTENSIONS
 from avemotion.datasets.vocabulary import canonical
 from avemotion.errors import MissingFileError, UsageError
 from avemotion.features import ClipFeatures, MediaError, extract_features, features_from_capture
@@ -136,8 +136,7 @@ class EmotionClassifier:
 
     def features(self, path: str | Path) -> ClipFeatures:
         """The clip's inputs that the model reads, made with the model's feature settings."""
-        settings = self.card.feature_settings if is_image(path) else self.card.video_settings
-        return extract_features(path, settings, inputs=self.card.inputs)
+        return extract_features(path, self.card.reading_settings, inputs=self.card.inputs)
 
     def predict(self, path: str | Path) -> Prediction:
         """Predict one clip; a bad file gives a Prediction whose `error` says why."""
@@ -158,7 +157,7 @@ class EmotionClassifier:
         """Predict a window captured live: RGB images spread over it and its mono audio at `rate`."""
         self._refuse_single_clip("capture")
         result = Prediction(path="capture")
-        result.features = features_from_capture(images, waveform, rate, self.card.video_settings,
+        result.features = features_from_capture(images, waveform, rate, self.card.reading_settings,
                                                 self.card.inputs)
         if empty := nothing_to_judge(result.features, self.card.modalities):
             result.error, result.features = f"this window: {empty}, nothing to judge", None

@@ -160,7 +160,7 @@ class _Timeline:
         self.classifier = classifier
         self.plan = plan
         self.path = path
-        self.features = classifier.card.video_settings
+        self.features = classifier.card.reading_settings
         self.inputs = classifier.card.inputs
         self.uses_video = FRAMES in self.inputs
         self.uses_audio = "audio" in classifier.card.modalities
@@ -330,7 +330,7 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     window = settings.window or classifier.card.window
     if window <= 0 or settings.hop <= 0 or settings.smooth < 1:
         raise UsageError(f"window ({window}) and hop ({settings.hop}) must be positive, smooth at least 1")
-    features, frame_period = classifier.card.video_settings, _frame_period(path)
+    features, frame_period = classifier.card.reading_settings, _frame_period(path)
     plan = _Plan.of(window, settings.hop, features, frame_period)
     engine = _Timeline(classifier, plan, path)
     rows = engine.run(progress)
