@@ -7,8 +7,9 @@
 FER2013_DIR holds FER2013's 48x48 faces in its part / label layout (``train/angry/Training_*.jpg``,
 ``validation/…/PublicTest_*``, ``test/…/PrivateTest_*``); augmented copies beside them are left out
 by the index. Each model is trained with `avemotion train --split given`'s recipe (the still-image
-recipe) on the Training part, the last epoch's weights kept, the model chosen on PublicTest and
-scored once on PrivateTest: accuracy, macro F1, each emotion's F1, seconds per epoch. Anchors on the
+recipe) on the Training part, the last epoch's weights kept, the model chosen on PublicTest (where
+the mirror average is also weighed against the face alone) and scored once on PrivateTest as
+`avemotion evaluate RUN` scores it: accuracy, macro F1, each emotion's F1, seconds per epoch. Anchors on the
 same test set: human raters about 0.65 (Goodfellow et al. 2013), mini-Xception 0.66
 (oarriaga/face_classification), the best single networks reported about 0.73.
 
@@ -29,15 +30,18 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch.nn import functional as F
+from torch.utils.data import DataLoader
 
 from avemotion.augment import jitter_frames
+from avemotion.checkpoint import load_checkpoint
 from avemotion.config import TrainSettings, still_image
 from avemotion.datasets import canonical
-from avemotion.index import index_dataset
+from avemotion.evaluate import evaluate_run
+from avemotion.index import index_dataset, write_metadata
 from avemotion.inputs import FRAMES, FeatureSettings
 from avemotion.models import create_model
 from avemotion.predict import load
-from avemotion.preprocess import FeatureCache
+from avemotion.preprocess import CachedClips, FeatureCache
 from avemotion.registry import FACE_BACKBONES, model_settings
 from avemotion.samples import sample_videos
 from avemotion.train import train
@@ -57,21 +61,41 @@ def faces_table(folder: Path) -> pd.DataFrame:
 
 
 def train_model(table: pd.DataFrame, name: str, work: Path, features: FeatureSettings, epochs: int | None) -> dict:
-    """One still model on the given split, resumed where an earlier run stopped; its figures."""
+    """One still model on the given split, resumed where an earlier run stopped; its figures: on
+    PublicTest with and without the mirror average, and on PrivateTest as `avemotion evaluate RUN`
+    scores it (this code's model, whichever version trained it)."""
     run = work / "runs" / f"{name}-{features.frame_size}px"
+    cache = FeatureCache.open(work / "cache", features)
     if not (run / "metrics.json").is_file():
         chosen = {"max_epochs": epochs} if epochs else {}
         settings = still_image(TrainSettings(model=model_settings(name), split="given", progress=False, **chosen),
                                given=frozenset(chosen))
-        train(table, FeatureCache.open(work / "cache", features), run, settings, resume=True)
-    metrics = json.loads((run / "metrics.json").read_text())
+        metadata = work / "fer2013.csv"  # named in the run's config, as `avemotion train` does
+        write_metadata(table, metadata)
+        train(table, cache, run, settings, resume=True, metadata_path=str(metadata))
+    metrics, _ = evaluate_run(run, progress=False)
     history = pd.read_csv(run / "history.csv")
     return {"model": name, "frame_size": features.frame_size, "epochs": len(history),
             "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "per_emotion_f1": {label: scores["f1"] for label, scores in metrics["per_class"].items()},
-            "val_accuracy": float(history["val_acc"].iloc[-1]),
+            "val_accuracy": publictest_accuracy(run, table, cache, mirrored=True),
+            "val_accuracy_unmirrored": publictest_accuracy(run, table, cache, mirrored=False),
             "seconds_per_epoch": float(history["epoch_seconds"].median()),
             "checkpoint": str(run / "model.ckpt")}
+
+
+@torch.no_grad()
+def publictest_accuracy(run: Path, table: pd.DataFrame, cache: FeatureCache, mirrored: bool) -> float:
+    """The trained model's accuracy on PublicTest (the validation part, where choices are made),
+    with each face's and its mirror image's features averaged, or from the face alone."""
+    model, info = load_checkpoint(run / "model.ckpt")
+    model.encoders["video"].mirrored = mirrored
+    val = table[table["split"] == "val"]
+    clips = CachedClips(val, cache.with_inputs(info.inputs), info.labels, info.inputs)
+    hits = 0
+    for inputs, targets in DataLoader(clips, batch_size=256):
+        hits += int((model(inputs).argmax(dim=1) == targets).sum())
+    return hits / len(clips)
 
 
 def seconds_per_epoch(name: str, size: int, batch: int = 64) -> float:
@@ -102,13 +126,14 @@ def talking_faces(checkpoint: str) -> dict:
 
 def report(results: list[dict], costs: dict, sanity: dict | None) -> str:
     labels = list(results[0]["per_emotion_f1"]) if results else []
-    lines = ["| model | px | epochs | s/epoch | PublicTest acc | PrivateTest acc | macro F1 | "
+    lines = ["| model | px | epochs | s/epoch | PublicTest acc (face alone) | PrivateTest acc | macro F1 | "
              + " | ".join(labels) + " |", "|---" * (7 + len(labels)) + "|"]
     for row in results:
         lines.append(f"| {row['model']} | {row['frame_size']} | {row['epochs']} | {row['seconds_per_epoch']:.0f} | "
-                     f"{row['val_accuracy']:.3f} | {row['accuracy']:.3f} | {row['macro_f1']:.3f} | "
+                     f"{row['val_accuracy']:.3f} ({row['val_accuracy_unmirrored']:.3f}) | {row['accuracy']:.3f} | "
+                     f"{row['macro_f1']:.3f} | "
                      + " | ".join(f"{row['per_emotion_f1'][label]:.2f}" for label in labels) + " |")
-    lines += [f"| {anchor} | | | | | {value:.2f} | | " + " | " * len(labels) for anchor, value in ANCHORS.items()]
+    lines += [f"| {anchor} | | | | | {value:.2f} | |" + " |" * len(labels) for anchor, value in ANCHORS.items()]
     if costs:
         sizes = sorted({size for costs_of in costs.values() for size in costs_of})
         lines += ["", "| model | " + " | ".join(f"s/epoch at {size} px" for size in sizes) + " |",
