@@ -23,7 +23,6 @@ import soxr
 from av.video.reformatter import VideoReformatter
 
 from avemotion.datasets.listing import is_image
-
 from avemotion.errors import AvemotionError
 from avemotion.inputs import (
     DEFAULT_INPUTS,

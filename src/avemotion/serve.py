@@ -149,7 +149,7 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
         wanted = ("a video with a face and a voice" if set(card.modalities) == {"video", "audio"}
                   else "a face image or a video with a face" if takes_images
                   else "a voice recording or a video")
-        formats = ", ".join(extension.lstrip(".") for extension in classifier.card.extensions)
+        formats = ", ".join(extension.lstrip(".") for extension in card.extensions)
         return (page.replace("{{MAX_MB}}", str(settings.max_upload_mb)).replace("{{ACCEPT}}", accept)
                 .replace("{{WANTED}}", wanted).replace("{{FORMATS}}", formats)
                 .replace("{{WINDOW}}", f"{classifier.card.window:g}").replace("{{HOP}}", f"{CAMERA_HOP_S:g}"))
