@@ -499,15 +499,16 @@ def model_frames(images: list[np.ndarray], settings: FeatureSettings) -> tuple[n
     face_found = None
     if settings.face_crop:
         images, face_found = crop_faces(images)
-    size = settings.frame_size
-    squares = [cv2.resize(image, (size, size), interpolation=_interpolation(image, size)) for image in images]
+    squares = [square(image, settings.frame_size) for image in images]
     return np.stack(squares).transpose(0, 3, 1, 2).copy(), face_found
 
 
-def _interpolation(image: np.ndarray, size: int) -> int:
-    """Area averaging to shrink; bilinear to enlarge (a 48-pixel face to a backbone's size), where
-    area averaging would repeat pixels in blocks."""
-    return cv2.INTER_AREA if min(image.shape[:2]) >= size else cv2.INTER_LINEAR
+def square(image: np.ndarray, size: int) -> np.ndarray:
+    """An RGB image squeezed to size x size: area averaging to shrink, bilinear to enlarge (a
+    48-pixel face, or a small face crop, to a backbone's size), where area averaging would repeat
+    pixels in blocks."""
+    interpolation = cv2.INTER_AREA if min(image.shape[:2]) >= size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
 def to_rgb(frame: av.VideoFrame, size: int | None = None) -> np.ndarray:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pandas as pd
 import soxr
@@ -46,6 +45,7 @@ from avemotion.features import (
     crop_around,
     detect_face,
     mono_samples,
+    square,
     to_rgb,
     voice_inputs,
 )
@@ -268,7 +268,7 @@ class _Timeline:
             self.faces.add(slot)
         if self.boxes:
             image = crop_around([image], self.boxes)[0]
-        return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
+        return square(image, size).transpose(2, 0, 1)
 
     def _ready(self, index: int) -> bool:
         """Whether every grid frame and audio sample the window reads is there; at the end of the
@@ -420,7 +420,7 @@ def plot_timeline(table: pd.DataFrame, path: Path, title: str = "") -> None:
     lines.grid(alpha=0.3)
     lines.legend(ncol=len(labels), fontsize=8, loc="upper right")
     lines.set_title(title, fontsize=10)
-    # windows with nothing to judge (nobody speaking) stay blank in the band
+    # windows with nothing to judge (nobody speaking, no face) stay blank in the band
     top = np.ma.masked_less([labels.index(label) if label in labels else -1 for label in table["label"]], 0)
     colours = ListedColormap([f"C{index}" for index in range(len(labels))])
     half_hop = (table["start_s"].iloc[1] - table["start_s"].iloc[0]) / 2 if len(table) > 1 else 0.25
