@@ -223,7 +223,7 @@ def frame_encoder_weights(checkpoint):
     from avemotion.checkpoint import load_checkpoint
 
     model, info = load_checkpoint(checkpoint)
-    return {key: value for key, value in model.encoders["video"].state_dict().items()}, info
+    return model.encoders["video"].state_dict(), info
 
 
 @pytest.mark.parametrize("name", ["resnet18_vit_lstm_video_only", "resnet18_vit_lstm"])

@@ -42,8 +42,8 @@ from avemotion.datasets.listing import (
 )
 from avemotion.errors import MissingFileError, UsageError
 
-__all__ = ["AUDIO_EXTENSIONS", "IMAGE_EXTENSIONS", "MODALITIES", "PROBLEM_KINDS", "STRICT_KINDS", "VIDEO_EXTENSIONS",
-           "IndexResult", "Listing", "Problem", "index_dataset", "is_video", "list_folder",
+__all__ = ["AUDIO_EXTENSIONS", "IMAGE_EXTENSIONS", "MODALITIES", "PROBLEM_KINDS", "STRICT_KINDS",
+           "VIDEO_EXTENSIONS", "IndexResult", "Listing", "Problem", "index_dataset", "is_video", "list_folder",
            "media_preference", "read_metadata", "table_columns", "table_modalities", "write_metadata"]
 
 def index_dataset(source: str | Path, dataset: str | None = None,
