@@ -145,8 +145,8 @@ def speaker_fold(table, split, cache, runs: Path, name: str, fold: int, override
     model, info = load_checkpoint(clip_run(runs, name, fold).model, weights=overrides.get("weights"))
     cache = cache.with_inputs(model.inputs)
     started = time.perf_counter()
-    probabilities = fit_speaker_normalisation(model, table, split, cache, info.labels, 64,
-                                              linear_probe=model_recipe(name).linear_probe)
+    _, probabilities = fit_speaker_normalisation(model, table, split, cache, info.labels, 64,
+                                                 linear_probe=model_recipe(name).linear_probe)
     predicted = [info.labels[index] for index in probabilities.argmax(axis=1)]
     seconds = trained["seconds"] + time.perf_counter() - started
     return {**scores(table["emotion"][(split == "test").to_numpy()], predicted), "seconds": seconds}

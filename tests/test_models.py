@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -14,6 +15,7 @@ from avemotion.datasets.cremad import EMOTIONS
 from avemotion.features import FeatureSettings
 from avemotion.models import FUSIONS, TEMPORAL_MODELS, create_model, list_models, parameter_count
 from avemotion.registry import alternatives, hybrids, model_settings, with_ablations
+from avemotion.speakers import SpeakerHead, SpeakerNormalisation
 
 from conftest import TEST_IMAGE_SIZE
 
@@ -157,6 +159,33 @@ def test_checkpoint_round_trip_gives_identical_logits(name, sample_batch, tmp_pa
     assert info.model_settings.temporal_hidden == 64 and info.inputs == model.inputs
     with torch.no_grad():
         assert torch.equal(model(inputs), loaded(inputs))
+
+
+def test_the_speaker_normalisation_is_kept_apart_from_the_network_and_version_3_still_loads(tmp_path):
+    model = small_model("effnet_lstm_audio_only").eval()
+    width = model.head.classifier.in_features
+    generator = np.random.default_rng(0)
+    head = SpeakerHead(generator.normal(size=(len(EMOTIONS), width)).astype(np.float32),
+                       generator.normal(size=len(EMOTIONS)).astype(np.float32))
+    save_checkpoint(tmp_path / "m.ckpt", model, Checkpoint.of(model, FeatureSettings(), EMOTIONS,
+                                                              SpeakerNormalisation(head)))
+    payload = torch.load(tmp_path / "m.ckpt", weights_only=True)
+    assert not any(key.startswith("speaker_head") for key in payload["state_dict"])
+    # version 3 kept the head among the network's weights
+    payload["version"] = 3
+    payload["state_dict"].update({f"speaker_head.{name}": payload["speaker_head"][name] for name in ("weight", "bias")})
+    del payload["speaker_head"]
+    torch.save(payload, tmp_path / "v3.ckpt")
+    features = generator.normal(size=(5, width)).astype(np.float32)
+    for path in (tmp_path / "m.ckpt", tmp_path / "v3.ckpt"):
+        _, info = load_checkpoint(path)
+        assert info.speaker_norm and np.array_equal(info.speaker_normalisation.head.weight, head.weight)
+        assert np.allclose(info.speaker_normalisation.probabilities(features),
+                           SpeakerNormalisation(head).probabilities(features))
+    del payload["state_dict"]["speaker_head.weight"]  # a speaker-normalised model without its head
+    torch.save(payload, tmp_path / "headless.ckpt")
+    with pytest.raises(CheckpointError, match="speaker head"):
+        load_checkpoint(tmp_path / "headless.ckpt")
 
 
 def test_damaged_or_foreign_checkpoints_give_clear_errors(tmp_path):

@@ -1,9 +1,9 @@
 """One-file checkpoints that rebuild a model with no other input.
 
 A checkpoint holds the model's card (:class:`~avemotion.card.ModelCard`: name and settings, feature
-settings, inputs, label names, window, speaker normalisation), the weights, the epoch and the best
-metric, and where an encoder's weights started (``train --init-from``), so prediction uses exactly
-what training used.
+settings, inputs, label names, window, speaker normalisation), the weights, a speaker-normalised
+model's speaker head, the epoch and the best metric, and where an encoder's weights started
+(``train --init-from``), so prediction uses exactly what training used.
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ from avemotion.card import ModelCard
 from avemotion.errors import AvemotionError
 from avemotion.inputs import FeatureSettings
 from avemotion.models import EmotionNet, ModelSettings
+from avemotion.speakers import SpeakerHead, SpeakerNormalisation
 
 CHECKPOINT_FORMAT = "avemotion-checkpoint"
-CHECKPOINT_VERSION = 3
+CHECKPOINT_VERSION = 4
 # Version 1 named the temporal width `lstm_hidden` and kept the frame size among the model settings;
 # version 2 had no encoder names (a branch was there when its backbone was) and no input names, and
-# named the encoders' weights after the inputs (`frames.`, `spectrogram.`).
-_READABLE_VERSIONS = (1, 2, CHECKPOINT_VERSION)
+# named the encoders' weights after the inputs (`frames.`, `spectrogram.`); versions up to 3 kept
+# the speaker head among the network's weights (`speaker_head.`).
+_READABLE_VERSIONS = (1, 2, 3, CHECKPOINT_VERSION)
+_SPEAKER_HEAD_PREFIX = "speaker_head."
 
 
 class CheckpointError(AvemotionError, ValueError):
@@ -41,13 +44,17 @@ class Checkpoint(ModelCard):
     metric_name: str = "val_loss"
     # where an encoder's weights started, by branch (train --init-from), in words
     encoder_origins: dict[str, str] = field(default_factory=dict)
+    speaker_normalisation: SpeakerNormalisation | None = None  # with speaker_norm: its last step
 
     @classmethod
-    def of(cls, model: EmotionNet, features: FeatureSettings, labels: list[str], **details) -> Checkpoint:
-        """The info of a model trained on inputs made with `features`; `details` are the other
-        fields (epoch, best_metric, window_seconds, speaker_norm)."""
+    def of(cls, model: EmotionNet, features: FeatureSettings, labels: list[str],
+           speaker_normalisation: SpeakerNormalisation | None = None, **details) -> Checkpoint:
+        """The info of a model trained on inputs made with `features` (and speaker-normalised when
+        `speaker_normalisation` is given); `details` are the other fields (epoch, best_metric,
+        window_seconds)."""
         return cls(model.settings, list(labels), features, model.inputs,
-                   encoders=model.external_identities(), **details)
+                   speaker_norm=speaker_normalisation is not None, encoders=model.external_identities(),
+                   speaker_normalisation=speaker_normalisation, **details)
 
 
 def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> None:
@@ -63,6 +70,7 @@ def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> No
         "best_metric": None if info.best_metric is None else float(info.best_metric),
         "metric_name": info.metric_name,
         "encoder_origins": dict(info.encoder_origins),
+        "speaker_head": _speaker_head_tensors(info.speaker_normalisation),
         "state_dict": model.state_dict(),
     }
     partial = path.with_name(f".{path.name}.partial")
@@ -83,15 +91,30 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu",
         settings = ModelSettings(**{**asdict(card.model_settings), "pretrained": False})
         info = Checkpoint(**{**vars(card), "model_settings": settings}, epoch=payload["epoch"],
                           best_metric=payload["best_metric"], metric_name=payload.get("metric_name", ""),
-                          encoder_origins=payload.get("encoder_origins", {}))
+                          encoder_origins=payload.get("encoder_origins", {}),
+                          speaker_normalisation=_speaker_normalisation(payload, card.speaker_norm))
         model = EmotionNet(settings, image_size=card.feature_settings.frame_size, weights=weights,
                            identities=card.encoders)
-        if info.speaker_norm:
-            model.add_speaker_head()
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"{path}: checkpoint does not match this model code ({error})") from error
     return model.eval(), info
+
+
+def _speaker_head_tensors(normalisation: SpeakerNormalisation | None) -> dict | None:
+    if normalisation is None:
+        return None
+    return {"weight": torch.from_numpy(normalisation.head.weight), "bias": torch.from_numpy(normalisation.head.bias)}
+
+
+def _speaker_normalisation(payload: dict, speaker_norm: bool) -> SpeakerNormalisation | None:
+    """A speaker-normalised model's last step, from its saved head (refused when it is missing)."""
+    if not speaker_norm:
+        return None
+    head = payload.get("speaker_head") or {}
+    if set(head) != {"weight", "bias"}:
+        raise ValueError("a speaker-normalised model without its speaker head")
+    return SpeakerNormalisation(SpeakerHead(head["weight"].float().numpy(), head["bias"].float().numpy()))
 
 
 def _read_payload(path: Path, map_location: str) -> dict:
@@ -117,6 +140,8 @@ def _upgraded(payload: dict) -> dict:
     """A payload of any readable version in this version's form."""
     if payload["version"] == CHECKPOINT_VERSION:
         return payload
+    if payload["version"] == 3:
+        return _speaker_head_set_apart(payload)
     settings = dict(payload["model_settings"])
     if payload["version"] == 1:
         settings.pop("image_size", None)
@@ -127,7 +152,15 @@ def _upgraded(payload: dict) -> dict:
     card = {"version": 2, "model_settings": settings, "labels": payload["labels"],
             "feature_settings": payload["feature_settings"], "inputs": inputs,
             "window_seconds": payload.get("window_seconds"), "speaker_norm": payload.get("speaker_norm", False)}
-    return {**payload, "card": card, "state_dict": _renamed_weights(payload["state_dict"])}
+    return _speaker_head_set_apart({**payload, "card": card, "state_dict": _renamed_weights(payload["state_dict"])})
+
+
+def _speaker_head_set_apart(payload: dict) -> dict:
+    """Version 3's form (and the upgraded earlier ones) with the speaker head out of the weights."""
+    state_dict = dict(payload["state_dict"])
+    head = {key[len(_SPEAKER_HEAD_PREFIX):]: state_dict.pop(key)
+            for key in list(state_dict) if key.startswith(_SPEAKER_HEAD_PREFIX)}
+    return {**payload, "state_dict": state_dict, "speaker_head": head or None}
 
 
 # Version 2's names of the encoders' weights and feature statistics -> this version's.

@@ -81,17 +81,6 @@ def on_device(inputs: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor
     return {name: value.to(device) for name, value in inputs.items()}
 
 
-def speaker_normalised_probabilities(network, clips, speakers, batch_size: int) -> np.ndarray:
-    """Probabilities from a speaker-normalised network: each clip's features standardised with its
-    speaker's statistics (from all that speaker's clips here), through the network's speaker head."""
-    from avemotion.probabilities import softmax
-    from avemotion.speakers import standardised_by_speaker
-
-    features = clip_features(network, DataLoader(clips, batch_size=batch_size))
-    standardised = standardised_by_speaker(features, speakers, "the evaluated table")
-    return softmax(network.speaker_head_weights().logits(standardised))
-
-
 def crowd_agreement(predictions: pd.DataFrame, metadata: pd.DataFrame) -> dict | None:
     """How often the model and the actors' intended labels agree with the crowd's audio-visual vote.
 
@@ -210,7 +199,9 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     clips = CachedClips(table, cache, info.labels, info.inputs)
     if info.speaker_norm:
         require_speakers(table)
-        probabilities = speaker_normalised_probabilities(model, clips, table["actor_id"], batch_size)
+        features = clip_features(model, DataLoader(clips, batch_size=batch_size))
+        probabilities = info.speaker_normalisation.probabilities(features, table["actor_id"],
+                                                                 "the evaluated table")
     else:
         probabilities = predict_probabilities(model, DataLoader(clips, batch_size=batch_size))
     scored = [info.labels.index(label) for label in labels]

@@ -50,7 +50,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     exported = onnx.load(str(output))
     properties = {ONNX_METADATA_KEY: info.card().to_json()}
     if info.speaker_norm:
-        properties[ONNX_SPEAKER_HEAD_KEY] = model.speaker_head_weights().to_json()
+        properties[ONNX_SPEAKER_HEAD_KEY] = info.speaker_normalisation.head.to_json()
     onnx.helper.set_model_props(exported, properties)
     onnx.save(exported, str(output))
     return output

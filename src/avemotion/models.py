@@ -14,8 +14,8 @@ A pretrained speech encoder (Whisper, WavLM … : :mod:`avemotion.speech`) can b
 it runs outside the network, frozen, on the waveform, and only what follows it (its layer weights,
 the fusion, the head) is trained and saved.
 
-A model trained with speaker normalisation (:mod:`avemotion.speakers`) has a second last layer,
-`speaker_head`, which reads that vector standardised with its speaker's statistics.
+Speaker normalisation (:mod:`avemotion.speakers`) reads that vector (`clip_features`) after the
+network, standardised with its speaker's statistics: the network itself is the same with or without it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from torch import nn
 from avemotion.errors import UsageError, WeightsUnavailable
 from avemotion.inputs import FRAME_SIZE, FRAMES, MEL, WAVEFORM, FeatureSettings, embedding_input
 from avemotion.registry import MODELS, ModelSettings, list_models, model_settings
-from avemotion.speakers import SpeakerHead
 from avemotion.speech import EncoderIdentity, LazySpeechEncoder
 
 __all__ = ["ENCODERS", "FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings",
@@ -401,7 +400,6 @@ class EmotionNet(nn.Module):
         for branch, encoder in self.encoders.items():
             self.register_buffer(f"{branch}_feature_mean", torch.zeros(encoder.embedding_shape))
             self.register_buffer(f"{branch}_feature_std", torch.ones(encoder.embedding_shape))
-        self.speaker_head: nn.Linear | None = None
 
     def external_identities(self) -> dict[str, EncoderIdentity]:
         """The identities of the encoders that run outside the network, by branch."""
@@ -417,26 +415,6 @@ class EmotionNet(nn.Module):
     def inputs(self) -> tuple[str, ...]:
         """The names of the inputs this model reads, one per encoder."""
         return model_inputs(self.settings)
-
-    def add_speaker_head(self) -> nn.Linear:
-        """The last layer of speaker normalisation, beside the ordinary one (its weights are fitted
-        by :func:`avemotion.train.fit_speaker_normalisation` or loaded from a checkpoint)."""
-        self.speaker_head = nn.Linear(self.head.classifier.in_features, self.settings.num_classes)
-        return self.speaker_head
-
-    def set_speaker_head(self, head: SpeakerHead) -> None:
-        """Give the model a fitted speaker-normalisation layer."""
-        layer = self.speaker_head or self.add_speaker_head()
-        with torch.no_grad():
-            layer.weight.copy_(torch.from_numpy(head.weight))
-            layer.bias.copy_(torch.from_numpy(head.bias))
-
-    def speaker_head_weights(self) -> SpeakerHead:
-        """The speaker-normalisation layer as NumPy arrays (prediction applies it outside the network)."""
-        if self.speaker_head is None:
-            raise UsageError(f"{self.settings.name} has no speaker-normalisation layer")
-        return SpeakerHead(self.speaker_head.weight.detach().cpu().numpy().copy(),
-                           self.speaker_head.bias.detach().cpu().numpy().copy())
 
     def embed(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each branch's encoder features, (B, T, D) per frame or (B, D) per clip: what the

@@ -9,9 +9,10 @@ Features come from :func:`avemotion.features.extract_features` with the feature 
 the checkpoint, so a clip is prepared exactly as the training clips were. The network runs in
 PyTorch from a checkpoint, or in ONNX Runtime from an exported model, whose metadata carries the
 labels and feature settings: an ONNX model alone predicts, and never imports torch. A model trained
-with speaker normalisation judges several clips of one speaker together (a folder), never one clip:
-its network gives each clip's features, and the speaker's statistics and the model's speaker head
-(:mod:`avemotion.speakers`) turn them into probabilities.
+with speaker normalisation is a :class:`SpeakerNormalisedClassifier`, with the same interface: it
+judges several clips of one speaker together (a folder, a long recording), never one clip; its
+network gives each clip's features, and its :class:`~avemotion.speakers.SpeakerNormalisation`
+turns them into probabilities.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from avemotion.errors import MissingFileError, UsageError
 from avemotion.features import ClipFeatures, MediaError, extract_features, features_from_capture
 from avemotion.inputs import FRAMES, embedding_input, network_inputs, voice_is_silent
 from avemotion.probabilities import softmax
-from avemotion.speakers import MIN_SPEAKER_CLIPS, SpeakerHead, SpeakerNormError, standardised
+from avemotion.speakers import (MIN_SPEAKER_CLIPS, MIN_SPEAKER_WINDOWS, SpeakerHead, SpeakerNormalisation,
+                                SpeakerNormError)
 from avemotion.speech import SPEECH_INPUT, LazySpeechEncoder
 
-__all__ = ["EmotionClassifier", "ModelCard", "Prediction", "expand_inputs", "load", "softmax"]
+__all__ = ["EmotionClassifier", "ModelCard", "Prediction", "SpeakerNormalisedClassifier", "expand_inputs",
+           "load", "softmax"]
 
 PREDICT_BATCH = 8  # clips per network call
 ONNX_METADATA_KEY = "avemotion"  # the ONNX file's metadata entry holding the model's card
@@ -79,15 +82,11 @@ class Prediction:
 class EmotionClassifier:
     """A trained network with its labels and feature settings, ready to predict on media files."""
 
-    def __init__(self, network: Network, card: ModelCard, parts: NetworkParts | None = None,
-                 speaker_head: SpeakerHead | None = None) -> None:
-        if card.speaker_norm and speaker_head is None:
-            raise UsageError(f"{card.model_name}: a speaker-normalised model needs its speaker head")
+    def __init__(self, network: Network, card: ModelCard, parts: NetworkParts | None = None) -> None:
         self.network = network
         self.card = card
         self.labels = card.labels
         self.parts = parts  # None: a timeline runs the whole network on each window
-        self.speaker_head = speaker_head  # the last layer, outside the network, of a speaker-normalised model
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, onnx: str | Path | None = None,
@@ -97,12 +96,11 @@ class EmotionClassifier:
         from avemotion.checkpoint import load_checkpoint
 
         model, info = load_checkpoint(checkpoint, weights=weights)
-        card = info.card()
-        head = model.speaker_head_weights() if info.speaker_norm else None
+        card, normalisation = info.card(), info.speaker_normalisation
         if onnx is not None:
-            return cls(_onnx_network(_onnx_session(onnx), card, weights), card, speaker_head=head)
+            return _classifier(_onnx_network(_onnx_session(onnx), card, weights), card, None, normalisation)
         features = info.speaker_norm  # the network gives clip features, the speaker head the logits
-        return cls(_torch_network(model, features), card, _torch_parts(model, features), head)
+        return _classifier(_torch_network(model, features), card, _torch_parts(model, features), normalisation)
 
     @classmethod
     def from_onnx(cls, path: str | Path, weights: str | Path | None = None) -> EmotionClassifier:
@@ -116,14 +114,15 @@ class EmotionClassifier:
                              "checkpoint: `avemotion predict CHECKPOINT --onnx MODEL.onnx`")
         try:
             card = ModelCard.from_json(metadata[ONNX_METADATA_KEY])
-            head = SpeakerHead.from_json(metadata[ONNX_SPEAKER_HEAD_KEY]) if card.speaker_norm else None
-            card.check_outputs(_output_width(session) if not card.speaker_norm else head.weight.shape[0])
+            normalisation = (SpeakerNormalisation(SpeakerHead.from_json(metadata[ONNX_SPEAKER_HEAD_KEY]))
+                             if card.speaker_norm else None)
+            card.check_outputs(normalisation.head.weight.shape[0] if normalisation else _output_width(session))
         except CardError as error:
             raise CardError(f"{path}: {error}") from error
         except (KeyError, TypeError, ValueError) as error:
             raise CardError(f"{path}: its avemotion metadata cannot be read by this version "
                             f"({type(error).__name__}: {error})") from error
-        return cls(_onnx_network(session, card, weights), card, speaker_head=head)
+        return _classifier(_onnx_network(session, card, weights), card, None, normalisation)
 
     def timeline(self, path: str | Path, window: float = 0.0, hop: float = 0.5, smooth: int = 1,
                  progress: bool = False):
@@ -140,22 +139,10 @@ class EmotionClassifier:
 
     def predict(self, path: str | Path) -> Prediction:
         """Predict one clip; a bad file gives a Prediction whose `error` says why."""
-        self._refuse_single_clip(path)
         return self.predict_batch([path])[0]
-
-    def _refuse_single_clip(self, path) -> None:
-        if self.card.speaker_norm:
-            raise SpeakerNormError(f"{path}: {self._speaker_norm_advice()}")
-
-    def _speaker_norm_advice(self) -> str:
-        return (f"{self.card.model_name} was trained with speaker normalisation and cannot judge a "
-                f"clip on its own; give it a folder of at least {MIN_SPEAKER_CLIPS} clips of the same "
-                "speaker (`avemotion predict FOLDER`), or a long recording of one person "
-                "(`avemotion timeline`)")
 
     def predict_capture(self, images: list[np.ndarray], waveform: np.ndarray | None, rate: int) -> Prediction:
         """Predict a window captured live: RGB images spread over it and its mono audio at `rate`."""
-        self._refuse_single_clip("capture")
         result = Prediction(path="capture")
         result.features = features_from_capture(images, waveform, rate, self.card.reading_settings,
                                                 self.card.inputs)
@@ -166,10 +153,7 @@ class EmotionClassifier:
         return result
 
     def predict_batch(self, paths: list[str | Path], progress: bool = False) -> list[Prediction]:
-        """Predict many clips, decoding one at a time and running the network in batches. A
-        speaker-normalised model takes them all as one speaker's clips."""
-        if self.card.speaker_norm:
-            return self.predict_one_speaker(paths, progress)
+        """Predict many clips, decoding one at a time and running the network in batches."""
         from tqdm import tqdm
 
         results = []
@@ -186,24 +170,6 @@ class EmotionClassifier:
             self._score(pending)
         return results
 
-    def predict_one_speaker(self, paths: list[str | Path], progress: bool = False) -> list[Prediction]:
-        """Predict several clips of one speaker with a speaker-normalised model: every clip's
-        features are standardised with the statistics of all of them."""
-        from tqdm import tqdm
-
-        results = [self._decoded(path) for path in tqdm(paths, unit="clip", desc="predict", disable=not progress)]
-        decoded = [result for result in results if result.ok]
-        if len(decoded) < MIN_SPEAKER_CLIPS:
-            raise SpeakerNormError(f"{len(decoded)} readable clip(s): {self._speaker_norm_advice()}")
-        outputs = np.concatenate([self._outputs(decoded[start : start + PREDICT_BATCH])
-                                  for start in range(0, len(decoded), PREDICT_BATCH)])
-        self._fill(decoded, self.one_speaker_probabilities(outputs))
-        return results
-
-    def one_speaker_probabilities(self, features: np.ndarray) -> np.ndarray:
-        """A speaker-normalised model's probabilities for clip features (N, D) of one speaker."""
-        return softmax(self.speaker_head.logits(standardised(features)))
-
     def _decoded(self, path: str | Path) -> Prediction:
         """A clip's Prediction with its features ready, or with the reason they cannot be made
         (an input with nothing to judge among them: no emotion is invented for silence)."""
@@ -217,9 +183,16 @@ class EmotionClassifier:
             result.error, result.features = f"{path}: {empty}, nothing to judge", None
         return result
 
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """The probabilities of clips judged together from the network's outputs for them (N, ...)."""
+        return softmax(outputs)
+
+    def check_recording(self, path: str | Path, seconds: float, window: float) -> None:
+        """Refuse a recording this model cannot judge window by window (every one it can)."""
+
     def _score(self, pending: list[Prediction]) -> None:
         """Fill in the labels and probabilities of clips whose features are ready."""
-        self._fill(pending, softmax(self._outputs(pending)))
+        self._fill(pending, self.probabilities(self._outputs(pending)))
 
     def _outputs(self, pending: list[Prediction]) -> np.ndarray:
         """The network's outputs for clips whose features are ready: one call for each shape
@@ -243,6 +216,63 @@ class EmotionClassifier:
                 continue
             result.probabilities = {label: float(p) for label, p in zip(self.labels, row)}
             result.label = self.labels[int(row.argmax())]
+
+
+class SpeakerNormalisedClassifier(EmotionClassifier):
+    """A model trained with speaker normalisation: its network gives each clip's features, and
+    `normalisation` judges one speaker's clips together. It judges a folder of clips or a long
+    recording of one person, and refuses a lone clip or a camera window."""
+
+    def __init__(self, network: Network, card: ModelCard, normalisation: SpeakerNormalisation,
+                 parts: NetworkParts | None = None) -> None:
+        super().__init__(network, card, parts)
+        self.normalisation = normalisation
+
+    def predict(self, path: str | Path) -> Prediction:
+        raise SpeakerNormError(f"{path}: {self._advice()}")
+
+    def predict_capture(self, images: list[np.ndarray], waveform: np.ndarray | None, rate: int) -> Prediction:
+        raise SpeakerNormError(f"capture: {self._advice()}")
+
+    def predict_batch(self, paths: list[str | Path], progress: bool = False) -> list[Prediction]:
+        """Predict several clips of one speaker: every clip's features are standardised with the
+        statistics of all of them."""
+        from tqdm import tqdm
+
+        results = [self._decoded(path) for path in tqdm(paths, unit="clip", desc="predict", disable=not progress)]
+        decoded = [result for result in results if result.ok]
+        if len(decoded) < MIN_SPEAKER_CLIPS:
+            raise SpeakerNormError(f"{len(decoded)} readable clip(s): {self._advice()}")
+        outputs = np.concatenate([self._outputs(decoded[start : start + PREDICT_BATCH])
+                                  for start in range(0, len(decoded), PREDICT_BATCH)])
+        self._fill(decoded, self.probabilities(outputs))
+        return results
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """The probabilities of one speaker's clips (or windows) from their features (N, D)."""
+        return self.normalisation.probabilities(outputs)
+
+    def check_recording(self, path: str | Path, seconds: float, window: float) -> None:
+        """Refuse a recording too short to give the statistics of its speaker."""
+        if seconds < MIN_SPEAKER_WINDOWS * window:
+            raise SpeakerNormError(
+                f"{path}: {self.card.model_name} was trained with speaker normalisation and needs "
+                f"a recording of one person at least {MIN_SPEAKER_WINDOWS} windows long "
+                f"({MIN_SPEAKER_WINDOWS * window:g} s); this one lasts {seconds:.1f} s")
+
+    def _advice(self) -> str:
+        return (f"{self.card.model_name} was trained with speaker normalisation and cannot judge a "
+                f"clip on its own; give it a folder of at least {MIN_SPEAKER_CLIPS} clips of the same "
+                "speaker (`avemotion predict FOLDER`), or a long recording of one person "
+                "(`avemotion timeline`)")
+
+
+def _classifier(network: Network, card: ModelCard, parts: NetworkParts | None,
+                normalisation: SpeakerNormalisation | None) -> EmotionClassifier:
+    """The classifier of a network: a speaker-normalised one where the model has a normalisation."""
+    if normalisation is None:
+        return EmotionClassifier(network, card, parts)
+    return SpeakerNormalisedClassifier(network, card, normalisation, parts)
 
 
 def nothing_to_judge(features: ClipFeatures, modalities: tuple[str, ...]) -> str | None:

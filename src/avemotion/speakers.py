@@ -16,12 +16,16 @@ real speech give both).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from avemotion.errors import AvemotionError
 from avemotion.linear_probe import LinearLayer, fit_logistic_layer
+from avemotion.probabilities import softmax
 
 MIN_SPEAKER_CLIPS = 2  # fewer clips than this give no statistics of the person to standardise with
+MIN_SPEAKER_WINDOWS = 4  # a long recording judged window by window needs this many windows' length
 MIN_STD = 1e-6  # a feature (nearly) constant over a speaker's clips is centred, not scaled
 
 
@@ -68,6 +72,32 @@ def fit_speaker_head(features: np.ndarray, targets: np.ndarray, num_classes: int
     """The speaker head: a multinomial logistic regression (L2 with inverse strength C, on features
     scaled to unit variance over all training clips) from standardised features to class indices."""
     return fit_logistic_layer(features, targets, num_classes, C)
+
+
+@dataclass(frozen=True)
+class SpeakerNormalisation:
+    """What a speaker-normalised model does after its network: each clip's features standardised
+    with its speaker's statistics, then the speaker head. Training fits it, evaluation, prediction
+    and the timeline apply it, all through this one class; the network itself knows nothing of it."""
+
+    head: SpeakerHead
+
+    @classmethod
+    def fit(cls, features: np.ndarray, speakers, targets: np.ndarray, fitted_rows: np.ndarray,
+            num_classes: int, C: float = SPEAKER_HEAD_C) -> SpeakerNormalisation:
+        """Fitted on the rows `fitted_rows` picks (a boolean mask) of clip features (N, D) whose
+        speakers' statistics come from all their rows here."""
+        standardised = standardised_by_speaker(features, speakers, "the training table")
+        return cls(fit_speaker_head(standardised[fitted_rows], targets[fitted_rows], num_classes, C))
+
+    def probabilities(self, features: np.ndarray, speakers=None, source: str = "the clips") -> np.ndarray:
+        """Each clip's probabilities from its features (N, D): `speakers` name each row's speaker,
+        None takes every row as one speaker's (a folder of clips, a long recording)."""
+        if speakers is None:
+            standardised_features = standardised(features)
+        else:
+            standardised_features = standardised_by_speaker(features, speakers, source)
+        return softmax(self.head.logits(standardised_features))
 
 
 def require_speakers(table, source: str = "the table") -> None:

@@ -13,10 +13,10 @@ one long spectrogram would differ at every window's edges, where a clip is zero-
 grid frames and samples of windows not yet finished are held, so memory stays bounded whatever the
 length.
 
-A model trained with speaker normalisation takes the recording as one person's: every window's
-features are standardised with the statistics of all the windows' before its speaker head judges
-them (the recording must be at least MIN_SPEAKER_WINDOWS windows long). Those features are what
-it holds to the end: 2 kB a window for the ResNet-18 audio model, 15 MB for an hour at a 0.5 s hop.
+The classifier judges all the windows' outputs together at the end: a speaker-normalised one
+(:class:`~avemotion.predict.SpeakerNormalisedClassifier`) takes the recording as one person's, every
+window's features standardised with the statistics of all the windows' (the recording must be at
+least `speakers.MIN_SPEAKER_WINDOWS` windows long). Those outputs are what it holds to the end: 2 kB a window for the ResNet-18 audio model, 15 MB for an hour at a 0.5 s hop.
 """
 
 from __future__ import annotations
@@ -50,13 +50,10 @@ from avemotion.features import (
     voice_inputs,
 )
 from avemotion.inputs import FRAMES, SAMPLE_RATE, network_inputs, voice_is_silent
-from avemotion.probabilities import softmax
-from avemotion.speakers import SpeakerNormError
 from avemotion.voice_activity import VoiceActivity, available
 
 EMBED_BATCH = 16  # grid frames per image-backbone call
 WINDOW_BATCH = 32  # windows per call of the rest of the network
-MIN_SPEAKER_WINDOWS = 4  # a speaker-normalised timeline needs this many windows' length of voice
 
 
 @dataclass(frozen=True)
@@ -335,11 +332,9 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     engine = _Timeline(classifier, plan, path)
     rows = engine.run(progress)
     starts = np.array([start for start, _ in rows])
-    if classifier.card.speaker_norm:
-        _require_enough_voice(classifier, plan, path, engine.duration)
-        probabilities = classifier.one_speaker_probabilities(np.stack([output for _, output in rows]))
-    elif rows:
-        probabilities = softmax(np.stack([output for _, output in rows]))
+    classifier.check_recording(path, engine.duration, plan.window)
+    if rows:
+        probabilities = classifier.probabilities(np.stack([output for _, output in rows]))
     else:  # shorter than one window: the whole file is the one stretch
         window, starts = engine.duration, np.zeros(1)
         whole = _Plan.of(window, settings.hop, features, frame_period)
@@ -358,15 +353,6 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     return table
 
 
-def _require_enough_voice(classifier, plan: _Plan, path: Path, duration: float) -> None:
-    """Refuse a recording too short to give the statistics of its speaker."""
-    if duration < MIN_SPEAKER_WINDOWS * plan.window:
-        raise SpeakerNormError(
-            f"{path}: {classifier.card.model_name} was trained with speaker normalisation and needs "
-            f"a recording of one person at least {MIN_SPEAKER_WINDOWS} windows long "
-            f"({MIN_SPEAKER_WINDOWS * plan.window:g} s); this one lasts {duration:.1f} s")
-
-
 def _whole_file(classifier, path: Path, plan: _Plan) -> np.ndarray:
     """The probabilities of a file shorter than a window, judged whole: by predict when the model
     sees (a clip is what predict judges), else as one window of its length."""
@@ -375,7 +361,7 @@ def _whole_file(classifier, path: Path, plan: _Plan) -> np.ndarray:
         if not result.ok:
             raise MediaError(result.error)
         return np.array([result.probabilities[label] for label in classifier.labels])
-    return softmax(_Timeline(classifier, plan, path).run(False)[0][1][None])[0]
+    return classifier.probabilities(_Timeline(classifier, plan, path).run(False)[0][1][None])[0]
 
 
 def _frame_period(path: Path) -> float:

@@ -49,10 +49,9 @@ from avemotion.inputs import FRAMES, MEL
 from avemotion.linear_probe import PROBE_C, fit_logistic_layer
 from avemotion.speech import SPEECH_RATE
 from avemotion.models import EmotionNet, model_inputs
-from avemotion.probabilities import softmax
 from avemotion.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
 from avemotion.runs import RunFolder
-from avemotion.speakers import SPEAKER_HEAD_C, fit_speaker_head, require_speakers, standardised_by_speaker
+from avemotion.speakers import SPEAKER_HEAD_C, SpeakerNormalisation, require_speakers
 from avemotion.splits import actor_folds, make_split
 from avemotion.transfer import BRANCH, init_frame_encoder
 
@@ -250,15 +249,15 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
             return {}
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
         epoch, best_loss = _kept_epoch(run, settings)
+    normalisation = None
     if settings.speaker_norm:
-        probabilities = fit_speaker_normalisation(model, table, split, cache, labels, settings.batch_size,
-                                                  linear_probe=settings.linear_probe)
+        normalisation, probabilities = fit_speaker_normalisation(model, table, split, cache, labels,
+                                                                 settings.batch_size, settings.linear_probe)
     else:
         probabilities = predict_probabilities(module, loaders["test"])
-    save_checkpoint(run.model, model, Checkpoint.of(model, cache.settings, labels, epoch=epoch,
+    save_checkpoint(run.model, model, Checkpoint.of(model, cache.settings, labels, normalisation, epoch=epoch,
                                                     best_metric=best_loss,
                                                     window_seconds=_typical_length(parts["train"]),
-                                                    speaker_norm=settings.speaker_norm,
                                                     encoder_origins=origins))
     test = parts["test"]
     predictions = predictions_table(list(test["clip"]), list(test["emotion"]), probabilities, labels)
@@ -282,25 +281,23 @@ def fit_linear_probe(model: EmotionNet, parts: list[Embeddings], num_classes: in
 
 def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.Series,
                               cache: FeatureCache, labels: list[str], batch_size: int,
-                              linear_probe: bool = False) -> np.ndarray:
-    """Speaker normalisation's second step on a trained network: every clip's features standardised
-    with its speaker's statistics, the model's `speaker_head` fitted on the training clips'; returns
-    the test clips' probabilities (in the table's order). With the linear probe's recipe the speaker
-    head is a probe too: fitted on the validation clips as well, with the probe's penalty (on the
-    validation speakers of RAVDESS and CREMA-D, C = 0.1 beat 1 on frozen speech features)."""
+                              linear_probe: bool = False) -> tuple[SpeakerNormalisation, np.ndarray]:
+    """Speaker normalisation's second step on a trained network, fitted on the training clips'
+    features; returns it and the test clips' probabilities (in the table's order). With the linear
+    probe's recipe the speaker head is a probe too: fitted on the validation clips as well, with the
+    probe's penalty (on the validation speakers of RAVDESS and CREMA-D, C = 0.1 beat 1 on frozen
+    speech features)."""
     if model.trains_encoders:
         clips = DataLoader(CachedClips(table, cache, labels, model.inputs), batch_size=batch_size)
         features = clip_features(model, clips)
     else:  # its encoders' embeddings are cached once
         features = clip_features_of_frozen(model, table, cache)
-    standardised = standardised_by_speaker(features, table["actor_id"], "the training table")
     fitted_on = ("train", "val") if linear_probe else ("train",)
     train, test = split.isin(fitted_on).to_numpy(), (split == "test").to_numpy()
     targets = np.array([labels.index(label) for label in table["emotion"]])
-    head = fit_speaker_head(standardised[train], targets[train], len(labels),
-                            C=PROBE_C if linear_probe else SPEAKER_HEAD_C)
-    model.set_speaker_head(head)
-    return softmax(head.logits(standardised[test]))
+    normalisation = SpeakerNormalisation.fit(features, table["actor_id"], targets, train, len(labels),
+                                             C=PROBE_C if linear_probe else SPEAKER_HEAD_C)
+    return normalisation, normalisation.probabilities(features, table["actor_id"])[test]
 
 
 def _typical_length(table: pd.DataFrame) -> float | None:
