@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avemotion import timeline as timeline_module
 from avemotion.cli import main
 from avemotion.config import TimelineSettings
 from avemotion.datasets.cremad import EMOTIONS
-from avemotion.features import FeatureSettings, MediaError, frame_positions, load_audio, log_mel, to_rgb
+from avemotion.features import FaceBoxes, FeatureSettings, MediaError, frame_positions, load_audio, log_mel, to_rgb
 from avemotion.export import export_onnx
 from avemotion.predict import load
 from avemotion.samples import sample_audio, sample_videos
@@ -131,7 +130,7 @@ def test_memory_holds_about_one_window_whatever_the_length(classifier, long_vide
 
     def measured(self, next_window):
         release(self, next_window)
-        held.append((len(self.frames), len(self.audio.samples)))
+        held.append((len(self.frames), len(self.audio.samples) if self.audio is not None else 0))
 
     monkeypatch.setattr(_Timeline, "_release", measured)
     longer = tmp_path / "longer.mp4"
@@ -232,8 +231,8 @@ def test_face_crop_follows_the_face_through_the_video(tmp_path, sample_batch, lo
     cropped = FeatureSettings(frame_size=64, face_crop=True)
     model = load(calibrated_checkpoint("effnet_lstm", tmp_path / "crop.ckpt", sample_batch, cropped))
     detections = []
-    detect = timeline_module.detect_face
-    monkeypatch.setattr(timeline_module, "detect_face", lambda image: detections.append(1) or detect(image))
+    see = FaceBoxes.see
+    monkeypatch.setattr(FaceBoxes, "see", lambda self, image: detections.append(1) or see(self, image))
     table = model.timeline(long_video, window=WINDOW, hop=HOP)
     assert len(table) == len(timeline) and len(detections) >= 2 * len(table)  # every grid frame looked at
     assert not np.allclose(table[list(EMOTIONS)], timeline[list(EMOTIONS)], atol=1e-3)  # the crop changes inputs

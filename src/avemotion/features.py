@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,49 +279,134 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
 def _decode(
     path: Path, hold: Callable[[av.VideoFrame], np.ndarray] | None, want_audio: bool
 ) -> tuple[list[tuple[int, np.ndarray | av.VideoFrame]], np.ndarray | None, int]:
-    """One sequential pass over a file: spread-out video frames (raw, or made by `hold` once the
-    raw ones held pass MAX_RAW_BYTES; None: no video wanted), and the mono waveform (its first
-    MAX_VOICE_SECONDS)."""
-    check_readable(path)
-    try:
-        with av.open(str(path)) as container:
-            video = _stream(container.streams.video, "video", path) if hold is not None else None
-            audio = _stream(container.streams.audio, "audio", path) if want_audio else None
-            if video is not None:
-                check_frame_size(path, video.codec_context.width, video.codec_context.height)
-            if audio is not None and audio.codec_context.sample_rate:  # 0: known once decoded
-                check_rate(path, audio.codec_context.sample_rate)
-            streams = [stream for stream in (video, audio) if stream is not None]
-            held = _SpreadFrames(MAX_HELD_FRAMES, hold, _raw_bytes, MAX_RAW_BYTES)
-            voice = _Voice(path)
-            decoded_until = 0.0  # seconds
-            stopped_early = False
-            for packet in container.demux(*streams):
-                for frame in packet.decode():
-                    decoded_until = max(decoded_until, frame.time or 0.0)
-                    if isinstance(frame, av.VideoFrame):
-                        check_frame_size(path, frame.width, frame.height)  # trust what decodes
-                        held.add(frame)
-                    else:
-                        voice.add(frame)
-                if voice.full and video is None:
-                    stopped_early = True  # nothing more to read
-                    break
-            if not stopped_early:
-                _check_complete(path, decoded_until, container.duration)
-    except av.FFmpegError as error:
-        raise MediaError(f"{path}: could not be decoded ({error})") from error
-    if hold is not None and held.count == 0:
-        raise MediaError(f"{path}: no video frame could be decoded")
+    """One pass over a file with a :class:`MediaReader`: spread-out video frames (raw, or made by
+    `hold` once the raw ones held pass MAX_RAW_BYTES; None: no video wanted), and the mono
+    waveform (its first MAX_VOICE_SECONDS) with its rate."""
+    held = _SpreadFrames(MAX_HELD_FRAMES, hold, _raw_bytes, MAX_RAW_BYTES)
+    voice = _Voice()
+    with MediaReader(path, video=hold is not None, audio=want_audio) as media:
+        for item in media.decoded():
+            if isinstance(item, av.VideoFrame):
+                held.add(item)
+            else:
+                voice.add(item, media.audio_rate)
+                if voice.full and hold is None:
+                    break  # nothing more to read
+        else:
+            media.check_complete()
+        media.check_decoded()
     waveform = voice.samples() if want_audio else None
-    return held.spread(), waveform, voice.rate
+    return held.spread(), waveform, media.audio_rate
+
+
+class MediaReader:
+    """One sequential pass over a media file's first video track and first audio track: the one
+    decoder behind predict, preprocessing and the timeline.
+
+    Opened with ``with``, it checks what the header states before decoding (a file to read, the
+    tracks asked for, frames up to 8K, an audio rate a recording has), and again everything that
+    decodes (a header can lie): each frame's size, one audio rate throughout, finite samples.
+    :meth:`decoded` yields each video frame as it decodes and each audio frame as mono float32
+    samples at :attr:`audio_rate`; FFmpeg's errors become a MediaError naming the file.
+    `reads` ends the message for a missing track (what the model that needs it reads)."""
+
+    def __init__(self, path: str | Path, video: bool, audio: bool, reads: str = "") -> None:
+        self.path = Path(path)
+        self.want_video, self.want_audio, self.reads = video, audio, reads
+        self.video_frames = 0
+        self.audio_samples = 0
+        self.audio_rate = 0  # Hz, stated by the header or known from the first audio frame
+        self.decoded_until = 0.0  # seconds
+
+    def __enter__(self) -> MediaReader:
+        check_readable(self.path)
+        try:
+            self.container = av.open(str(self.path))
+        except av.FFmpegError as error:
+            raise MediaError(f"{self.path}: could not be decoded ({error})") from error
+        try:
+            self._open_tracks()
+        except BaseException:
+            self.container.close()
+            raise
+        return self
+
+    def _open_tracks(self) -> None:
+        self.video = self._track(self.container.streams.video, "video") if self.want_video else None
+        self.audio = self._track(self.container.streams.audio, "audio") if self.want_audio else None
+        if self.video is not None:
+            check_frame_size(self.path, self.video.codec_context.width, self.video.codec_context.height)
+        if self.audio is not None and self.audio.codec_context.sample_rate:  # 0: known once decoded
+            self.audio_rate = self.audio.codec_context.sample_rate
+            check_rate(self.path, self.audio_rate)
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.container.close()
+        if isinstance(error, av.FFmpegError):
+            raise MediaError(f"{self.path}: could not be decoded ({error})") from error
+
+    def _track(self, streams, kind: str):
+        """The first track of a kind (whatever comes before it in the file), or a clear MediaError."""
+        if not streams:
+            raise MediaError(f"{self.path}: no {kind} track" + (f", and {self.reads}" if self.reads else ""))
+        return streams[0]
+
+    @property
+    def stated_seconds(self) -> float | None:
+        """The length the container's header states, if it states one."""
+        duration = self.container.duration
+        return duration / av.time_base if duration else None
+
+    @property
+    def frame_rate(self) -> float:
+        """The video track's stated frame rate (0 when unknown)."""
+        return float(self.video.average_rate or 0) if self.video is not None else 0.0
+
+    def decoded(self) -> Iterator[av.VideoFrame | np.ndarray]:
+        """Every video frame and every audio frame's mono samples of the tracks asked for, in
+        decoding order; `frame.time` / :attr:`decoded_until` say where the stream is."""
+        tracks = [track for track in (self.video, self.audio) if track is not None]
+        for packet in self.container.demux(*tracks):
+            for frame in packet.decode():
+                self.decoded_until = max(self.decoded_until, frame.time or 0.0)
+                if isinstance(frame, av.VideoFrame):
+                    check_frame_size(self.path, frame.width, frame.height)  # trust what decodes
+                    self.video_frames += 1
+                    yield frame
+                else:
+                    yield self._samples(frame)
+
+    def _samples(self, frame: av.AudioFrame) -> np.ndarray:
+        if self.audio_rate == 0:
+            self.audio_rate = frame.sample_rate
+            check_rate(self.path, self.audio_rate)
+        elif frame.sample_rate != self.audio_rate:
+            raise MediaError(f"{self.path}: its audio changes rate ({self.audio_rate} Hz, then "
+                             f"{frame.sample_rate} Hz)")
+        samples = mono_samples(frame)
+        if not np.isfinite(samples).all():
+            raise MediaError(f"{self.path}: its audio holds samples that are not finite numbers (NaN or infinite)")
+        self.audio_samples += len(samples)
+        return samples
+
+    def check_complete(self) -> None:
+        """A file that decodes cleanly but stops well short of its stated length is truncated."""
+        stated = self.stated_seconds
+        if stated and self.decoded_until < TRUNCATED_FRACTION * stated - 0.1:
+            raise MediaError(f"{self.path}: truncated (decoded {self.decoded_until:.2f} s of {stated:.2f} s)")
+
+    def check_decoded(self) -> None:
+        """Refuse a file whose tracks asked for gave nothing."""
+        if self.want_video and self.video_frames == 0:
+            raise MediaError(f"{self.path}: no video frame could be decoded")
+        if self.want_audio and self.audio_samples == 0:
+            raise MediaError(f"{self.path}: no audio could be decoded")
 
 
 class _Voice:
-    """A file's decoded audio as mono samples, up to MAX_VOICE_SECONDS, at a rate it checks."""
+    """A file's mono samples as they decode, up to MAX_VOICE_SECONDS."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self) -> None:
         self.chunks: list[np.ndarray] = []
         self.length = 0
         self.rate = 0
@@ -330,25 +415,15 @@ class _Voice:
     def full(self) -> bool:
         return self.rate > 0 and self.length >= MAX_VOICE_SECONDS * self.rate
 
-    def add(self, frame: av.AudioFrame) -> None:
-        if self.rate == 0:
-            self.rate = frame.sample_rate
-            check_rate(self.path, self.rate)
-        elif frame.sample_rate != self.rate:
-            raise MediaError(f"{self.path}: its audio changes rate ({self.rate} Hz, then {frame.sample_rate} Hz)")
+    def add(self, samples: np.ndarray, rate: int) -> None:
+        self.rate = rate
         if not self.full:
-            chunk = mono_samples(frame)[: round(MAX_VOICE_SECONDS * self.rate) - self.length]
+            chunk = samples[: round(MAX_VOICE_SECONDS * rate) - self.length]
             self.chunks.append(chunk)
             self.length += len(chunk)
 
     def samples(self) -> np.ndarray:
-        """The float32 mono samples; a file without any, or with samples that are not numbers, is refused."""
-        if not self.length:
-            raise MediaError(f"{self.path}: no audio could be decoded")
-        waveform = np.concatenate(self.chunks).astype(np.float32, copy=False)
-        if not np.isfinite(waveform).all():
-            raise MediaError(f"{self.path}: its audio holds samples that are not finite numbers (NaN or infinite)")
-        return waveform
+        return np.concatenate(self.chunks).astype(np.float32, copy=False)
 
 
 def check_frame_size(path: Path, width: int, height: int, kind: str = "video") -> None:
@@ -374,22 +449,6 @@ def check_readable(path: Path) -> None:
         raise MediaError(f"{path}: cannot be read ({error.strerror})") from error
     if size == 0:
         raise MediaError(f"{path}: empty file (0 bytes)")
-
-
-def _check_complete(path: Path, decoded_until: float, header_duration: int | None) -> None:
-    """A file that decodes cleanly but stops well short of its stated length is truncated."""
-    if not header_duration:
-        return
-    stated = header_duration / av.time_base
-    if decoded_until < TRUNCATED_FRACTION * stated - 0.1:
-        raise MediaError(f"{path}: truncated (decoded {decoded_until:.2f} s of {stated:.2f} s)")
-
-
-def _stream(streams, kind: str, path: Path):
-    """The first stream of a kind (whatever comes before it in the file), or a clear MediaError."""
-    if not streams:
-        raise MediaError(f"{path}: no {kind} track")
-    return streams[0]
 
 
 def mono_samples(frame: av.AudioFrame) -> np.ndarray:
@@ -539,23 +598,39 @@ def detect_face(image: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 def crop_faces(images: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
-    """Crop every frame to a square around the clip's face; the full frames when none is found.
-
-    One box serves the whole clip (the median of the per-frame detections), so a frame where the
-    detector misses still gets the face, and the crop does not jitter from frame to frame.
-    """
-    boxes = [box for box in map(detect_face, images) if box is not None]
-    if not boxes:
-        return images, False
-    return crop_around(images, boxes), True
+    """Crop every frame of a clip to a square around the clip's face (:class:`FaceBoxes` over
+    all its frames); the full frames when none is found."""
+    boxes = FaceBoxes()
+    found = [boxes.see(image) for image in images]
+    return [boxes.crop(image) for image in images], any(found)
 
 
-def crop_around(images: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
-    """Crop every image to the square, with a margin, around the median of some face boxes."""
-    x, y, width, height = np.median(np.array(boxes), axis=0)
-    side = max(width, height) * (1 + 2 * FACE_MARGIN)
-    centre_x, centre_y = x + width / 2, y + height / 2
-    return [_square_crop(image, centre_x, centre_y, side) for image in images]
+class FaceBoxes:
+    """Where to crop a face: the median of the face boxes detected in the frames seen, the latest
+    `keep` of them (all of a clip's; about a window's in a timeline), so a frame where the
+    detector misses still gets the face, and the crop does not jitter from frame to frame. A clip
+    sees all its frames before cropping them; a timeline crops each frame as it arrives."""
+
+    def __init__(self, keep: int | None = None) -> None:
+        self.keep = keep
+        self.boxes: list[tuple[int, int, int, int]] = []
+
+    def see(self, image: np.ndarray) -> bool:
+        """Look for a face in an RGB image; whether one was found."""
+        box = detect_face(image)
+        if box is not None:
+            self.boxes.append(box)
+            if self.keep is not None:
+                self.boxes = self.boxes[-self.keep :]
+        return box is not None
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        """The square, with a margin, around the median box; the whole image before any face."""
+        if not self.boxes:
+            return image
+        x, y, width, height = np.median(np.array(self.boxes), axis=0)
+        side = max(width, height) * (1 + 2 * FACE_MARGIN)
+        return _square_crop(image, x + width / 2, y + height / 2, side)
 
 
 def _square_crop(image: np.ndarray, centre_x: float, centre_y: float, side: float) -> np.ndarray:

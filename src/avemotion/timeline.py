@@ -39,12 +39,8 @@ from avemotion.config import TimelineSettings
 from avemotion.features import (
     FeatureSettings,
     MediaError,
-    check_frame_size,
-    check_rate,
-    check_readable,
-    crop_around,
-    detect_face,
-    mono_samples,
+    MediaReader,
+    FaceBoxes,
     square,
     to_rgb,
     voice_inputs,
@@ -168,7 +164,7 @@ class _Timeline:
         self.grid = _GridFrames(plan.grid)
         self.pending: list[tuple[int, av.VideoFrame]] = []
         self.frames: dict[int, np.ndarray] = {}  # grid slot -> frame features (or the frame itself)
-        self.boxes: list[tuple[int, int, int, int]] = []  # recent face boxes, for --face-crop
+        self.face_boxes = FaceBoxes(keep=2 * plan.n_frames)  # where the face was over about a window
         self.audio: _Samples | None = None
         self.next_window = 0
         self.last_window: int | None = None  # known at the end of the file
@@ -178,69 +174,49 @@ class _Timeline:
         self.faces: set[int] = set()  # the grid slots (held) whose frame showed a face
 
     def run(self, progress: bool) -> list[tuple[float, np.ndarray]]:
-        check_readable(self.path)
-        try:
-            with av.open(str(self.path)) as container:
-                self._decode(container, progress)
-        except av.FFmpegError as error:
-            raise MediaError(f"{self.path}: could not be decoded ({error})") from error
+        reads = f"{self.classifier.card.model_name} reads {' and '.join(self.classifier.card.modalities)}"
+        with MediaReader(self.path, video=self.uses_video, audio=self.uses_audio, reads=reads) as media:
+            stated = media.stated_seconds
+            last_time = 0.0
+            with tqdm(total=round(stated or 0), unit="s", desc="timeline", disable=not progress) as bar:
+                for item in media.decoded():
+                    if isinstance(item, av.VideoFrame):
+                        self.pending += self.grid.add(item.time or 0.0, item)
+                    else:
+                        self._voice(media.audio_rate).add(item)
+                    if media.decoded_until > last_time + 1:
+                        bar.update(round(media.decoded_until - last_time))
+                        last_time = media.decoded_until
+                    self._embed(final=False)
+                    self._emit()
+            media.check_decoded()
+            self._finish(media.frame_rate)
         return self.rows
 
-    def _decode(self, container, progress: bool) -> None:
-        video = self._stream(container.streams.video, "video") if self.uses_video else None
-        audio = self._stream(container.streams.audio, "audio") if self.uses_audio else None
-        if video is not None:
-            check_frame_size(self.path, video.codec_context.width, video.codec_context.height)
-        if audio is not None:
-            check_rate(self.path, audio.codec_context.sample_rate)
+    def _voice(self, rate: int) -> _Samples:
+        """The audio samples gathered so far, made at the first audio frame (its rate known)."""
+        if self.audio is None:
             # where somebody speaks matters to a voice model; the detector reads 16 kHz
             detect = self.judges_voice_only and self.features.sample_rate == SAMPLE_RATE and available()
-            self.audio = _Samples(self.features, audio.codec_context.sample_rate,
-                                  VoiceActivity() if detect else None)
-        length = container.duration / av.time_base if container.duration else None
-        last_time = 0.0
-        with tqdm(total=round(length or 0), unit="s", desc="timeline", disable=not progress) as bar:
-            for packet in container.demux(*[s for s in (video, audio) if s is not None]):
-                for frame in packet.decode():
-                    time = frame.time or 0.0
-                    if isinstance(frame, av.VideoFrame):
-                        check_frame_size(self.path, frame.width, frame.height)  # trust what decodes
-                        self.pending += self.grid.add(time, frame)
-                    else:
-                        self.audio.add(mono_samples(frame))
-                    if time > last_time + 1:
-                        bar.update(round(time - last_time))
-                        last_time = time
-                self._embed(final=False)
-                self._emit()
-            self._finish(video)
+            self.audio = _Samples(self.features, rate, VoiceActivity() if detect else None)
+        return self.audio
 
-    def _stream(self, streams, kind: str):
-        if not streams:
-            reads = " and ".join(self.classifier.card.modalities)
-            raise MediaError(f"{self.path}: no {kind} track, and {self.classifier.card.model_name} "
-                             f"reads {reads}")
-        return streams[0]
-
-    def _finish(self, video) -> None:
+    def _finish(self, frame_rate: float) -> None:
         """End of file: the last audio samples and grid frames, then the last windows."""
         if self.audio is not None:
             self.audio.add(np.zeros(0, np.float32), last=True)
-        if video is not None and self.grid.previous is None:
-            raise MediaError(f"{self.path}: no video frame could be decoded")
         # the last window that ends within the file (-1: the file is shorter than one window)
-        self.duration = self._duration(video)
+        self.duration = self._duration(frame_rate)
         self.last_window = int((self.duration - self.plan.window + 1e-6) // self.plan.hop)
-        if video is not None and self.last_window >= 0:
+        if self.uses_video and self.last_window >= 0:
             self.pending += self.grid.finish(self.plan.slots(self.last_window)[-1] + 1)
         self._embed(final=True)
         self._emit()
 
-    def _duration(self, video) -> float:
+    def _duration(self, frame_rate: float) -> float:
         lengths = []
-        if video is not None and self.grid.previous is not None:
-            rate = float(video.average_rate or 0)
-            lengths.append(self.grid.previous[0] + (1 / rate if rate else 0))
+        if self.uses_video:
+            lengths.append(self.grid.previous[0] + (1 / frame_rate if frame_rate else 0))
         if self.audio is not None:
             lengths.append(self.audio.received / self.features.sample_rate)
         return min(lengths)
@@ -260,12 +236,9 @@ class _Timeline:
         if not self.features.face_crop:
             return to_rgb(frame, size).transpose(2, 0, 1)
         image = to_rgb(frame)
-        if (box := detect_face(image)) is not None:
-            self.boxes = [*self.boxes[-2 * self.plan.n_frames + 1 :], box]  # the face over about a window
+        if self.face_boxes.see(image):
             self.faces.add(slot)
-        if self.boxes:
-            image = crop_around([image], self.boxes)[0]
-        return square(image, size).transpose(2, 0, 1)
+        return square(self.face_boxes.crop(image), size).transpose(2, 0, 1)
 
     def _ready(self, index: int) -> bool:
         """Whether every grid frame and audio sample the window reads is there; at the end of the
@@ -274,8 +247,10 @@ class _Timeline:
             return index <= self.last_window
         if self.uses_video and self.plan.slots(index)[-1] not in self.frames:
             return False
+        if not self.uses_audio:
+            return True
         end = self.plan.first_sample(index) + self.plan.samples
-        return self.audio is None or end <= self.audio.first + len(self.audio.samples)
+        return self.audio is not None and end <= self.audio.first + len(self.audio.samples)
 
     def _emit(self) -> None:
         """Score every window whose frames and samples are all there, in batches."""
