@@ -33,17 +33,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from real_speech import BASELINE, baseline_fold, egemaps_features, model_fold, speaker_fold, summarise
 from sklearn.metrics import confusion_matrix
 
-from avemotion.evaluate import plot_confusion_matrix
-from avemotion.features import FeatureSettings
-from avemotion.index import index_dataset
-from avemotion.models import model_inputs
-from avemotion.preprocess import FeatureCache, ensure_cached
+from avemotion.datasets.index import index_dataset
+from avemotion.datasets.splits import actor_folds, random_split
+from avemotion.media.features import FeatureSettings
+from avemotion.media.preprocess import FeatureCache, ensure_cached
 from avemotion.registry import model_settings
-from avemotion.splits import actor_folds, random_split
-
-from real_speech import BASELINE, baseline_fold, egemaps_features, model_fold, speaker_fold, summarise
+from avemotion.training.evaluate import plot_confusion_matrix
+from avemotion.training.models import model_inputs
 
 FOLDS = 5
 SPLITS = ("actor", "random")

@@ -28,24 +28,23 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from models import time_call
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from avemotion.augment import jitter_frames
-from avemotion.checkpoint import load_checkpoint
 from avemotion.config import TrainSettings, still_image
 from avemotion.datasets import canonical
-from avemotion.evaluate import evaluate_run
-from avemotion.index import index_dataset, write_metadata
-from avemotion.inputs import FRAMES, FeatureSettings
-from avemotion.models import create_model
-from avemotion.predict import load
-from avemotion.preprocess import CachedClips, FeatureCache
+from avemotion.datasets.index import index_dataset, write_metadata
+from avemotion.media.inputs import FRAMES, FeatureSettings
+from avemotion.media.preprocess import CachedClips, FeatureCache
 from avemotion.registry import FACE_BACKBONES, model_settings
+from avemotion.runtime.predict import load
 from avemotion.samples import sample_videos
-from avemotion.train import train
-
-from models import time_call
+from avemotion.training.augment import jitter_frames
+from avemotion.training.checkpoint import load_checkpoint
+from avemotion.training.evaluate import evaluate_run
+from avemotion.training.models import create_model
+from avemotion.training.train import train
 
 ANCHORS = {"human raters (Goodfellow et al. 2013)": 0.65, "mini-Xception (face_classification)": 0.66,
            "best single networks reported": 0.73}

@@ -60,10 +60,10 @@ def random_checkpoint(path: Path, name: str = "effnet_lstm") -> Path:
     values), saved as a checkpoint."""
     import torch
 
-    from avemotion.checkpoint import Checkpoint, save_checkpoint
     from avemotion.datasets.cremad import EMOTIONS
-    from avemotion.features import FeatureSettings
-    from avemotion.models import create_model
+    from avemotion.media.features import FeatureSettings
+    from avemotion.training.checkpoint import Checkpoint, save_checkpoint
+    from avemotion.training.models import create_model
 
     torch.manual_seed(0)
     model = create_model(name, pretrained=False).eval()
@@ -127,8 +127,8 @@ def headless_chromium(playwright, *extra: str):
 def fake_camera(clip: Path, folder: Path) -> tuple[str, ...]:
     """Chromium's arguments for a camera and a microphone that play a clip (in a loop), allowed
     without asking."""
-    from avemotion.features import load_audio
-    from avemotion.synth import write_media, write_y4m
+    from avemotion.datasets.synth import write_media, write_y4m
+    from avemotion.media.features import load_audio
 
     camera = write_y4m(clip, folder / "camera.y4m")
     microphone = write_media(folder / "microphone.wav", None, audio=load_audio(clip))

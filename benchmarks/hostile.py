@@ -28,9 +28,9 @@ import cv2
 import httpx
 import numpy as np
 
-from avemotion.export import export_onnx
+from avemotion.datasets.synth import write_media
 from avemotion.samples import sample_videos
-from avemotion.synth import write_media
+from avemotion.training.export import export_onnx
 
 from harness import peak_rss_mb, random_checkpoint, run_measured, served
 

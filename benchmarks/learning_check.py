@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from avemotion.datasets.index import index_dataset
 from avemotion.demo import train_from_scratch
-from avemotion.features import FeatureSettings
-from avemotion.index import index_dataset
-from avemotion.preprocess import FeatureCache, preprocess
+from avemotion.media.features import FeatureSettings
+from avemotion.media.preprocess import FeatureCache, preprocess
 from avemotion.registry import alternatives, hybrids, with_ablations
 
 

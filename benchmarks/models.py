@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from avemotion.models import create_model, list_models, parameter_count
+from avemotion.training.models import create_model, list_models, parameter_count
 
 
 def time_call(function, repeats: int, device: torch.device) -> float:

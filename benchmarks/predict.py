@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from avemotion.export import export_onnx
-from avemotion.predict import load
+from avemotion.runtime.predict import load
 from avemotion.samples import sample_videos
+from avemotion.training.export import export_onnx
 
 from harness import random_checkpoint
 

@@ -4,7 +4,7 @@ The corpus is the bundled real clips copied under new CREMA-D names (default 300
 as the original release: VideoFlash/*.flv and AudioWAV/*.wav (16 kHz, as CREMA-D ships them). Each
 contender runs in a fresh child process so its peak RSS is its own (itself and its workers):
 
-  engine:  `avemotion.preprocess`, default workers (all cores), one sequential decode per clip,
+  engine:  `avemotion.media.preprocess`, default workers (all cores), one sequential decode per clip,
            audio from the WAV files;
   engine, own track: the same with the audio decoded from each .flv's own MP3 track;
   naive:   one process that seeks each of the 8 frames with OpenCV and loads the WAV with librosa
@@ -37,7 +37,7 @@ def build_corpus(folder: Path, clips: int) -> Path:
     """Copy the six sample clips (and a 16 kHz WAV of each) under new names until `clips` exist."""
     import soundfile
 
-    from avemotion.features import load_audio
+    from avemotion.media.features import load_audio
 
     videos = sample_videos()
     (folder / "VideoFlash").mkdir(parents=True, exist_ok=True)
@@ -52,8 +52,8 @@ def build_corpus(folder: Path, clips: int) -> Path:
 
 
 def run_engine(metadata: str, cache: str, workers: int | None) -> dict:
-    from avemotion.index import read_metadata
-    from avemotion.preprocess import preprocess
+    from avemotion.datasets.index import read_metadata
+    from avemotion.media.preprocess import preprocess
 
     table = read_metadata(metadata)
     started = time.perf_counter()
@@ -68,7 +68,7 @@ def run_naive(metadata: str, clips: str = "0") -> dict:
     import librosa
     import numpy as np
 
-    from avemotion.index import read_metadata
+    from avemotion.datasets.index import read_metadata
 
     table = read_metadata(metadata)
     table = table.head(int(clips)) if int(clips) else table

@@ -52,19 +52,19 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from avemotion.checkpoint import load_checkpoint
 from avemotion.config import TrainSettings, recipe
 from avemotion.csvfiles import read_csv
-from avemotion.features import FeatureSettings, load_audio
-from avemotion.index import index_dataset
-from avemotion.models import model_inputs
-from avemotion.preprocess import FeatureCache, ensure_cached
+from avemotion.datasets.index import index_dataset
+from avemotion.datasets.splits import actor_folds
+from avemotion.media.features import FeatureSettings, load_audio
+from avemotion.media.preprocess import FeatureCache, ensure_cached
+from avemotion.media.speech import load_speech_encoder
 from avemotion.registry import SPEECH_ENCODERS, model_settings
-from avemotion.speech import load_speech_encoder
-from avemotion.runs import RunFolder
-from avemotion.speakers import standardised_by_speaker
-from avemotion.splits import actor_folds
-from avemotion.train import fit_speaker_normalisation, train_one
+from avemotion.runtime.speakers import standardised_by_speaker
+from avemotion.training.checkpoint import load_checkpoint
+from avemotion.training.models import model_inputs
+from avemotion.training.runs import RunFolder
+from avemotion.training.train import fit_speaker_normalisation, train_one
 
 MODELS = ("whisper_base_audio_only", "resnet18_vit_lstm_audio_only", "effnet_lstm_audio_only")
 TIMED_CLIPS = 100  # clips the speech encoder is timed on

@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from avemotion.export import export_onnx
-from avemotion.predict import load
+from avemotion.datasets.synth import concatenate_clips
+from avemotion.runtime.predict import load
 from avemotion.samples import sample_videos
-from avemotion.synth import concatenate_clips
+from avemotion.training.export import export_onnx
 
 from harness import run_measured
 

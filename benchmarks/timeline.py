@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from avemotion.features import load_audio
-from avemotion.predict import load
+from avemotion.datasets.synth import concatenate_clips, write_media
+from avemotion.media.features import load_audio
+from avemotion.runtime.predict import load
+from avemotion.runtime.timeline import plot_timeline
 from avemotion.samples import sample_videos
-from avemotion.synth import concatenate_clips, write_media
-from avemotion.timeline import plot_timeline
 
 from harness import random_checkpoint
 

@@ -22,14 +22,14 @@ import torch
 from torch.utils.data import default_collate
 
 from avemotion.datasets.cremad import EMOTIONS, STATEMENTS
-from avemotion.embeddings import EmbeddingCache
-from avemotion.features import FeatureSettings
-from avemotion.index import index_dataset
-from avemotion.models import create_model
-from avemotion.preprocess import CachedClips, entry_keys, preprocess
+from avemotion.datasets.index import index_dataset
+from avemotion.media.features import FeatureSettings
+from avemotion.media.preprocess import CachedClips, entry_keys, preprocess
 from avemotion.registry import model_settings
 from avemotion.samples import sample_dir
-from avemotion.train import EmotionModule, TrainSettings, train
+from avemotion.training.embeddings import EmbeddingCache
+from avemotion.training.models import create_model
+from avemotion.training.train import EmotionModule, TrainSettings, train
 
 
 def finetune_samples_per_second(name: str, batch: tuple, repeats: int = 3) -> float:

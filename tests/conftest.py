@@ -37,7 +37,7 @@ def write_demographics(path: Path, rows: list[tuple[int, int, str]]) -> None:
 @pytest.fixture(scope="session")
 def sample_table(samples):
     """The metadata table of the bundled clips."""
-    from avemotion.index import index_dataset
+    from avemotion.datasets.index import index_dataset
 
     return index_dataset(samples).table
 
@@ -47,7 +47,7 @@ def four_actor_metadata(tmp_path):
     """24 real clips: the six samples under four actors' names (two male, two female), indexed."""
     import shutil
 
-    from avemotion.index import index_dataset, write_metadata
+    from avemotion.datasets.index import index_dataset, write_metadata
     from avemotion.samples import sample_videos
 
     folder = tmp_path / "clips"
@@ -66,8 +66,8 @@ TEST_IMAGE_SIZE = 64  # small frames keep model tests fast on two cores
 @pytest.fixture(scope="session")
 def sample_cache(tmp_path_factory, sample_table):
     """The bundled clips preprocessed at the tests' small frame size."""
-    from avemotion.features import FeatureSettings
-    from avemotion.preprocess import preprocess
+    from avemotion.media.features import FeatureSettings
+    from avemotion.media.preprocess import preprocess
 
     settings = FeatureSettings(frame_size=TEST_IMAGE_SIZE)
     report = preprocess(sample_table, tmp_path_factory.mktemp("cache"), settings, workers=1,
@@ -83,7 +83,7 @@ def sample_batch(sample_cache, sample_table):
     from torch.utils.data import default_collate
 
     from avemotion.datasets.cremad import EMOTIONS
-    from avemotion.preprocess import CachedClips
+    from avemotion.media.preprocess import CachedClips
 
     dataset = CachedClips(sample_table, sample_cache, list(EMOTIONS))
     return tuple(default_collate([dataset[i] for i in range(len(dataset))]))
@@ -98,9 +98,9 @@ def calibrated_checkpoint(name: str, path: Path, sample_batch, features, **overr
     """
     import torch
 
-    from avemotion.checkpoint import Checkpoint, save_checkpoint
     from avemotion.datasets.cremad import EMOTIONS
-    from avemotion.models import create_model
+    from avemotion.training.checkpoint import Checkpoint, save_checkpoint
+    from avemotion.training.models import create_model
 
     inputs, _ = sample_batch
     torch.manual_seed(0)
@@ -129,10 +129,10 @@ def check_predict_export_and_timeline(checkpoint: Path, folder: Path):
     import numpy as np
 
     from avemotion.datasets.cremad import EMOTIONS
-    from avemotion.export import export_onnx
-    from avemotion.predict import load
+    from avemotion.datasets.synth import concatenate_clips
+    from avemotion.runtime.predict import load
     from avemotion.samples import sample_videos
-    from avemotion.synth import concatenate_clips
+    from avemotion.training.export import export_onnx
 
     def table(results):
         assert all(result.ok for result in results)

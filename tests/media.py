@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avemotion.synth import write_media
+from avemotion.datasets.synth import write_media
 
 
 def write_clip(

@@ -12,17 +12,17 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from avemotion.checkpoint import load_checkpoint
 from avemotion.cli import main
 from avemotion.config import FROM_SCRATCH
 from avemotion.datasets import ravdess
-from avemotion.evaluate import evaluate_run
-from avemotion.features import SAMPLE_RATE, load_audio
-from avemotion.index import index_dataset, write_metadata
-from avemotion.predict import load
+from avemotion.datasets.index import index_dataset, write_metadata
+from avemotion.datasets.synth import write_media
+from avemotion.media.features import SAMPLE_RATE, load_audio
+from avemotion.runtime.predict import load
+from avemotion.runtime.serve import create_app
 from avemotion.samples import sample_audio, sample_videos
-from avemotion.serve import create_app
-from avemotion.synth import write_media
+from avemotion.training.checkpoint import load_checkpoint
+from avemotion.training.evaluate import evaluate_run
 
 from media import write_clip
 

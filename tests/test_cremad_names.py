@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from avemotion.eda import run_eda
-from avemotion.index import index_dataset
+from avemotion.datasets.eda import run_eda
+from avemotion.datasets.index import index_dataset
 
 from conftest import SHARED_METADATA, make_tree
 

@@ -10,9 +10,9 @@ import pytest
 
 from avemotion.cli import main
 from avemotion.datasets import canonical, corpus_labels, shared_labels
+from avemotion.datasets.index import index_dataset, read_metadata
 from avemotion.datasets.manifest import ManifestError
 from avemotion.datasets.ravdess import parse_clip_name
-from avemotion.index import index_dataset, read_metadata
 from avemotion.samples import sample_audio, sample_videos
 
 from conftest import make_tree

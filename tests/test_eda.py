@@ -5,8 +5,8 @@ import json
 import pandas as pd
 from PIL import Image
 
-from avemotion.eda import explored_columns, run_eda, value_counts
-from avemotion.index import index_dataset
+from avemotion.datasets.eda import explored_columns, run_eda, value_counts
+from avemotion.datasets.index import index_dataset
 
 
 def assert_valid_png(path, min_side=300):

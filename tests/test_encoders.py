@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from avemotion.config import TrainSettings
-from avemotion.features import extract_features, load_audio
-from avemotion.inputs import WAVEFORM, FeatureSettings
-from avemotion.models import ENCODERS, Encoder, create_model
-from avemotion.preprocess import FeatureCache, entry_keys
+from avemotion.media.features import extract_features, load_audio
+from avemotion.media.inputs import WAVEFORM, FeatureSettings
+from avemotion.media.preprocess import FeatureCache, entry_keys
 from avemotion.registry import MODELS, ModelSettings, model_settings
 from avemotion.samples import sample_videos
-from avemotion.train import train
+from avemotion.training.models import ENCODERS, Encoder, create_model
+from avemotion.training.train import train
 
 from conftest import TEST_IMAGE_SIZE, check_predict_export_and_timeline
 
@@ -111,7 +111,7 @@ def test_predict_timeline_and_export_of_a_new_encoder(trained, name, tmp_path):
 
 @pytest.mark.slow
 def test_a_checkpoint_of_an_unregistered_encoder_is_refused_clearly(trained, tmp_path):
-    from avemotion.checkpoint import CheckpointError, load_checkpoint
+    from avemotion.training.checkpoint import CheckpointError, load_checkpoint
 
     with pytest.MonkeyPatch.context() as patch:
         patch.delitem(ENCODERS, "tiny_waveform")

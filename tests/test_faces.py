@@ -17,13 +17,13 @@ import torch
 
 from avemotion.config import TrainSettings, still_image
 from avemotion.datasets import fer2013
+from avemotion.datasets.index import index_dataset, write_metadata
+from avemotion.datasets.splits import SplitError, given_split, make_split
 from avemotion.errors import UsageError
-from avemotion.features import MediaError, crop_faces, extract_features, read_image, sample_frames
-from avemotion.index import index_dataset, write_metadata
-from avemotion.inputs import FRAMES, FeatureSettings
+from avemotion.media.features import MediaError, crop_faces, extract_features, read_image, sample_frames
+from avemotion.media.inputs import FRAMES, FeatureSettings
 from avemotion.registry import model_settings
 from avemotion.samples import sample_videos
-from avemotion.splits import SplitError, given_split, make_split
 
 from conftest import make_tree
 
@@ -124,7 +124,7 @@ def test_an_image_is_one_rgb_frame_and_a_bad_one_is_named(tmp_path):
 
 
 def test_still_face_models_are_a_frame_encoder_averaged_over_frames():
-    from avemotion.models import create_model
+    from avemotion.training.models import create_model
 
     model = create_model("resnet18_face", image_size=FACE_SIZE)
     assert model.settings.still_image and not model.settings.pretrained and model.inputs == (FRAMES,)
@@ -142,7 +142,7 @@ def test_still_face_models_are_a_frame_encoder_averaged_over_frames():
 
 
 def test_jittered_frames_move_each_clip_alike_and_keep_shapes():
-    from avemotion.augment import jitter_frames
+    from avemotion.training.augment import jitter_frames
 
     frames = torch.randint(0, 256, (4, 3, 3, 16, 16), dtype=torch.uint8)
     frames[:, 1:] = frames[:, :1]  # every clip's frames the same image
@@ -156,8 +156,8 @@ def test_jittered_frames_move_each_clip_alike_and_keep_shapes():
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
     """The face corpus indexed, and a ViT-Tiny still model trained two epochs on its given split."""
-    from avemotion.preprocess import FeatureCache
-    from avemotion.train import train
+    from avemotion.media.preprocess import FeatureCache
+    from avemotion.training.train import train
 
     root = tmp_path_factory.mktemp("faces")
     result = index_dataset(write_face_corpus(root / "fer"))
@@ -171,8 +171,8 @@ def faces(tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_still_model_trains_on_the_given_split_and_judges_images_and_videos(faces, tmp_path):
-    from avemotion.export import export_onnx
-    from avemotion.predict import load
+    from avemotion.runtime.predict import load
+    from avemotion.training.export import export_onnx
 
     assert faces["result"].counts() == {"augmented_copy": 1}
     assert faces["metrics"]["clips"] == 6  # the PrivateTest faces
@@ -195,7 +195,7 @@ def test_a_still_model_trains_on_the_given_split_and_judges_images_and_videos(fa
     assert classifier.predict(blank).ok  # an image without a face found is taken as a face already cropped
     from fastapi.testclient import TestClient
 
-    from avemotion.serve import create_app
+    from avemotion.runtime.serve import create_app
 
     client = TestClient(create_app(exported))
     assert "a face image or a video with a face" in client.get("/").text
@@ -207,8 +207,8 @@ def test_a_still_model_trains_on_the_given_split_and_judges_images_and_videos(fa
 def test_a_still_models_timeline_follows_the_face_and_marks_where_none_shows(faces, tmp_path):
     import av
 
-    from avemotion.predict import load
-    from avemotion.synth import write_media
+    from avemotion.datasets.synth import write_media
+    from avemotion.runtime.predict import load
 
     with av.open(str(sample_videos()[0])) as container:
         face = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)][:60]
@@ -220,7 +220,7 @@ def test_a_still_models_timeline_follows_the_face_and_marks_where_none_shows(fac
 
 
 def frame_encoder_weights(checkpoint):
-    from avemotion.checkpoint import load_checkpoint
+    from avemotion.training.checkpoint import load_checkpoint
 
     model, info = load_checkpoint(checkpoint)
     return model.encoders["video"].state_dict(), info
@@ -229,8 +229,8 @@ def frame_encoder_weights(checkpoint):
 @pytest.mark.parametrize("name", ["resnet18_vit_lstm_video_only", "resnet18_vit_lstm"])
 @pytest.mark.slow
 def test_a_still_models_frame_encoder_starts_a_video_branch(faces, name, sample_table, tmp_path):
-    from avemotion.preprocess import FeatureCache
-    from avemotion.train import train
+    from avemotion.media.preprocess import FeatureCache
+    from avemotion.training.train import train
 
     cache = FeatureCache.open(tmp_path / "cache", FeatureSettings(frame_size=FACE_SIZE))
     settings = TrainSettings(model=model_settings(name, pretrained=False, temporal_hidden=16), split="random",
@@ -248,8 +248,8 @@ def test_a_still_models_frame_encoder_starts_a_video_branch(faces, name, sample_
 
 @pytest.mark.slow
 def test_init_from_refuses_a_frame_encoder_of_another_backbone(faces, sample_table, tmp_path):
-    from avemotion.preprocess import FeatureCache
-    from avemotion.train import train
+    from avemotion.media.preprocess import FeatureCache
+    from avemotion.training.train import train
 
     cache = FeatureCache.open(tmp_path / "cache", FeatureSettings(frame_size=FACE_SIZE))
     settings = TrainSettings(model=model_settings("effnet_lstm_video_only", pretrained=False), split="random",
@@ -259,7 +259,7 @@ def test_init_from_refuses_a_frame_encoder_of_another_backbone(faces, sample_tab
 
 
 def test_eda_counts_each_emotion_in_each_part_of_the_given_split(tmp_path):
-    from avemotion.eda import run_eda
+    from avemotion.datasets.eda import run_eda
 
     root = make_tree(tmp_path / "fer", ["train/angry/Training_1.jpg", "train/angry/Training_2.jpg",
                                         "train/happy/Training_3.jpg", "test/happy/PrivateTest_4.jpg"])

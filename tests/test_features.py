@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from avemotion.features import (
+from avemotion.media.features import (
     FeatureSettings,
     MediaError,
     _SpreadFrames,
@@ -183,7 +183,7 @@ def test_each_bad_input_is_a_clear_media_error(tmp_path):
 CONCURRENT_EXTRACTION = """
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
-from avemotion.features import FeatureSettings, extract_features
+from avemotion.media.features import FeatureSettings, extract_features
 from avemotion.samples import sample_videos
 clips = sample_videos()
 settings = FeatureSettings(frame_size=64, face_crop=True)
@@ -228,7 +228,7 @@ def write_wav(path, samples: np.ndarray, rate: int, stated_rate: int | None = No
 
 
 def test_voices_that_could_exhaust_memory_or_are_not_numbers_are_refused_or_cut(tmp_path):
-    from avemotion.features import MAX_VOICE_SECONDS, MediaError
+    from avemotion.media.features import MAX_VOICE_SECONDS, MediaError
 
     tone = np.sin(np.arange(8_000) / 5).astype(np.float32)
     nan = write_wav(tmp_path / "nan.wav", np.full(8_000, np.nan, np.float32), 8_000)
@@ -245,7 +245,7 @@ def test_voices_that_could_exhaust_memory_or_are_not_numbers_are_refused_or_cut(
 
 @pytest.mark.slow
 def test_a_video_larger_than_8k_is_refused_from_its_header(tmp_path):
-    from avemotion.features import MediaError
+    from avemotion.media.features import MediaError
 
     huge = write_clip(tmp_path / "huge.webm", frames=1, size=(8192, 4352), audio_rate=None)
     with pytest.raises(MediaError, match="huge.webm: 8192x4352 video is larger than this tool reads"):

@@ -7,7 +7,7 @@ import pytest
 
 from avemotion.cli import main
 from avemotion.datasets.cremad import parse_clip_name
-from avemotion.index import PROBLEM_KINDS, index_dataset, read_metadata, write_metadata
+from avemotion.datasets.index import PROBLEM_KINDS, index_dataset, read_metadata, write_metadata
 
 from conftest import make_tree, write_demographics
 

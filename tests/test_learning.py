@@ -14,10 +14,10 @@ from __future__ import annotations
 import pytest
 
 from avemotion.config import DemoSettings
-from avemotion.features import FeatureSettings
-from avemotion.index import index_dataset
-from avemotion.preprocess import preprocess
-from avemotion.synth import SynthSettings, write_corpus
+from avemotion.datasets.index import index_dataset
+from avemotion.datasets.synth import SynthSettings, write_corpus
+from avemotion.media.features import FeatureSettings
+from avemotion.media.preprocess import preprocess
 
 from learning_check import learning_check
 

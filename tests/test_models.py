@@ -9,13 +9,13 @@ import pytest
 import timm
 import torch
 
-from avemotion.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from avemotion.cli import main
 from avemotion.datasets.cremad import EMOTIONS
-from avemotion.features import FeatureSettings
-from avemotion.models import FUSIONS, TEMPORAL_MODELS, create_model, list_models, parameter_count
+from avemotion.media.features import FeatureSettings
 from avemotion.registry import alternatives, hybrids, model_settings, with_ablations
-from avemotion.speakers import SpeakerHead, SpeakerNormalisation
+from avemotion.runtime.speakers import SpeakerHead, SpeakerNormalisation
+from avemotion.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from avemotion.training.models import FUSIONS, TEMPORAL_MODELS, create_model, list_models, parameter_count
 
 from conftest import TEST_IMAGE_SIZE
 
@@ -239,7 +239,7 @@ def test_local_weights_file_and_folder_are_loaded(tmp_path):
 
 @pytest.mark.slow
 def test_missing_pretrained_weights_fail_with_one_paragraph(tmp_path):
-    code = ("from avemotion.models import create_model, WeightsUnavailable\n"
+    code = ("from avemotion.training.models import create_model, WeightsUnavailable\n"
             "try:\n    create_model('effnet_lstm', pretrained=True)\n"
             "except WeightsUnavailable as error:\n    print('MESSAGE', error)\n")
     # offline, with empty caches: a machine whose caches already hold the weights must fail too

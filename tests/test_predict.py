@@ -18,15 +18,15 @@ import torch
 from fastapi.testclient import TestClient
 
 import avemotion
-from avemotion.checkpoint import load_checkpoint
 from avemotion.cli import main
 from avemotion.config import ServeSettings
 from avemotion.datasets.cremad import EMOTIONS
-from avemotion.features import FeatureSettings, load_audio, sample_frames
-from avemotion.export import export_onnx
-from avemotion.predict import load
+from avemotion.media.features import FeatureSettings, load_audio, sample_frames
+from avemotion.runtime.predict import load
+from avemotion.runtime.serve import create_app
 from avemotion.samples import sample_videos
-from avemotion.serve import create_app
+from avemotion.training.checkpoint import load_checkpoint
+from avemotion.training.export import export_onnx
 
 from conftest import TEST_IMAGE_SIZE
 from harness import CHROMIUM, fake_camera, free_port, headless_chromium, log, served
@@ -139,7 +139,7 @@ TORCH_FREE = """
 import json, sys
 import avemotion
 from avemotion.cli import main
-from avemotion.serve import create_app
+from avemotion.runtime.serve import create_app
 model, clip = sys.argv[1:]
 code = main(["predict", model, clip, "--format", "csv"])
 classifier = avemotion.load(model)
@@ -168,7 +168,7 @@ def test_an_exported_model_alone_predicts_and_serves_without_torch(exported, cla
 def test_a_shared_model_file_whose_card_could_not_be_true_is_refused_clearly(exported, tmp_path, capsys):
     import onnx
 
-    from avemotion.predict import ONNX_METADATA_KEY
+    from avemotion.runtime.predict import ONNX_METADATA_KEY
 
     card = json.loads(onnx.load(str(exported)).metadata_props[0].value)
     cases = {
@@ -335,7 +335,7 @@ def raw_request(url: str, head: bytes, chunks, pause: float = 0.0) -> tuple[byte
 
 @pytest.mark.slow
 def test_uploads_past_the_limit_are_refused_as_they_arrive_and_stalled_ones_closed(classifier, monkeypatch):
-    import avemotion.serve as serve
+    import avemotion.runtime.serve as serve
 
     monkeypatch.setattr(serve, "STALL_SECONDS", 1.0)
     with live_server(classifier, ServeSettings(max_upload_mb=1)) as url:
@@ -410,7 +410,7 @@ def test_the_page_shows_a_model_s_label_text_as_text_never_as_markup(classifier)
 
     from playwright.sync_api import sync_playwright
 
-    from avemotion.predict import EmotionClassifier
+    from avemotion.runtime.predict import EmotionClassifier
 
     markup = [f'<img src=x onerror="document.title=\'ran {index}\'">' for index in range(6)]
     hostile = EmotionClassifier(classifier.network, replace(classifier.card, labels=markup))
@@ -515,7 +515,7 @@ def test_live_windows_that_could_hurt_the_server_are_refused_before_the_work(cli
 
 
 def test_a_clip_with_nothing_to_judge_says_which_input_is_empty(classifier, tmp_path, sample_batch, sample_cache):
-    from avemotion.synth import write_media
+    from avemotion.datasets.synth import write_media
 
     from conftest import calibrated_checkpoint
 

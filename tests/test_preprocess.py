@@ -10,12 +10,11 @@ import pandas as pd
 
 from avemotion.cli import main
 from avemotion.datasets.cremad import EMOTIONS
-from avemotion.features import FeatureSettings
-from avemotion.index import index_dataset, write_metadata
-from avemotion.preprocess import FAILURES_FILE, CachedClips, entry_keys, preprocess
+from avemotion.datasets.index import index_dataset, write_metadata
+from avemotion.media.features import FeatureSettings
+from avemotion.media.preprocess import FAILURES_FILE, CachedClips, entry_keys, preprocess
 
 from media import write_clip
-
 from test_features import bad_media
 
 SMALL = FeatureSettings(frame_size=32)
@@ -105,7 +104,7 @@ def finished_entries(clips_folder):
 KILLED_ON_FOURTH_ENTRY = """
 import os, signal, sys
 from avemotion.cli import main
-from avemotion.preprocess import FeatureCache
+from avemotion.media.preprocess import FeatureCache
 whole_entries = []
 write = FeatureCache.write
 def write_unless_fourth(self, clip, features):

@@ -9,16 +9,16 @@ import torch
 
 from avemotion.cli import _train_settings, build_parser
 from avemotion.config import FROM_SCRATCH, TrainSettings
-from avemotion.models import create_model
-from avemotion.probabilities import softmax
-from avemotion.speakers import (
+from avemotion.runtime.probabilities import softmax
+from avemotion.runtime.speakers import (
     SpeakerHead,
     SpeakerNormError,
     fit_speaker_head,
     require_speakers,
     standardised_by_speaker,
 )
-from avemotion.train import EmotionModule, SpectrogramMasks
+from avemotion.training.models import create_model
+from avemotion.training.train import EmotionModule, SpectrogramMasks
 
 
 def test_each_speakers_features_are_standardised_with_that_speakers_statistics():

@@ -12,18 +12,12 @@ import pytest
 pytest.importorskip("ctranslate2", reason="speech encoders need the speech install: pip install 'avemotion[speech]'")
 pytest.importorskip("transformers", reason="speech encoders need the speech install: pip install 'avemotion[speech]'")
 
-from avemotion.checkpoint import load_checkpoint  # noqa: E402
 from avemotion.config import TrainSettings, recipe  # noqa: E402
 from avemotion.datasets.cremad import EMOTIONS  # noqa: E402
 from avemotion.errors import WeightsUnavailable  # noqa: E402
-from avemotion.export import export_onnx  # noqa: E402
-from avemotion.inputs import FeatureSettings  # noqa: E402
-from avemotion.models import create_model  # noqa: E402
-from avemotion.predict import load  # noqa: E402
-from avemotion.preprocess import FeatureCache  # noqa: E402
-from avemotion.registry import MODELS, ModelSettings, model_settings  # noqa: E402
-from avemotion.samples import sample_videos  # noqa: E402
-from avemotion.speech import (  # noqa: E402
+from avemotion.media.inputs import FeatureSettings  # noqa: E402
+from avemotion.media.preprocess import FeatureCache  # noqa: E402
+from avemotion.media.speech import (  # noqa: E402
     SPEECH_RATE,
     LazySpeechEncoder,
     WeightsMismatch,
@@ -31,7 +25,13 @@ from avemotion.speech import (  # noqa: E402
     mean_and_std,
     voiced,
 )
-from avemotion.train import train  # noqa: E402
+from avemotion.registry import MODELS, ModelSettings, model_settings  # noqa: E402
+from avemotion.runtime.predict import load  # noqa: E402
+from avemotion.samples import sample_videos  # noqa: E402
+from avemotion.training.checkpoint import load_checkpoint  # noqa: E402
+from avemotion.training.export import export_onnx  # noqa: E402
+from avemotion.training.models import create_model  # noqa: E402
+from avemotion.training.train import train  # noqa: E402
 
 from conftest import TEST_IMAGE_SIZE, check_predict_export_and_timeline  # noqa: E402
 
@@ -148,7 +148,7 @@ def test_a_voice_longer_than_whisper_s_window_is_encoded_in_chunks(encoders):
 def test_a_shared_encoder_loads_once_and_embeds_from_several_threads_at_once(encoders, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    import avemotion.speech as speech
+    import avemotion.media.speech as speech
 
     loads = []
     original = speech.load_speech_encoder
@@ -181,9 +181,9 @@ def test_without_weights_offline_one_paragraph_says_how_to_get_them(monkeypatch,
 def test_the_voice_activity_detector_streams_as_one_pass_and_tells_speech_from_noise():
     from faster_whisper.vad import get_vad_model
 
-    from avemotion.features import load_audio
+    from avemotion.media.features import load_audio
+    from avemotion.media.voice_activity import FRAME, VoiceActivity
     from avemotion.samples import sample_audio
-    from avemotion.voice_activity import FRAME, VoiceActivity
 
     speech = np.concatenate([load_audio(path) for path in sample_audio()])
     whole = np.asarray(get_vad_model()(speech[: len(speech) // FRAME * FRAME])).ravel() >= 0.5
@@ -308,8 +308,8 @@ def test_an_exported_whisper_model_predicts_without_torch(trained, tmp_path):
 def test_the_server_and_its_camera_mode_run_a_speech_model(trained):
     from fastapi.testclient import TestClient
 
-    from avemotion.features import load_audio
-    from avemotion.serve import create_app
+    from avemotion.media.features import load_audio
+    from avemotion.runtime.serve import create_app
 
     classifier = load(trained["whisper"] / "model.ckpt")
     client = TestClient(create_app(classifier))

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from avemotion.datasets.cremad import EMOTIONS
-from avemotion.splits import SplitError, actor_folds, actor_split, random_split
+from avemotion.datasets.splits import SplitError, actor_folds, actor_split, random_split
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avemotion import synth
 from avemotion.cli import main
+from avemotion.datasets import synth
 from avemotion.datasets.cremad import EMOTIONS
-from avemotion.eda import run_eda
-from avemotion.features import FeatureSettings, extract_features, load_audio
-from avemotion.index import index_dataset
-from avemotion.synth import FACES, VOICES, SynthSettings, design, make_actors, render_voice, write_corpus
+from avemotion.datasets.eda import run_eda
+from avemotion.datasets.index import index_dataset
+from avemotion.datasets.synth import (
+    FACES,
+    VOICES,
+    SynthSettings,
+    design,
+    make_actors,
+    render_voice,
+    write_corpus,
+)
+from avemotion.media.features import FeatureSettings, extract_features, load_audio
 
 from conftest import SHARED_METADATA
 

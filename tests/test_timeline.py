@@ -12,12 +12,20 @@ import pytest
 from avemotion.cli import main
 from avemotion.config import TimelineSettings
 from avemotion.datasets.cremad import EMOTIONS
-from avemotion.features import FaceBoxes, FeatureSettings, MediaError, frame_positions, load_audio, log_mel, to_rgb
-from avemotion.export import export_onnx
-from avemotion.predict import load
+from avemotion.datasets.synth import concatenate_clips, write_media
+from avemotion.media.features import (
+    FaceBoxes,
+    FeatureSettings,
+    MediaError,
+    frame_positions,
+    load_audio,
+    log_mel,
+    to_rgb,
+)
+from avemotion.runtime.predict import load
+from avemotion.runtime.timeline import EMBED_BATCH, _Timeline, emotion_timeline, plot_timeline
 from avemotion.samples import sample_audio, sample_videos
-from avemotion.synth import concatenate_clips, write_media
-from avemotion.timeline import EMBED_BATCH, _Timeline, emotion_timeline, plot_timeline
+from avemotion.training.export import export_onnx
 
 from conftest import calibrated_checkpoint
 from media import write_clip
@@ -181,10 +189,10 @@ def test_bad_inputs_give_one_clear_line(classifier, tmp_path, capsys, checkpoint
 
 
 def test_frames_larger_than_the_limit_are_refused_as_predict_refuses_them(classifier, tmp_path, monkeypatch):
-    import avemotion.features
+    import avemotion.media.features
 
     clip = write_clip(tmp_path / "wide.mp4", frames=30, size=(160, 120))
-    monkeypatch.setattr(avemotion.features, "MAX_FRAME_PIXELS", 100 * 100)  # 8K, scaled down to the clip
+    monkeypatch.setattr(avemotion.media.features, "MAX_FRAME_PIXELS", 100 * 100)  # 8K, scaled down to the clip
     with pytest.raises(MediaError, match="wide.mp4: 160x120 video is larger than this tool reads"):
         classifier.timeline(clip)
 

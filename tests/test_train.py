@@ -12,18 +12,18 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 from torch.utils.data import DataLoader, Dataset
 
-from avemotion.checkpoint import load_checkpoint
 from avemotion.cli import main
-from avemotion.compare import compare_runs
 from avemotion.datasets.cremad import EMOTIONS
-from avemotion.embeddings import EmbeddingCache
-from avemotion.evaluate import classification_metrics, crowd_agreement, evaluate_run
-from avemotion.index import index_dataset, write_metadata
-from avemotion.models import EmotionNet, create_model
-from avemotion.preprocess import entry_keys
+from avemotion.datasets.index import index_dataset, write_metadata
+from avemotion.media.preprocess import entry_keys
 from avemotion.registry import model_settings
-from avemotion.runs import RunFolder
-from avemotion.train import EmotionModule, TrainSettings, fit, train
+from avemotion.training.checkpoint import load_checkpoint
+from avemotion.training.compare import compare_runs
+from avemotion.training.embeddings import EmbeddingCache
+from avemotion.training.evaluate import classification_metrics, crowd_agreement, evaluate_run
+from avemotion.training.models import EmotionNet, create_model
+from avemotion.training.runs import RunFolder
+from avemotion.training.train import EmotionModule, TrainSettings, fit, train
 
 from test_eda import assert_valid_png
 

@@ -14,8 +14,8 @@ from avemotion.config import (
     FROM_SCRATCH,
     FROZEN_SPEECH,
     SCHEDULES,
-    STILL_IMAGE,
     SPLIT_KINDS,
+    STILL_IMAGE,
     DemoSettings,
     ServeSettings,
     TimelineSettings,
@@ -24,11 +24,11 @@ from avemotion.config import (
 )
 from avemotion.csvfiles import to_csv_text, write_csv
 from avemotion.datasets import CORPORA
+from avemotion.datasets.synth import LAYOUTS, SynthSettings
 from avemotion.errors import AvemotionError
-from avemotion.inputs import FeatureSettings
+from avemotion.media.inputs import FeatureSettings
 from avemotion.registry import ModelSettings, hybrids, list_models, model_settings
 from avemotion.settings import default_of, help_of
-from avemotion.synth import LAYOUTS, SynthSettings
 
 # What the `train` extra installs: training, evaluation, export and checkpoints need them; predicting
 # and serving an exported ONNX model do not.
@@ -36,7 +36,7 @@ TRAINING_PACKAGES = frozenset({"torch", "timm", "lightning", "sklearn", "onnx", 
 
 
 def _index(args: argparse.Namespace) -> int:
-    from avemotion.index import index_dataset, write_metadata
+    from avemotion.datasets.index import index_dataset, write_metadata
 
     result = index_dataset(args.data_dir, args.dataset, args.documents)
     print(f"dataset: {result.dataset}")
@@ -67,8 +67,8 @@ def _write_problems(result, output: Path) -> None:
 
 
 def _eda(args: argparse.Namespace) -> int:
-    from avemotion.eda import run_eda
-    from avemotion.index import read_metadata
+    from avemotion.datasets.eda import run_eda
+    from avemotion.datasets.index import read_metadata
 
     report = run_eda(read_metadata(args.metadata), args.output)
     print(f"wrote {report}")
@@ -86,8 +86,8 @@ def _feature_settings(args: argparse.Namespace) -> FeatureSettings:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from avemotion.index import read_metadata
-    from avemotion.preprocess import preprocess
+    from avemotion.datasets.index import read_metadata
+    from avemotion.media.preprocess import preprocess
 
     settings = _feature_settings(args)
     report = preprocess(read_metadata(args.metadata), args.cache, settings, workers=args.workers)
@@ -108,9 +108,9 @@ def _train_settings(args: argparse.Namespace) -> TrainSettings:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from avemotion.index import read_metadata
-    from avemotion.preprocess import FeatureCache
-    from avemotion.train import train
+    from avemotion.datasets.index import read_metadata
+    from avemotion.media.preprocess import FeatureCache
+    from avemotion.training.train import train
 
     settings = _train_settings(args)
     if settings.model.still_image and not settings.freeze_backbones:
@@ -135,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _metrics_line(metrics: dict) -> str:
     """Test metrics in one line; mean ± std for cross-validation."""
-    from avemotion.evaluate import SCORES
+    from avemotion.training.evaluate import SCORES
 
     if "folds" in metrics:
         return f"{metrics['folds']}-fold: " + ", ".join(
@@ -144,7 +144,7 @@ def _metrics_line(metrics: dict) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from avemotion.evaluate import evaluate_run
+    from avemotion.training.evaluate import evaluate_run
 
     metrics, out_dir = evaluate_run(args.run_dir, args.metadata, args.cache, args.output, weights=args.weights)
     if "cross_corpus" in metrics:
@@ -166,7 +166,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from avemotion.compare import compare_runs
+    from avemotion.training.compare import compare_runs
 
     outputs = compare_runs(args.runs, args.output)
     print(outputs["table1_md"].read_text())
@@ -175,7 +175,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from avemotion.predict import expand_inputs, load
+    from avemotion.runtime.predict import expand_inputs, load
 
     classifier = load(args.checkpoint, onnx=args.onnx, weights=args.weights)
     paths = expand_inputs(args.clips, classifier.card.extensions)
@@ -210,8 +210,8 @@ def _format_predictions(results, labels: list[str], style: str) -> str:
 
 
 def _timeline(args: argparse.Namespace) -> int:
-    from avemotion.predict import load
-    from avemotion.timeline import emotion_timeline, share_of_time, write_timeline
+    from avemotion.runtime.predict import load
+    from avemotion.runtime.timeline import emotion_timeline, share_of_time, write_timeline
 
     classifier = load(args.model, weights=args.weights)
     settings = _settings_from(args, TimelineSettings)
@@ -227,21 +227,21 @@ def _timeline(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from avemotion.export import export_onnx
+    from avemotion.training.export import export_onnx
 
     print(f"wrote {export_onnx(args.checkpoint, args.output)}")
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from avemotion.serve import serve
+    from avemotion.runtime.serve import serve
 
     serve(args.checkpoint, _settings_from(args, ServeSettings), onnx=args.onnx, weights=args.weights)
     return 0
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from avemotion.synth import write_corpus
+    from avemotion.datasets.synth import write_corpus
 
     count = write_corpus(args.output, _settings_from(args, SynthSettings), names_file=args.design,
                          workers=args.workers)
@@ -250,7 +250,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from avemotion.models import describe_models
+    from avemotion.training.models import describe_models
 
     print(describe_models(FeatureSettings(frame_size=args.frame_size)))
     return 0

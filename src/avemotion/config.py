@@ -125,7 +125,7 @@ def from_scratch(settings: TrainSettings, given: frozenset[str] = frozenset()) -
     return replace(settings, **{name: value for name, value in FROM_SCRATCH.items() if name not in given})
 
 
-# Training on a frozen pretrained speech encoder's features (avemotion.speech), computed once: the
+# Training on a frozen pretrained speech encoder's features (avemotion.media.speech), computed once: the
 # linear probe, the last layer fitted in closed form on every labelled training clip (validation
 # speakers included: there is no early stopping to choose with them). Without it (--no-linear-probe)
 # the layer weights and the last layer learn by gradient descent at a rate the paper's fine-tuning

@@ -2,7 +2,7 @@
 
 The bundled real CREMA-D clips go through index → eda → preprocess → predict. Six clips of one actor
 cannot train anything, so a hybrid and its audio-only and video-only ablations train on a small
-SYNTHETIC corpus (drawn faces and generated voices with CREMA-D's names; see :mod:`avemotion.synth`)
+SYNTHETIC corpus (drawn faces and generated voices with CREMA-D's names; see :mod:`avemotion.datasets.synth`)
 with an actor-independent split, from random weights with frozen backbones; then evaluate and
 compare. Given a real dataset folder instead, the same chain runs on it and trains on it.
 """
@@ -17,20 +17,20 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from avemotion.compare import compare_runs
 from avemotion.config import FROZEN_FROM_SCRATCH, DemoSettings
 from avemotion.csvfiles import write_csv
-from avemotion.eda import run_eda
-from avemotion.evaluate import evaluate_run
-from avemotion.inputs import FRAMES, FeatureSettings
-from avemotion.index import index_dataset, write_metadata
-from avemotion.predict import Prediction, load
-from avemotion.preprocess import FeatureCache, preprocess
+from avemotion.datasets.eda import run_eda
+from avemotion.datasets.index import index_dataset, write_metadata
+from avemotion.datasets.synth import SynthSettings, write_corpus
+from avemotion.media.inputs import FRAMES, FeatureSettings
+from avemotion.media.preprocess import FeatureCache, preprocess
 from avemotion.registry import with_ablations
-from avemotion.runs import RunFolder
+from avemotion.runtime.predict import Prediction, load
 from avemotion.samples import sample_dir
-from avemotion.synth import SynthSettings, write_corpus
-from avemotion.train import train
+from avemotion.training.compare import compare_runs
+from avemotion.training.evaluate import evaluate_run
+from avemotion.training.runs import RunFolder
+from avemotion.training.train import train
 
 DEMO_REPORT = "index.html"
 

@@ -2,7 +2,7 @@
 
 A model is a video encoder (by default a timm image backbone on each frame), a temporal model over
 its frame features, an audio encoder (by default a timm image backbone on the log-Mel spectrogram)
-and a fusion of the two branches; the encoders are named in :data:`avemotion.models.ENCODERS`. The
+and a fusion of the two branches; the encoders are named in :data:`avemotion.training.models.ENCODERS`. The
 paper's two hybrids are registered with their unimodal ablations, and beside them one alternative
 temporal model and one alternative fusion that the field uses, so that each can be compared with the
 paper's choice on the same data. Pretrained speech encoders (Whisper, WavLM, HuBERT, wav2vec 2.0)
@@ -49,7 +49,7 @@ class ModelSettings:
 
     @property
     def speech_encoder(self) -> bool:
-        """Whether the audio branch is a pretrained speech encoder (avemotion.speech)."""
+        """Whether the audio branch is a pretrained speech encoder (avemotion.media.speech)."""
         return self.audio_encoder in SPEECH_FAMILIES
 
     @property
@@ -73,8 +73,8 @@ _FAMILIES = {
     "resnet18_vit": ("vit_tiny_patch16_224", "resnet18"),  # Hybrid 1: ViT-Tiny frames, ResNet-18 audio
     "effnet": ("efficientnet_b0", "efficientnet_b0"),  # Hybrid 2: EfficientNet-B0 on both
 }
-SPEECH_FAMILIES = ("whisper", "transformers")  # the encoders of avemotion.speech, in models.ENCODERS
-# Pretrained speech encoders as the audio branch (avemotion.speech), frozen: by registered short
+SPEECH_FAMILIES = ("whisper", "transformers")  # the encoders of avemotion.media.speech, in models.ENCODERS
+# Pretrained speech encoders as the audio branch (avemotion.media.speech), frozen: by registered short
 # name, the encoder family and the name its library knows it by (faster-whisper's, or the hub's).
 SPEECH_ENCODERS = {
     "whisper_tiny": ("whisper", "tiny"),

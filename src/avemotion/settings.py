@@ -2,8 +2,8 @@
 
 The command line reads both from there (see :mod:`avemotion.cli`), so a default is never restated
 and the help never drifts from the code. Each stage's settings live with the stage
-(:class:`~avemotion.features.FeatureSettings`, :class:`~avemotion.registry.ModelSettings`,
-:class:`~avemotion.synth.SynthSettings`), except those of the stages whose modules import the
+(:class:`~avemotion.media.features.FeatureSettings`, :class:`~avemotion.registry.ModelSettings`,
+:class:`~avemotion.datasets.synth.SynthSettings`), except those of the stages whose modules import the
 deep-learning or web stack, which are in :mod:`avemotion.config`.
 """
 

@@ -3,7 +3,9 @@
 
 A corpus is recognised from its file names (the one whose name pattern most media files match), or
 from its layout (a folder per label) when no corpus's names match; ``--dataset NAME`` forces one. A
-CSV manifest describes any other corpus row by row.
+CSV manifest describes any other corpus row by row. Beside the readers: the index that turns a
+corpus into its clip table (:mod:`~avemotion.datasets.index`), the splits, the exploratory
+analysis and the synthetic corpus. No torch.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from avemotion.datasets import cremad, fer2013, manifest, ravdess
-from avemotion.errors import UsageError
-from avemotion.datasets.vocabulary import CANONICAL_EMOTIONS, canonical, shared_labels
 from avemotion.datasets.listing import Listing
+from avemotion.datasets.vocabulary import CANONICAL_EMOTIONS, canonical, shared_labels
+from avemotion.errors import UsageError
 
 __all__ = ["CANONICAL_EMOTIONS", "CORPORA", "Corpus", "canonical", "corpus", "corpus_labels",
            "recognise", "shared_labels"]

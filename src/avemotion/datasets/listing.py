@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.inputs import CLIP_MODALITIES
+from avemotion.media.inputs import CLIP_MODALITIES
 
 # In order of preference when one clip exists in several formats.
 VIDEO_EXTENSIONS = (".mp4", ".flv", ".webm", ".mov", ".mkv", ".avi")

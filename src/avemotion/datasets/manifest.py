@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemotion.errors import AvemotionError
 from avemotion.datasets.listing import (
     MEDIA_EXTENSIONS,
     MODALITIES,
@@ -27,6 +26,7 @@ from avemotion.datasets.listing import (
     modality_of_file,
     table_columns,
 )
+from avemotion.errors import AvemotionError
 
 NAME = "manifest"
 FOLDERS = "folders"

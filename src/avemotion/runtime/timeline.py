@@ -14,7 +14,7 @@ grid frames and samples of windows not yet finished are held, so memory stays bo
 length.
 
 The classifier judges all the windows' outputs together at the end: a speaker-normalised one
-(:class:`~avemotion.predict.SpeakerNormalisedClassifier`) takes the recording as one person's, every
+(:class:`~avemotion.runtime.predict.SpeakerNormalisedClassifier`) takes the recording as one person's, every
 window's features standardised with the statistics of all the windows' (the recording must be at
 least `speakers.MIN_SPEAKER_WINDOWS` windows long). Those outputs are what it holds to the end: 2 kB a window for the ResNet-18 audio model, 15 MB for an hour at a 0.5 s hop.
 """
@@ -33,20 +33,20 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from avemotion.config import TimelineSettings
 from avemotion.csvfiles import write_csv
 from avemotion.errors import UsageError
-from avemotion.config import TimelineSettings
-from avemotion.features import (
+from avemotion.media.features import (
+    FaceBoxes,
     FeatureSettings,
     MediaError,
     MediaReader,
-    FaceBoxes,
     square,
     to_rgb,
     voice_inputs,
 )
-from avemotion.inputs import FRAMES, SAMPLE_RATE, network_inputs, voice_is_silent
-from avemotion.voice_activity import VoiceActivity, available
+from avemotion.media.inputs import FRAMES, SAMPLE_RATE, network_inputs, voice_is_silent
+from avemotion.media.voice_activity import VoiceActivity, available
 
 EMBED_BATCH = 16  # grid frames per image-backbone call
 WINDOW_BATCH = 32  # windows per call of the rest of the network

@@ -1,9 +1,9 @@
 """Per-clip features: RGB frames spread over the whole clip, and the log-Mel spectrogram or the
 waveform of its voice, by input name.
 
-Pure functions of a file and a :class:`~avemotion.inputs.FeatureSettings` (whose constants, 16 kHz,
+Pure functions of a file and a :class:`~avemotion.media.inputs.FeatureSettings` (whose constants, 16 kHz,
 64 Mel bins, 1024-sample FFT window, 8 frames, 224 px, sit with the input names in
-:mod:`avemotion.inputs`); preprocessing (cached, over a dataset) and prediction (one new clip) both
+:mod:`avemotion.media.inputs`); preprocessing (cached, over a dataset) and prediction (one new clip) both
 call :func:`extract_features`, so the two can never drift apart.
 """
 
@@ -24,7 +24,7 @@ from av.video.reformatter import VideoReformatter
 
 from avemotion.datasets.listing import is_image
 from avemotion.errors import AvemotionError
-from avemotion.inputs import (
+from avemotion.media.inputs import (
     DEFAULT_INPUTS,
     FRAMES,
     MEL,
@@ -63,7 +63,7 @@ class MediaError(AvemotionError, ValueError):
 
 @dataclass
 class ClipFeatures:
-    """The arrays of one clip by input name (see :mod:`avemotion.inputs`), in the cache's and the
+    """The arrays of one clip by input name (see :mod:`avemotion.media.inputs`), in the cache's and the
     model's form."""
 
     inputs: dict[str, np.ndarray]

@@ -1,6 +1,6 @@
 """One-file checkpoints that rebuild a model with no other input.
 
-A checkpoint holds the model's card (:class:`~avemotion.card.ModelCard`: name and settings, feature
+A checkpoint holds the model's card (:class:`~avemotion.runtime.card.ModelCard`: name and settings, feature
 settings, inputs, label names, window, speaker normalisation), the weights, a speaker-normalised
 model's speaker head, the epoch and the best metric, and where an encoder's weights started
 (``train --init-from``), so prediction uses exactly what training used.
@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from avemotion import __version__
-from avemotion.card import ModelCard
 from avemotion.errors import AvemotionError
-from avemotion.inputs import FeatureSettings
-from avemotion.models import EmotionNet, ModelSettings
-from avemotion.speakers import SpeakerHead, SpeakerNormalisation
+from avemotion.media.inputs import FeatureSettings
+from avemotion.runtime.card import ModelCard
+from avemotion.runtime.speakers import SpeakerHead, SpeakerNormalisation
+from avemotion.training.models import EmotionNet, ModelSettings
 
 CHECKPOINT_FORMAT = "avemotion-checkpoint"
 CHECKPOINT_VERSION = 4

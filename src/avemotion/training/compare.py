@@ -9,8 +9,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from avemotion.errors import MissingFileError
-from avemotion.evaluate import SCORES
-from avemotion.runs import RunFolder
+from avemotion.training.evaluate import SCORES
+from avemotion.training.runs import RunFolder
 
 TEMPORAL_NAMES = {"lstm": "LSTM", "attention": "attention pooling"}
 FUSION_NAMES = {"concat": "", "gated": ", gated fusion"}

@@ -28,8 +28,14 @@ from tqdm import tqdm
 from avemotion.csvfiles import write_csv
 from avemotion.datasets.listing import table_modalities
 from avemotion.errors import AvemotionError, MissingFileError
-from avemotion.features import ClipFeatures, MediaError, extract_features
-from avemotion.inputs import CLIP_MODALITIES, DEFAULT_INPUTS, FeatureSettings, inputs_present, network_inputs
+from avemotion.media.features import ClipFeatures, MediaError, extract_features
+from avemotion.media.inputs import (
+    CLIP_MODALITIES,
+    DEFAULT_INPUTS,
+    FeatureSettings,
+    inputs_present,
+    network_inputs,
+)
 
 SETTINGS_FILE = "settings.json"
 FAILURES_FILE = "failures.csv"

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from avemotion.errors import AvemotionError
-from avemotion.linear_probe import LinearLayer, fit_logistic_layer
-from avemotion.probabilities import softmax
+from avemotion.runtime.linear_probe import LinearLayer, fit_logistic_layer
+from avemotion.runtime.probabilities import softmax
 
 MIN_SPEAKER_CLIPS = 2  # fewer clips than this give no statistics of the person to standardise with
 MIN_SPEAKER_WINDOWS = 4  # a long recording judged window by window needs this many windows' length

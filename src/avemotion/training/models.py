@@ -6,15 +6,15 @@ backbone on the one-channel log-Mel spectrogram, pooled), a fusion of the two, a
 to the emotion logits. The paper's temporal model is an LSTM's last hidden state and its fusion is
 concatenation with dropout. Encoders, temporal models and fusions are each a class and one line in
 ENCODERS, TEMPORAL_MODELS or FUSIONS; an encoder declares the input it reads (by name, see
-:mod:`avemotion.inputs`) and the width of its features, and takes its normalisation from its own
+:mod:`avemotion.media.inputs`) and the width of its features, and takes its normalisation from its own
 configuration. Every fusion ends in a linear `classifier` over the vector its `features` make. The
 models differ only in their :class:`ModelSettings`, registered by name in :mod:`avemotion.registry`.
 
-A pretrained speech encoder (Whisper, WavLM … : :mod:`avemotion.speech`) can be the audio branch:
+A pretrained speech encoder (Whisper, WavLM … : :mod:`avemotion.media.speech`) can be the audio branch:
 it runs outside the network, frozen, on the waveform, and only what follows it (its layer weights,
 the fusion, the head) is trained and saved.
 
-Speaker normalisation (:mod:`avemotion.speakers`) reads that vector (`clip_features`) after the
+Speaker normalisation (:mod:`avemotion.runtime.speakers`) reads that vector (`clip_features`) after the
 network, standardised with its speaker's statistics: the network itself is the same with or without it.
 """
 
@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from avemotion.errors import UsageError, WeightsUnavailable
-from avemotion.inputs import FRAME_SIZE, FRAMES, MEL, WAVEFORM, FeatureSettings, embedding_input
+from avemotion.media.inputs import FRAME_SIZE, FRAMES, MEL, WAVEFORM, FeatureSettings, embedding_input
+from avemotion.media.speech import EncoderIdentity, LazySpeechEncoder
 from avemotion.registry import MODELS, ModelSettings, list_models, model_settings
-from avemotion.speech import EncoderIdentity, LazySpeechEncoder
 
 __all__ = ["ENCODERS", "FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings",
            "WeightsUnavailable", "create_model", "list_models", "model_settings"]
@@ -172,7 +172,7 @@ PUBLISHED_SIZES = {("whisper", "tiny"): 39, ("whisper", "base"): 74, ("whisper",
 
 
 class PretrainedSpeechEncoder(Encoder):
-    """A frozen pretrained speech encoder (:mod:`avemotion.speech`) on the waveform: each layer's
+    """A frozen pretrained speech encoder (:mod:`avemotion.media.speech`) on the waveform: each layer's
     hidden states pooled over time (mean and standard deviation), then, through its `adapter`,
     the layers' softmax-weighted sum (the SUPERB protocol's learned layer weights).
 
@@ -592,7 +592,7 @@ def _count(parameters: int) -> str:
 
 def describe_input(name: str, features: FeatureSettings) -> str:
     """An input's name and batch shape, as `avemotion models` lists it."""
-    from avemotion.inputs import INPUT_DTYPES, input_shape
+    from avemotion.media.inputs import INPUT_DTYPES, input_shape
 
     shape = ", ".join(map(str, ("B", *input_shape(name, features))))
     return f"{name} ({shape}) {'dB' if name == MEL else INPUT_DTYPES[name].__name__}"

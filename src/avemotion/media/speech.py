@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from avemotion.errors import AvemotionError, UsageError, WeightsUnavailable
-from avemotion.inputs import WAVEFORM
+from avemotion.media.inputs import WAVEFORM
 
 SPEECH_INPUT = WAVEFORM  # what every speech encoder reads
 SPEECH_RATE = 16_000  # Hz: every family's input rate

@@ -1,5 +1,5 @@
 """Export: a checkpoint's network as ONNX, with its model card in the file's metadata, so that the
-file alone predicts in ONNX Runtime without PyTorch (:func:`avemotion.predict.load`)."""
+file alone predicts in ONNX Runtime without PyTorch (:func:`avemotion.runtime.predict.load`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 import torch
 
-from avemotion.checkpoint import load_checkpoint
-from avemotion.inputs import FRAMES, INPUT_DTYPES, embedding_input, input_shape
-from avemotion.models import ByName, network_inputs_of
-from avemotion.predict import ONNX_METADATA_KEY, ONNX_SPEAKER_HEAD_KEY
+from avemotion.media.inputs import FRAMES, INPUT_DTYPES, embedding_input, input_shape
+from avemotion.runtime.predict import ONNX_METADATA_KEY, ONNX_SPEAKER_HEAD_KEY
+from avemotion.training.checkpoint import load_checkpoint
+from avemotion.training.models import ByName, network_inputs_of
 
 EXAMPLE_BATCH = 2  # the traced batch; the batch axis is declared dynamic
 

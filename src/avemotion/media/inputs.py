@@ -9,7 +9,7 @@ Every stage carries a clip's inputs as a mapping from these names to arrays, nev
 - ``waveform``: float16 (waveform_samples,), its voice at 16 kHz, mono, cut or zero-padded to
   ``waveform_seconds`` (stored only for models that read it).
 
-A model's encoders declare which of them they read (:mod:`avemotion.models`). This module imports
+A model's encoders declare which of them they read (:mod:`avemotion.training.models`). This module imports
 no decoder and no deep-learning library, so the model code and the runtime share it.
 """
 

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from avemotion.datasets import canonical, cremad, ravdess
-from avemotion.index import MODALITIES
+from avemotion.datasets.index import MODALITIES
 
 # The columns always explored where a table has them, each with the order its values are shown in
 # (values outside it follow, sorted).

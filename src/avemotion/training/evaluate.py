@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from avemotion.csvfiles import read_csv, write_csv
 from avemotion.errors import UsageError
-from avemotion.runs import RunFolder
+from avemotion.training.runs import RunFolder
 
 SCORES = ("accuracy", "macro_precision", "macro_recall", "macro_f1")  # Table 1's columns
 
@@ -173,10 +173,10 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     """Recompute a run's metrics from its checkpoint alone: on its test split, or on every clip of
     another metadata table. Returns the metrics and the folder they were written to. `weights`: a
     pretrained speech encoder's local folder (default: the one the run was trained with)."""
-    from avemotion.checkpoint import load_checkpoint
-    from avemotion.index import read_metadata
-    from avemotion.preprocess import CachedClips, FeatureCache, clips_with_inputs, ensure_cached
-    from avemotion.speakers import require_speakers
+    from avemotion.datasets.index import read_metadata
+    from avemotion.media.preprocess import CachedClips, FeatureCache, clips_with_inputs, ensure_cached
+    from avemotion.runtime.speakers import require_speakers
+    from avemotion.training.checkpoint import load_checkpoint
 
     run = RunFolder(run_dir)
     config = run.read_config()

@@ -2,7 +2,7 @@
 
 It names the model and its settings, the labels its outputs stand for, the feature settings and
 inputs its clips are made with, the window a timeline judges, and whether it judges one speaker's
-clips together. A checkpoint extends it (:class:`avemotion.checkpoint.Checkpoint`), an ONNX export
+clips together. A checkpoint extends it (:class:`avemotion.training.checkpoint.Checkpoint`), an ONNX export
 carries it as JSON in its metadata, and prediction, the timeline and the server read it, so
 training and inference cannot drift apart. Imports neither torch nor a decoder.
 """
@@ -16,9 +16,9 @@ from avemotion.config import DEFAULT_WINDOW_S
 from avemotion.datasets.listing import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from avemotion.datasets.vocabulary import canonical
 from avemotion.errors import AvemotionError
-from avemotion.inputs import DEFAULT_INPUTS, INPUT_MODALITY, FeatureSettings, modalities_of
+from avemotion.media.inputs import DEFAULT_INPUTS, INPUT_MODALITY, FeatureSettings, modalities_of
+from avemotion.media.speech import EncoderIdentity
 from avemotion.registry import MODELS, ModelSettings
-from avemotion.speech import EncoderIdentity
 
 CARD_VERSION = 3
 # Version 1 (ONNX exports before encoders had names) held the model's name and modalities only;
@@ -38,7 +38,7 @@ class ModelCard:
     feature_settings: FeatureSettings
     inputs: tuple[str, ...] = DEFAULT_INPUTS  # the names of the inputs the network reads, in order
     window_seconds: float | None = None  # typical clip length of the training corpus, when known
-    speaker_norm: bool = False  # judges one speaker's clips together (avemotion.speakers)
+    speaker_norm: bool = False  # judges one speaker's clips together (avemotion.runtime.speakers)
     # the pretrained encoders that run outside the network (speech encoders), by branch
     encoders: dict[str, EncoderIdentity] = field(default_factory=dict)
 

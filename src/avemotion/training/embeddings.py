@@ -19,14 +19,14 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from avemotion.inputs import network_inputs
-from avemotion.models import EmotionNet
-from avemotion.preprocess import (
+from avemotion.media.inputs import network_inputs
+from avemotion.media.preprocess import (
     FeatureCache,
     entry_keys,
     remove_partial_files,
     write_npz_atomically,
 )
+from avemotion.training.models import EmotionNet
 
 EMBEDDING_BATCH = 16  # clips per backbone call while filling the cache
 CALIBRATION_CLIPS = 256  # training clips whose statistics replace a random backbone's

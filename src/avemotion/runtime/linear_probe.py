@@ -3,7 +3,7 @@
 A multinomial logistic regression with an L2 penalty (scikit-learn's, on features scaled to unit
 variance over the training clips), folded into one linear layer: what speech studies do with a
 frozen pretrained encoder's pooled features, and what the speaker head of speaker normalisation
-(:mod:`avemotion.speakers`) is. No learning rate, no epochs, no early stopping: the same features
+(:mod:`avemotion.runtime.speakers`) is. No learning rate, no epochs, no early stopping: the same features
 always give the same layer, and every labelled clip (validation speakers too) can train it.
 """
 

@@ -3,7 +3,7 @@
 The recipe (AdamW, cross-entropy, early stopping on validation loss, the best weights restored and
 used on the test split; from random weights a one-cycle schedule, spectrogram masks and mixup) is
 a :class:`~avemotion.config.TrainSettings`; the run folder's layout is
-:class:`~avemotion.runs.RunFolder`'s. The labels are the corpus's (:func:`corpus_labels`): the
+:class:`~avemotion.training.runs.RunFolder`'s. The labels are the corpus's (:func:`corpus_labels`): the
 model's head has one output per label, and the checkpoint carries them.
 """
 
@@ -28,15 +28,22 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from avemotion.augment import jitter_frames
-from avemotion.csvfiles import read_csv, write_csv
-from avemotion.errors import UsageError
-from avemotion.checkpoint import Checkpoint, save_checkpoint
 from avemotion.config import TrainSettings
+from avemotion.csvfiles import read_csv, write_csv
 from avemotion.datasets import corpus_labels
 from avemotion.datasets.listing import is_image
-from avemotion.embeddings import Embeddings, clip_features_of_frozen, prepare_frozen_backbones
-from avemotion.evaluate import (
+from avemotion.datasets.splits import actor_folds, make_split
+from avemotion.errors import UsageError
+from avemotion.media.features import typical_duration
+from avemotion.media.inputs import FRAMES, MEL
+from avemotion.media.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
+from avemotion.media.speech import SPEECH_RATE
+from avemotion.runtime.linear_probe import PROBE_C, fit_logistic_layer
+from avemotion.runtime.speakers import SPEAKER_HEAD_C, SpeakerNormalisation, require_speakers
+from avemotion.training.augment import jitter_frames
+from avemotion.training.checkpoint import Checkpoint, save_checkpoint
+from avemotion.training.embeddings import Embeddings, clip_features_of_frozen, prepare_frozen_backbones
+from avemotion.training.evaluate import (
     clip_features,
     plot_loss_curves,
     predict_probabilities,
@@ -44,16 +51,9 @@ from avemotion.evaluate import (
     summarise_folds,
     write_evaluation,
 )
-from avemotion.features import typical_duration
-from avemotion.inputs import FRAMES, MEL
-from avemotion.linear_probe import PROBE_C, fit_logistic_layer
-from avemotion.speech import SPEECH_RATE
-from avemotion.models import EmotionNet, model_inputs
-from avemotion.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
-from avemotion.runs import RunFolder
-from avemotion.speakers import SPEAKER_HEAD_C, SpeakerNormalisation, require_speakers
-from avemotion.splits import actor_folds, make_split
-from avemotion.transfer import BRANCH, init_frame_encoder
+from avemotion.training.models import EmotionNet, model_inputs
+from avemotion.training.runs import RunFolder
+from avemotion.training.transfer import BRANCH, init_frame_encoder
 
 __all__ = ["EmotionModule", "TrainSettings", "TrainingInterrupted", "fit", "train", "train_one"]
 
@@ -269,7 +269,7 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
 
 @torch.no_grad()
 def fit_linear_probe(model: EmotionNet, parts: list[Embeddings], num_classes: int) -> None:
-    """Fit the model's last layer in closed form (:mod:`avemotion.linear_probe`) on the clip
+    """Fit the model's last layer in closed form (:mod:`avemotion.runtime.linear_probe`) on the clip
     features of these parts' cached embeddings."""
     model.eval()
     features = torch.cat([model.clip_features_from_embeddings(part.embeddings) for part in parts]).numpy()

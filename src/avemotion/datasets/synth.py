@@ -23,8 +23,8 @@ import numpy as np
 import soxr
 from tqdm import tqdm
 
-from avemotion.errors import UsageError
 from avemotion.datasets.cremad import EMOTIONS, STATEMENTS
+from avemotion.errors import UsageError
 from avemotion.settings import setting
 
 FPS = 30
@@ -235,7 +235,7 @@ def concatenate_clips(sources: list[Path], out: Path, seconds: float, fps: int =
     """A long video (MPEG-4 + AAC at 16 kHz) of the given clips one after another, looped until it
     lasts `seconds`: real faces and voices whose emotion changes at every clip boundary. Encoded
     as it is decoded, so memory stays small. Returns each piece's (start, end, source)."""
-    from avemotion.features import load_audio
+    from avemotion.media.features import load_audio
 
     pieces, elapsed, index, audio_pts = [], 0.0, 0, 0
     with av.open(str(out), "w") as container:

@@ -28,9 +28,9 @@ from starlette.concurrency import run_in_threadpool
 
 from avemotion.config import ServeSettings, TimelineSettings
 from avemotion.datasets.listing import IMAGE_EXTENSIONS
-from avemotion.inputs import FRAMES
-from avemotion.predict import EmotionClassifier, load
-from avemotion.speakers import SpeakerNormError
+from avemotion.media.inputs import FRAMES
+from avemotion.runtime.predict import EmotionClassifier, load
+from avemotion.runtime.speakers import SpeakerNormError
 
 MB = 1 << 20  # bytes
 CAMERA_HOP_S = TimelineSettings().hop  # the camera mode judges a window as often as a timeline does
@@ -137,7 +137,7 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
     # the whole body may hold the upload and its multipart framing
     app.add_middleware(BodyLimit, limit=settings.max_upload_mb * MB + MULTIPART_SLACK,
                        stall_seconds=STALL_SECONDS)
-    page = resources.files("avemotion").joinpath("page.html").read_text()
+    page = resources.files("avemotion.runtime").joinpath("page.html").read_text()
     admission = Admission(settings.running_at_once(), settings.queue)
 
     @app.get("/", response_class=HTMLResponse)

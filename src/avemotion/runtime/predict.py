@@ -5,13 +5,13 @@ of a voice or a face alone), from a trained model.
     result = clf.predict("clip.mp4")        # result.label, result.probabilities
     results = clf.predict_batch([...])
 
-Features come from :func:`avemotion.features.extract_features` with the feature settings stored in
+Features come from :func:`avemotion.media.features.extract_features` with the feature settings stored in
 the checkpoint, so a clip is prepared exactly as the training clips were. The network runs in
 PyTorch from a checkpoint, or in ONNX Runtime from an exported model, whose metadata carries the
 labels and feature settings: an ONNX model alone predicts, and never imports torch. A model trained
 with speaker normalisation is a :class:`SpeakerNormalisedClassifier`, with the same interface: it
 judges several clips of one speaker together (a folder, a long recording), never one clip; its
-network gives each clip's features, and its :class:`~avemotion.speakers.SpeakerNormalisation`
+network gives each clip's features, and its :class:`~avemotion.runtime.speakers.SpeakerNormalisation`
 turns them into probabilities.
 """
 
@@ -23,16 +23,21 @@ from pathlib import Path
 
 import numpy as np
 
-from avemotion.card import CardError, ModelCard
 from avemotion.datasets.listing import VIDEO_EXTENSIONS
 from avemotion.datasets.vocabulary import canonical
 from avemotion.errors import MissingFileError, UsageError
-from avemotion.features import ClipFeatures, MediaError, extract_features, features_from_capture
-from avemotion.inputs import FRAMES, embedding_input, network_inputs, voice_is_silent
-from avemotion.probabilities import softmax
-from avemotion.speakers import (MIN_SPEAKER_CLIPS, MIN_SPEAKER_WINDOWS, SpeakerHead, SpeakerNormalisation,
-                                SpeakerNormError)
-from avemotion.speech import SPEECH_INPUT, LazySpeechEncoder
+from avemotion.media.features import ClipFeatures, MediaError, extract_features, features_from_capture
+from avemotion.media.inputs import FRAMES, embedding_input, network_inputs, voice_is_silent
+from avemotion.media.speech import SPEECH_INPUT, LazySpeechEncoder
+from avemotion.runtime.card import CardError, ModelCard
+from avemotion.runtime.probabilities import softmax
+from avemotion.runtime.speakers import (
+    MIN_SPEAKER_CLIPS,
+    MIN_SPEAKER_WINDOWS,
+    SpeakerHead,
+    SpeakerNormalisation,
+    SpeakerNormError,
+)
 
 __all__ = ["EmotionClassifier", "ModelCard", "Prediction", "SpeakerNormalisedClassifier", "expand_inputs",
            "load", "softmax"]
@@ -93,7 +98,7 @@ class EmotionClassifier:
                         weights: str | Path | None = None) -> EmotionClassifier:
         """A checkpoint's model in PyTorch, or its ONNX export (`onnx`) in ONNX Runtime; `weights`:
         a local folder of the pretrained speech encoder it was trained with (else the hub's)."""
-        from avemotion.checkpoint import load_checkpoint
+        from avemotion.training.checkpoint import load_checkpoint
 
         model, info = load_checkpoint(checkpoint, weights=weights)
         card, normalisation = info.card(), info.speaker_normalisation
@@ -127,9 +132,9 @@ class EmotionClassifier:
     def timeline(self, path: str | Path, window: float = 0.0, hop: float = 0.5, smooth: int = 1,
                  progress: bool = False):
         """The probabilities of every label over time, one row per window (a pandas DataFrame with
-        start_s, end_s, label and one column per label); see :mod:`avemotion.timeline`."""
+        start_s, end_s, label and one column per label); see :mod:`avemotion.runtime.timeline`."""
         from avemotion.config import TimelineSettings
-        from avemotion.timeline import emotion_timeline
+        from avemotion.runtime.timeline import emotion_timeline
 
         return emotion_timeline(self, path, TimelineSettings(window, hop, smooth), progress)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avemotion.checkpoint import load_checkpoint
 from avemotion.errors import UsageError
-from avemotion.models import EmotionNet
+from avemotion.training.checkpoint import load_checkpoint
+from avemotion.training.models import EmotionNet
 
 BRANCH = "video"  # the branch whose encoder transfers: the frame encoder
 
