@@ -100,6 +100,8 @@ def models(encoders):
                                       video_encoder=None, audio_encoder="transformers"),
         "fused": ModelSettings("resnet18_lstm_tiny_whisper", "resnet18", str(encoders["whisper"]),
                                audio_encoder="whisper", temporal_hidden=16, pretrained=False),
+        "tuned": ModelSettings("tiny_wavlm_tuned_audio_only", None, str(encoders["transformers"]),
+                               video_encoder=None, audio_encoder="transformers_tuned", speech_pooling="attentive"),
     }
     settings["speaker_norm"] = settings["whisper"]
     with pytest.MonkeyPatch.context() as patch:
@@ -230,6 +232,8 @@ def trained(tmp_path_factory, sample_table, models):
             plan = replace(plan, freeze_backbones=True, max_epochs=2)
         if key == "speaker_norm":  # the probe, then a speaker head that is a probe too
             plan = replace(plan, speaker_norm=True)
+        if key == "tuned":  # the fine-tuning recipe, shortened
+            plan = replace(plan, max_epochs=2, batch_size=4)
         train(sample_table, cache, root / key, plan)
         runs[key] = root / key
     return runs
@@ -252,6 +256,52 @@ def test_speech_models_train_on_embeddings_computed_once(trained, encoders):
 
 
 @pytest.mark.slow
+def test_a_fine_tuned_encoder_learns_inside_the_network_and_rebuilds_without_the_hub(
+        trained, encoders, models, monkeypatch):
+    from safetensors.torch import load_file
+
+    from avemotion.training import models as models_module
+    from avemotion.training.train import EmotionModule
+
+    config = json.loads((trained["tuned"] / "config.json").read_text())["train"]
+    assert not config["freeze_backbones"] and config["learning_rate"] == 5e-4  # the fine-tuning recipe
+    start = load_file(encoders["transformers"] / "model.safetensors")
+
+    def no_hub(*args):
+        raise AssertionError("a checkpoint rebuilds its encoder from the configuration it saved")
+
+    monkeypatch.setattr(models_module, "weights_folder", no_hub)
+    model, info = load_checkpoint(trained["tuned"] / "model.ckpt")
+    assert info.encoder_architectures["audio"]["model_type"] == "wavlm" and not info.encoders  # nothing outside
+    tuned = {name.removeprefix("encoders.audio.model."): value for name, value in model.state_dict().items()
+             if name.startswith("encoders.audio.model.")}
+    changed = {name for name, value in tuned.items() if name in start and not np.allclose(value, start[name])}
+    assert any(name.startswith("encoder.layers.") for name in changed)  # the transformer learned
+    assert not any(name.startswith("feature_extractor.") for name in changed)  # its stem stayed frozen
+    assert model.encoders["audio"].pooling.attention is not None
+    groups = EmotionModule(model, TrainSettings(model=models["tuned"], learning_rate=1e-3))._parameter_groups()
+    assert [group["lr"] for group in groups] == [1e-3, 1e-3 * model.encoders["audio"].PRETRAINED_LR_SCALE]
+
+
+def test_statistics_pooling_leaves_out_the_padding_and_attention_weighs_the_frames():
+    import torch
+
+    from avemotion.training.models import StatisticsPooling
+
+    torch.manual_seed(0)
+    frames = torch.randn(2, 10, 4)
+    mask = torch.arange(10)[None] < torch.tensor([[6], [10]])
+    plain = StatisticsPooling(4, attentive=False)(frames, mask)
+    voiced = frames[0, :6].numpy()
+    assert np.allclose(plain[0].numpy(), np.concatenate([voiced.mean(0), voiced.std(0)]), atol=1e-5)
+    attentive = StatisticsPooling(4, attentive=True)
+    padded_otherwise = frames.clone()
+    padded_otherwise[0, 6:] = 100.0
+    assert torch.allclose(attentive(frames, mask), attentive(padded_otherwise, mask))
+    assert not torch.allclose(attentive(frames, mask), plain, atol=1e-3)
+
+
+@pytest.mark.slow
 def test_a_speaker_normalised_probe_judges_one_speaker_s_clips_together(trained):
     classifier = load(trained["speaker_norm"] / "model.ckpt")
     assert classifier.card.speaker_norm and classifier.card.encoders
@@ -260,7 +310,7 @@ def test_a_speaker_normalised_probe_judges_one_speaker_s_clips_together(trained)
     assert all(abs(sum(result.probabilities.values()) - 1) < 1e-5 for result in results)
 
 
-@pytest.mark.parametrize("key", ["whisper", "transformers", "fused"])
+@pytest.mark.parametrize("key", ["whisper", "transformers", "fused", "tuned"])
 @pytest.mark.slow
 def test_predict_timeline_and_export_of_a_speech_model(trained, key, tmp_path):
     classifier, exported = check_predict_export_and_timeline(trained[key] / "model.ckpt", tmp_path)

@@ -25,9 +25,9 @@ from avemotion.config import (
 from avemotion.csvfiles import to_csv_text, write_csv
 from avemotion.datasets import CORPORA
 from avemotion.datasets.synth import LAYOUTS, SynthSettings
-from avemotion.errors import AvemotionError
+from avemotion.errors import AvemotionError, UsageError
 from avemotion.media.inputs import FeatureSettings
-from avemotion.registry import ModelSettings, hybrids, list_models, model_settings
+from avemotion.registry import SPEECH_POOLINGS, ModelSettings, hybrids, list_models, model_settings
 from avemotion.settings import default_of, help_of
 
 # What the `train` extra installs: training, evaluation, export and checkpoints need them; predicting
@@ -100,9 +100,13 @@ def _train_settings(args: argparse.Namespace) -> TrainSettings:
     trained), the from-scratch recipe; on a frozen speech encoder, its own; either way the options
     given on the command line win."""
     given = frozenset(getattr(args, "given", ()))
-    model = model_settings(args.model_name, temporal_hidden=args.temporal_hidden)
+    model = model_settings(args.model_name, temporal_hidden=args.temporal_hidden,
+                           speech_pooling=args.speech_pooling)
     if "pretrained" in given:  # else the registered model's own (still-face models start from scratch)
         model = replace(model, pretrained=args.pretrained)
+    if "speech_pooling" in given and not model.tuned_speech:
+        raise UsageError(f"{model.name}: --speech-pooling chooses how a fine-tuned speech encoder's frames "
+                         "are pooled (a *_tuned_audio_only model); this model has none")
     settings = _settings_from(args, TrainSettings, model=model)
     return recipe(settings, given=given)
 
@@ -423,6 +427,7 @@ def _add_train_parser(commands) -> None:
                                 help=help_of(TrainSettings, "jitter_frames"))
     add_setting(recipe_options, TrainSettings, "label_smoothing")
     add_setting(recipe_options, ModelSettings, "temporal_hidden", "--temporal-hidden", "--lstm-hidden")
+    add_setting(recipe_options, ModelSettings, "speech_pooling", choices=SPEECH_POOLINGS)
     data = train.add_argument_group("split")
     add_setting(data, TrainSettings, "split", choices=SPLIT_KINDS)
     add_setting(data, TrainSettings, "folds")

@@ -155,14 +155,29 @@ def still_image(settings: TrainSettings, given: frozenset[str] = frozenset()) ->
     return replace(settings, **{name: value for name, value in STILL_IMAGE.items() if name not in given})
 
 
+# Fine-tuning a pretrained speech encoder inside the network (a *_tuned_* model), the shape of
+# SpeechBrain's wav2vec 2.0 emotion recipe: small batches, a warm-up and decay, the head at 5e-4 and
+# the encoder's layers at 1/20 of it (TunedSpeechEncoder.PRETRAINED_LR_SCALE), no mixup or masks
+# (the waveform is not a spectrogram). A GPU's job: a base-size encoder is ~95 M parameters, and
+# the recipe is not measured on these machines (no pretrained transformers weights reach them).
+TUNED_SPEECH = {"learning_rate": 5e-4, "batch_size": 8, "max_epochs": 15, "schedule": "onecycle"}
+
+
+def tuned_speech(settings: TrainSettings, given: frozenset[str] = frozenset()) -> TrainSettings:
+    """The fine-tuning recipe, keeping the settings a user gave explicitly (`given`)."""
+    return replace(settings, **{name: value for name, value in TUNED_SPEECH.items() if name not in given})
+
+
 def recipe(settings: TrainSettings, given: frozenset[str] = frozenset()) -> TrainSettings:
-    """The recipe for the model: frozen speech features, a still-image model's, from scratch
-    (random weights, whole networks trained) or the paper's; the settings a user gave explicitly
-    (`given`) win."""
+    """The recipe for the model: frozen speech features, a still-image model's, a fine-tuned speech
+    encoder's, from scratch (random weights, whole networks trained) or the paper's; the settings a
+    user gave explicitly (`given`) win."""
     if settings.model.frozen_speech:
         return frozen_speech(settings, given)
     if settings.model.still_image and not settings.freeze_backbones:
         return still_image(settings, given)
+    if settings.model.tuned_speech and not settings.freeze_backbones:
+        return tuned_speech(settings, given)
     if not settings.model.pretrained and not settings.freeze_backbones:
         return from_scratch(settings, given)
     return settings

@@ -6,8 +6,9 @@ and a fusion of the two branches; the encoders are named in :data:`avemotion.tra
 paper's two hybrids are registered with their unimodal ablations, and beside them one alternative
 temporal model and one alternative fusion that the field uses, so that each can be compared with the
 paper's choice on the same data. Pretrained speech encoders (Whisper, WavLM, HuBERT, wav2vec 2.0)
-are registered as audio-only models (``whisper_base_audio_only`` …) and as the audio branch of the
-paper's video branches (``vit_lstm_whisper_base`` …). Still-face models (``resnet18_face`` …) are the
+are registered as audio-only models (``whisper_base_audio_only`` …), frozen, and as the audio
+branch of the paper's video branches (``vit_lstm_whisper_base`` …); the transformers ones also
+inside the network, fine-tuned (``wavlm_base_plus_tuned_audio_only`` …). Still-face models (``resnet18_face`` …) are the
 paper's frame encoders on one face image, trained from scratch on a face corpus.
 """
 
@@ -40,6 +41,9 @@ class ModelSettings:
     num_classes: int = 6  # emotions
     pretrained: bool = setting(True, "start the image backbones from ImageNet weights (hub, cache or "
                                "--weights); a speech encoder always runs with its pretrained weights")
+    speech_pooling: str = setting("meanstd", "how a fine-tuned speech encoder's frames become the clip's "
+                                  "features: meanstd (their mean and standard deviation) or attentive "
+                                  "(attentive statistics pooling: learned weights over the frames)")
 
     def branches(self) -> dict[str, tuple[str, str | None]]:
         """Each branch the model has ('video', 'audio'), with its encoder's name and backbone."""
@@ -49,13 +53,19 @@ class ModelSettings:
 
     @property
     def speech_encoder(self) -> bool:
-        """Whether the audio branch is a pretrained speech encoder (avemotion.media.speech)."""
-        return self.audio_encoder in SPEECH_FAMILIES
+        """Whether the audio branch is a pretrained speech encoder, frozen (avemotion.media.speech)
+        or fine-tuned."""
+        return self.audio_encoder in SPEECH_FAMILIES or self.tuned_speech
+
+    @property
+    def tuned_speech(self) -> bool:
+        """Whether the audio branch is a pretrained speech encoder inside the network, fine-tuned with it."""
+        return self.audio_encoder == TUNED_SPEECH_ENCODER
 
     @property
     def frozen_speech(self) -> bool:
         """Whether the model's only encoder is a pretrained speech encoder (nothing to fine-tune)."""
-        return self.video_encoder is None and self.speech_encoder
+        return self.video_encoder is None and self.audio_encoder in SPEECH_FAMILIES
 
     @property
     def still_image(self) -> bool:
@@ -74,6 +84,8 @@ _FAMILIES = {
     "effnet": ("efficientnet_b0", "efficientnet_b0"),  # Hybrid 2: EfficientNet-B0 on both
 }
 SPEECH_FAMILIES = ("whisper", "transformers")  # the encoders of avemotion.media.speech, in models.ENCODERS
+TUNED_SPEECH_ENCODER = "transformers_tuned"  # a transformers encoder inside the network, fine-tuned
+SPEECH_POOLINGS = ("meanstd", "attentive")
 # Pretrained speech encoders as the audio branch (avemotion.media.speech), frozen: by registered short
 # name, the encoder family and the name its library knows it by (faster-whisper's, or the hub's).
 SPEECH_ENCODERS = {
@@ -88,12 +100,13 @@ SPEECH_ENCODERS = {
 _SPEECH_HYBRID_VIDEO = {"vit_lstm": "vit_tiny_patch16_224", "effnet_lstm": "efficientnet_b0"}
 _SPEECH_HYBRID_ENCODERS = ("whisper_base", "wavlm_base_plus")
 _SPEECH_HIDDEN_LAYER_HEADS = ("whisper_base", "wavlm_base_plus")
+_TUNED_SPEECH_ENCODERS = ("wavlm_base_plus", "hubert_base", "wav2vec2_base")  # fine-tuned (a GPU's job)
 # Still-face models: the frame encoders of the paper's video branches on one image, with a head,
 # trained from scratch on a face corpus (FER2013) and a start for any video branch (--init-from).
 FACE_BACKBONES = {"resnet18_face": "resnet18", "vit_tiny_face": "vit_tiny_patch16_224",
                   "efficientnet_b0_face": "efficientnet_b0"}
 # The settings a user may change without changing which registered model it is.
-TUNABLE_FIELDS = ("temporal_hidden", "lstm_layers", "bidirectional", "dropout", "pretrained")
+TUNABLE_FIELDS = ("temporal_hidden", "lstm_layers", "bidirectional", "dropout", "pretrained", "speech_pooling")
 
 
 def _registry() -> dict[str, ModelSettings]:
@@ -117,6 +130,10 @@ def _registry() -> dict[str, ModelSettings]:
         encoder, name = SPEECH_ENCODERS[short]
         models[f"{short}_mlp_audio_only"] = ModelSettings(f"{short}_mlp_audio_only", None, name, fusion="mlp",
                                                           video_encoder=None, audio_encoder=encoder)
+    for short in _TUNED_SPEECH_ENCODERS:  # the encoder inside the network, fine-tuned with the head
+        name = f"{short}_tuned_audio_only"
+        models[name] = ModelSettings(name, None, SPEECH_ENCODERS[short][1], video_encoder=None,
+                                     audio_encoder=TUNED_SPEECH_ENCODER)
     for prefix, video in _SPEECH_HYBRID_VIDEO.items():
         for short in _SPEECH_HYBRID_ENCODERS:
             encoder, name = SPEECH_ENCODERS[short]

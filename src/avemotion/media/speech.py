@@ -206,7 +206,7 @@ def load_speech_encoder(family: str, name: str, weights: str | Path | None = Non
     from the hub or its cache. With `expected`, weights of another digest are refused."""
     if family not in FAMILIES:
         raise UsageError(f"unknown speech-encoder family {family!r}; choose one of {', '.join(FAMILIES)}")
-    folder = _weights_folder(family, name, weights)
+    folder = weights_folder(family, name, weights)
     digest = weights_digest(folder)
     if expected is not None and digest != expected.digest:
         raise WeightsMismatch(
@@ -223,7 +223,7 @@ def load_speech_encoder(family: str, name: str, weights: str | Path | None = Non
                                  f"{str(error).splitlines()[0][:200] if str(error) else ''})") from error
 
 
-def _weights_folder(family: str, name: str, weights: str | Path | None) -> Path:
+def weights_folder(family: str, name: str, weights: str | Path | None) -> Path:
     """The folder holding the encoder: `weights`, a subfolder of it named after the model, the
     name itself when it is a folder, or the hub's copy."""
     if weights is not None:

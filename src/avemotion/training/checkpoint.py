@@ -8,6 +8,7 @@ model's speaker head, the epoch and the best metric, and where an encoder's weig
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ class Checkpoint(ModelCard):
     # where an encoder's weights started, by branch (train --init-from), in words
     encoder_origins: dict[str, str] = field(default_factory=dict)
     speaker_normalisation: SpeakerNormalisation | None = None  # with speaker_norm: its last step
+    # the encoders' configurations by branch, where their settings do not rebuild them
+    encoder_architectures: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def of(cls, model: EmotionNet, features: FeatureSettings, labels: list[str],
@@ -54,7 +57,8 @@ class Checkpoint(ModelCard):
         window_seconds)."""
         return cls(model.settings, list(labels), features, model.inputs,
                    speaker_norm=speaker_normalisation is not None, encoders=model.external_identities(),
-                   speaker_normalisation=speaker_normalisation, **details)
+                   speaker_normalisation=speaker_normalisation,
+                   encoder_architectures=model.encoder_architectures(), **details)
 
 
 def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> None:
@@ -71,6 +75,7 @@ def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> No
         "metric_name": info.metric_name,
         "encoder_origins": dict(info.encoder_origins),
         "speaker_head": _speaker_head_tensors(info.speaker_normalisation),
+        "encoder_architectures": {branch: json.dumps(values) for branch, values in info.encoder_architectures.items()},
         "state_dict": model.state_dict(),
     }
     partial = path.with_name(f".{path.name}.partial")
@@ -92,9 +97,11 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu",
         info = Checkpoint(**{**vars(card), "model_settings": settings}, epoch=payload["epoch"],
                           best_metric=payload["best_metric"], metric_name=payload.get("metric_name", ""),
                           encoder_origins=payload.get("encoder_origins", {}),
-                          speaker_normalisation=_speaker_normalisation(payload, card.speaker_norm))
+                          speaker_normalisation=_speaker_normalisation(payload, card.speaker_norm),
+                          encoder_architectures={branch: json.loads(text) for branch, text
+                                                 in payload.get("encoder_architectures", {}).items()})
         model = EmotionNet(settings, image_size=card.feature_settings.frame_size, weights=weights,
-                           identities=card.encoders)
+                           identities=card.encoders, architectures=info.encoder_architectures)
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"{path}: checkpoint does not match this model code ({error})") from error

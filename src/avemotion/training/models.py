@@ -28,8 +28,15 @@ from torch import nn
 
 from avemotion.errors import UsageError, WeightsUnavailable
 from avemotion.media.inputs import FRAME_SIZE, FRAMES, MEL, WAVEFORM, FeatureSettings, embedding_input
-from avemotion.media.speech import EncoderIdentity, LazySpeechEncoder
-from avemotion.registry import MODELS, ModelSettings, list_models, model_settings
+from avemotion.media.speech import EncoderIdentity, LazySpeechEncoder, weights_folder
+from avemotion.registry import (
+    MODELS,
+    SPEECH_POOLINGS,
+    TUNED_SPEECH_ENCODER,
+    ModelSettings,
+    list_models,
+    model_settings,
+)
 
 __all__ = ["ENCODERS", "FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings",
            "WeightsUnavailable", "create_model", "list_models", "model_settings"]
@@ -90,6 +97,15 @@ class Encoder(nn.Module):
     def adapter(self) -> nn.Module | None:
         """A trainable layer between the standardised features and the fusion (None: none)."""
         return None
+
+    def architecture(self) -> dict | None:
+        """What rebuilds the encoder besides its weights, where its settings do not (a transformers
+        encoder's configuration), saved with the checkpoint; None: nothing."""
+        return None
+
+    def fine_tuned_parameters(self) -> list[nn.Parameter]:
+        """Pretrained weights that learn more slowly than the rest (a fine-tuned speech encoder's)."""
+        return []
 
 
 @register(ENCODERS, "timm_frames")
@@ -244,6 +260,123 @@ class TransformersSpeechEncoder(PretrainedSpeechEncoder):
     family = "transformers"
 
 
+@register(ENCODERS, TUNED_SPEECH_ENCODER)
+class TunedSpeechEncoder(Encoder):
+    """A transformers audio encoder (WavLM, HuBERT, wav2vec 2.0 … by hub name or folder) inside the
+    network, fine-tuned with the head (SpeechBrain's emotion recipes fine-tune wav2vec 2.0 so): the
+    waveform through it, its layers' hidden states in a learned softmax-weighted sum (as the frozen
+    family's), pooled over the voice's frames (the padding left out) by `settings.speech_pooling`.
+
+    Its convolutional feature extractor stays frozen, as fine-tuning recipes keep it; the rest learns
+    at PRETRAINED_LR_SCALE of the head's learning rate. Every weight is in the checkpoint, with the
+    encoder's configuration (`architecture`), so a checkpoint rebuilds it without the hub."""
+
+    input = WAVEFORM
+    PRETRAINED_LR_SCALE = 0.05  # pretrained layers move slowly beside the freshly initialised head
+    MIN_SAMPLES = 400  # the shortest voice the convolutional stem reads (25 ms at 16 kHz)
+
+    def __init__(self, backbone: str, settings: ModelSettings, image_size: int, weights: Path | None,
+                 architecture: dict | None = None) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        if architecture is not None:  # rebuilt from a checkpoint: its weights follow
+            config = AutoConfig.for_model(**architecture)
+            self.model, self.normalise = AutoModel.from_config(config), bool(architecture["avemotion_normalise"])
+        else:
+            folder = weights_folder("transformers", backbone, weights)
+            config = AutoConfig.from_pretrained(folder)
+            self.model = AutoModel.from_pretrained(folder) if settings.pretrained else AutoModel.from_config(config)
+            self.normalise = _normalises_waveform(folder)
+        if config.is_encoder_decoder:
+            raise UsageError(f"{backbone}: fine-tuning reads self-supervised encoders (WavLM, HuBERT, "
+                             "wav2vec 2.0); Whisper runs frozen (whisper_*_audio_only)")
+        if hasattr(self.model, "freeze_feature_encoder"):
+            self.model.freeze_feature_encoder()
+        self.backbone = backbone
+        self.layers = config.num_hidden_layers + 1  # + the input embedding
+        self.width = config.hidden_size
+        self.layer_weights = LayerWeights(self.layers)
+        self.pooling = StatisticsPooling(self.width, attentive=settings.speech_pooling == "attentive")
+        if settings.speech_pooling not in SPEECH_POOLINGS:
+            raise UsageError(f"unknown speech pooling {settings.speech_pooling!r}; choose {', '.join(SPEECH_POOLINGS)}")
+
+    @property
+    def dim(self) -> int:
+        return 2 * self.width
+
+    def architecture(self) -> dict:
+        """The encoder's configuration, saved with the checkpoint."""
+        return {**self.model.config.to_dict(), "avemotion_normalise": self.normalise}
+
+    def fine_tuned_parameters(self) -> list[nn.Parameter]:
+        return [parameter for parameter in self.model.parameters() if parameter.requires_grad]
+
+    def provenance(self) -> str:
+        size = PUBLISHED_SIZES.get(("transformers", self.backbone))
+        return (f"fine-tuned {self.backbone.split('/')[-1]}" + (f" ({size:g} M parameters)" if size else "")
+                + f" from --weights or the hub's {self.backbone!r}")
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, samples) voices zero-padded at the end -> (B, 2 × width)."""
+        waveform = waveform.float()
+        lengths = _voice_lengths(waveform).clamp(min=self.MIN_SAMPLES)
+        samples = torch.arange(waveform.shape[1], device=waveform.device)
+        voiced = samples[None] < lengths[:, None]
+        if self.normalise:  # each voice to zero mean and unit variance, as its feature extractor does
+            count = voiced.sum(dim=1, keepdim=True)
+            mean = (waveform * voiced).sum(dim=1, keepdim=True) / count
+            spread = (((waveform - mean) * voiced) ** 2).sum(dim=1, keepdim=True) / count
+            waveform = (waveform - mean) / torch.sqrt(spread + 1e-7) * voiced
+        # encoders whose stem normalises each layer (not over time) take the padding as a mask, as
+        # their feature extractors give it; the others read the zeros (every voice is padded to the
+        # same waveform_seconds in training and prediction alike)
+        masked = getattr(self.model.config, "feat_extract_norm", "group") == "layer"
+        hidden = self.model(waveform, attention_mask=voiced.long() if masked else None,
+                            output_hidden_states=True).hidden_states  # layers × (B, T, width)
+        frames = self.layer_weights(torch.stack(hidden, dim=2))  # (B, T, width)
+        counts = self.model._get_feat_extract_output_lengths(lengths)
+        mask = torch.arange(frames.shape[1], device=frames.device)[None] < counts[:, None]
+        return self.pooling(frames, mask)
+
+
+def _voice_lengths(waveform: torch.Tensor) -> torch.Tensor:
+    """Each zero-padded voice's length in samples: up to its last sample that is not zero."""
+    positions = torch.arange(1, waveform.shape[1] + 1, device=waveform.device)
+    return (positions * (waveform != 0)).amax(dim=1)
+
+
+def _normalises_waveform(folder: Path) -> bool:
+    """Whether the encoder's feature extractor standardises each voice (wav2vec 2.0's, WavLM's do)."""
+    from transformers import AutoFeatureExtractor
+
+    try:
+        return bool(getattr(AutoFeatureExtractor.from_pretrained(folder), "do_normalize", False))
+    except (OSError, ValueError):  # a folder without a feature extractor's configuration
+        return False
+
+
+class StatisticsPooling(nn.Module):
+    """Frames (B, T, D) and which of them are voice (B, T) -> (B, 2D): their mean and standard
+    deviation; with `attentive`, both weighted by a learned attention over the frames (attentive
+    statistics pooling, Okabe et al. 2018), so the frames that carry the emotion count most."""
+
+    def __init__(self, width: int, attentive: bool, hidden: int = 128) -> None:
+        super().__init__()
+        self.attention = (nn.Sequential(nn.Linear(width, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+                          if attentive else None)
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.attention is None:
+            scores = torch.zeros(mask.shape, dtype=frames.dtype, device=frames.device)
+        else:
+            scores = self.attention(frames).squeeze(-1)
+        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1).unsqueeze(-1)
+        mean = (weights * frames).sum(dim=1)
+        variance = (weights * (frames - mean.unsqueeze(1)) ** 2).sum(dim=1)
+        return torch.cat([mean, torch.sqrt(variance.clamp(min=1e-8))], dim=-1)
+
+
 class LayerWeights(nn.Module):
     """A learned softmax-weighted sum over an encoder's layers: (B, layers, D) -> (B, D)."""
 
@@ -375,9 +508,11 @@ class EmotionNet(nn.Module):
 
     def __init__(self, settings: ModelSettings, image_size: int = FRAME_SIZE,
                  weights: str | Path | None = None,
-                 identities: dict[str, EncoderIdentity] | None = None) -> None:
+                 identities: dict[str, EncoderIdentity] | None = None,
+                 architectures: dict[str, dict] | None = None) -> None:
         """`identities`: the external encoders' recorded identities by branch (a checkpoint's),
-        whose weights are then loaded on first use and checked against them."""
+        whose weights are then loaded on first use and checked against them; `architectures`:
+        the encoders' saved configurations by branch (a checkpoint's), built without the hub."""
         super().__init__()
         self.settings = settings
         weights = Path(weights) if weights is not None else None
@@ -387,6 +522,8 @@ class EmotionNet(nn.Module):
         for branch, (encoder_name, backbone) in settings.branches().items():
             cls = _lookup(ENCODERS, "encoder", encoder_name)
             extra = {"identity": identities[branch]} if identities and branch in identities else {}
+            if architectures and branch in architectures:
+                extra["architecture"] = architectures[branch]
             encoder = cls(backbone, settings, image_size, weights, **extra)
             self.encoders[branch] = encoder
             if (adapter := encoder.adapter()) is not None:
@@ -400,6 +537,15 @@ class EmotionNet(nn.Module):
         for branch, encoder in self.encoders.items():
             self.register_buffer(f"{branch}_feature_mean", torch.zeros(encoder.embedding_shape))
             self.register_buffer(f"{branch}_feature_std", torch.ones(encoder.embedding_shape))
+
+    def encoder_architectures(self) -> dict[str, dict]:
+        """The encoders' configurations a checkpoint saves, by branch (where they have one)."""
+        return {branch: architecture for branch, encoder in self.encoders.items()
+                if (architecture := encoder.architecture()) is not None}
+
+    def fine_tuned_parameters(self) -> list[nn.Parameter]:
+        """The pretrained weights that train at a fraction of the learning rate."""
+        return [parameter for encoder in self.encoders.values() for parameter in encoder.fine_tuned_parameters()]
 
     def external_identities(self) -> dict[str, EncoderIdentity]:
         """The identities of the encoders that run outside the network, by branch."""
@@ -565,10 +711,13 @@ def parameter_count(module: nn.Module | None, trainable_only: bool = False) -> i
 def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
     """A table of every registered model: encoders, parameter counts (a pretrained speech
     encoder's beside them, with where its weights come from), the inputs it reads."""
-    header = (f"{'model':<32}{'video backbone':<22}{'temporal':<11}{'audio encoder':<19}{'fusion':<8}"
+    header = (f"{'model':<34}{'video backbone':<22}{'temporal':<11}{'audio encoder':<19}{'fusion':<8}"
               f"{'params':>9}  inputs")
     lines = [header]
     for name in list_models():
+        if model_settings(name).tuned_speech:  # its architecture comes with its weights: not fetched to list
+            lines.append(_row_without_weights(model_settings(name), features))
+            continue
         model = create_model(name, image_size=features.frame_size, pretrained=False)
         settings = model.settings
         temporal = settings.temporal if model.temporal is not None else "-"
@@ -576,13 +725,22 @@ def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
         audio = model.encoders["audio"] if "audio" in model.encoders else None
         audio = "-" if audio is None else audio.short_name if audio.external else settings.audio_backbone
         lines.append(
-            f"{name:<32}{settings.video_backbone or '-':<22}{temporal:<11}{audio:<19}"
+            f"{name:<34}{settings.video_backbone or '-':<22}{temporal:<11}{audio:<19}"
             f"{fusion:<8}{_count(parameter_count(model)):>9}  "
             + " + ".join(describe_input(name, features) for name in model.inputs)
             + (" (an image: 1 frame)" if settings.still_image else "")
             + "".join(f"  + {encoder.provenance()}" for encoder in model.encoders.values() if encoder.external)
         )
     return "\n".join(lines)
+
+
+def _row_without_weights(settings: ModelSettings, features: FeatureSettings) -> str:
+    """A fine-tuned speech model's row, from its settings and its encoder's published size."""
+    size = PUBLISHED_SIZES.get(("transformers", settings.audio_backbone))
+    params = f"~{size:g}M" if size else "?"
+    inputs = " + ".join(describe_input(name, features) for name in model_inputs(settings))
+    return (f"{settings.name:<34}{'-':<22}{'-':<11}{settings.audio_backbone.split('/')[-1]:<19}{'-':<8}"
+            f"{params:>9}  {inputs}  + fine-tuned, from --weights or the hub's {settings.audio_backbone!r}")
 
 
 def _count(parameters: int) -> str:

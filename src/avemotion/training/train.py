@@ -123,17 +123,30 @@ class EmotionModule(L.LightningModule):
         return self._step(batch, "val")
 
     def configure_optimizers(self):
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        optimiser = torch.optim.AdamW(trainable, lr=self.settings.learning_rate,
-                                      weight_decay=self.settings.weight_decay)
+        groups = self._parameter_groups()
+        optimiser = torch.optim.AdamW(groups, weight_decay=self.settings.weight_decay)
         if self.settings.schedule == "constant":
             return optimiser
         if self.settings.schedule != "onecycle":
             raise UsageError(f"unknown schedule {self.settings.schedule!r}; choose constant or onecycle")
         one_cycle = torch.optim.lr_scheduler.OneCycleLR(
-            optimiser, max_lr=self.settings.learning_rate,
+            optimiser, max_lr=[group["lr"] for group in groups],
             total_steps=max(1, int(self.trainer.estimated_stepping_batches)))
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": one_cycle, "interval": "step"}}
+
+
+    def _parameter_groups(self) -> list[dict]:
+        """The trainable weights at the learning rate, a fine-tuned pretrained encoder's at its
+        encoder's fraction of it."""
+        slow = {id(parameter) for parameter in self.model.fine_tuned_parameters()}
+        trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]
+        groups = [{"params": [p for p in trainable if id(p) not in slow], "lr": self.settings.learning_rate}]
+        if slow:
+            scale = next(encoder.PRETRAINED_LR_SCALE for encoder in self.model.encoders.values()
+                         if encoder.fine_tuned_parameters())
+            groups.append({"params": [p for p in trainable if id(p) in slow],
+                           "lr": self.settings.learning_rate * scale})
+        return groups
 
 
 class EpochTimer(L.Callback):
