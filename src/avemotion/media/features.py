@@ -4,7 +4,9 @@ waveform of its voice, by input name.
 Pure functions of a file and a :class:`~avemotion.media.inputs.FeatureSettings` (whose constants, 16 kHz,
 64 Mel bins, 1024-sample FFT window, 8 frames, 224 px, sit with the input names in
 :mod:`avemotion.media.inputs`); preprocessing (cached, over a dataset) and prediction (one new clip) both
-call :func:`extract_features`, so the two can never drift apart.
+call :func:`extract_features`, so the two can never drift apart. Every file is read by one
+streaming decoder, :class:`MediaReader`, which the timeline shares, and faces are cropped by one
+rule, :class:`FaceBoxes`.
 """
 
 from __future__ import annotations
