@@ -180,7 +180,11 @@ def test_interrupted_training_resumes_from_the_last_completed_epoch(tmp_path, sa
     monkeypatch.setattr(EmotionModule, "training_step", interrupted_step)
     with pytest.raises(KeyboardInterrupt):
         train(sample_table, sample_cache, tmp_path, settings)
-    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 1
+    # the frozen backbones are rebuilt as they were, so the epoch's checkpoint holds only what learns
+    assert not any(key.startswith("model.encoders.") for key in last["state_dict"])
+    assert any(key.startswith("model.head.") for key in last["state_dict"])
 
     def counted_step(self, batch, batch_index):
         epochs_run.append(self.current_epoch)

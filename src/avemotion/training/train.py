@@ -73,6 +73,16 @@ class EmotionModule(L.LightningModule):
         if settings.freeze_backbones:
             for backbone in model.backbones():
                 backbone.requires_grad_(False)
+            # the frozen backbones are rebuilt as they were (same weights, same seed) whenever a run
+            # starts, so its epoch checkpoints leave them out (tens of megabytes an epoch otherwise)
+            self.strict_loading = False
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.settings.freeze_backbones:
+            trainable = {name for name, parameter in self.model.named_parameters() if parameter.requires_grad}
+            checkpoint["state_dict"] = {
+                key: value for key, value in checkpoint["state_dict"].items()
+                if not key.startswith("model.encoders.") or key.removeprefix("model.") in trainable}
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits from the inputs by name, or from the encoders' features by branch when frozen."""
@@ -260,7 +270,8 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
         best = fit(module, loaders["train"], loaders["val"], settings, run, resume)
         if not is_first_process():
             return {}
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"],
+                               strict=module.strict_loading)
         epoch, best_loss = _kept_epoch(run, settings)
     normalisation = None
     if settings.speaker_norm:
