@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -26,7 +27,6 @@ from avemotion.runtime.predict import load
 from avemotion.runtime.serve import create_app
 from avemotion.samples import sample_videos
 from avemotion.training.checkpoint import load_checkpoint
-from avemotion.training.export import export_onnx
 
 from conftest import TEST_IMAGE_SIZE
 from harness import CHROMIUM, fake_camera, free_port, headless_chromium, log, served
@@ -111,9 +111,18 @@ def test_bad_inputs_get_one_line_each_and_the_rest_still_print(checkpoint, tmp_p
     assert len(pd.read_csv(pd.io.common.StringIO(captured.out))) == 1
 
 
-def test_onnx_export_matches_pytorch(checkpoint, classifier, tmp_path, capsys):
-    onnx_path = tmp_path / "model.onnx"
-    assert main(["export", str(checkpoint), "-o", str(onnx_path)]) == 0
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    """The test checkpoint exported to ONNX by `avemotion export`, with its model card in the
+    file's metadata."""
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    with contextlib.redirect_stdout(io.StringIO()):  # the tests that use it read their own output
+        assert main(["export", str(checkpoint), "-o", str(path)]) == 0
+    return path
+
+
+def test_onnx_export_matches_pytorch(checkpoint, classifier, exported, capsys):
+    onnx_path = exported  # written by `avemotion export`
     onnx = load(checkpoint, onnx=onnx_path)
     torch_results = classifier.predict_batch(sample_videos())
     onnx_results = onnx.predict_batch(sample_videos())
@@ -127,10 +136,6 @@ def test_onnx_export_matches_pytorch(checkpoint, classifier, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)[0]["label"] == torch_results[1].label
 
 
-@pytest.fixture(scope="module")
-def exported(checkpoint, tmp_path_factory):
-    """The test checkpoint exported to ONNX, with its model card in the file's metadata."""
-    return export_onnx(checkpoint, tmp_path_factory.mktemp("onnx") / "model.onnx")
 
 
 # Predict with an exported model alone, from the command line and from Python, and build the web
@@ -241,7 +246,7 @@ def test_http_endpoint_refuses_bad_uploads_clearly(client):
         assert "/tmp" not in response.json()["error"]
 
 
-@contextmanager
+@contextlib.contextmanager
 def live_server(classifier, settings: ServeSettings = ServeSettings()):
     """The app served by uvicorn on a free localhost port, in a thread; yields its base URL."""
     import uvicorn
