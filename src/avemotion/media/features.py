@@ -290,10 +290,10 @@ def _decode(
         for item in media.decoded():
             if isinstance(item, av.VideoFrame):
                 held.add(item)
-            else:
-                voice.add(item, media.audio_rate)
-                if voice.full and hold is None:
-                    break  # nothing more to read
+            elif not voice.full:  # past the first MAX_VOICE_SECONDS, audio is only checked
+                voice.add(media.samples(item), media.audio_rate)
+            elif hold is None:
+                break  # nothing more to read
         else:
             media.check_complete()
         media.check_decoded()
@@ -308,8 +308,9 @@ class MediaReader:
     Opened with ``with``, it checks what the header states before decoding (a file to read, the
     tracks asked for, frames up to 8K, an audio rate a recording has), and again everything that
     decodes (a header can lie): each frame's size, one audio rate throughout, finite samples.
-    :meth:`decoded` yields each video frame as it decodes and each audio frame as mono float32
-    samples at :attr:`audio_rate`; FFmpeg's errors become a MediaError naming the file.
+    :meth:`decoded` yields each video and audio frame as it decodes, and :meth:`samples` makes an
+    audio frame the mono float32 samples at :attr:`audio_rate` it holds (a reader that keeps only
+    part of the audio converts only that); FFmpeg's errors become a MediaError naming the file.
     `reads` ends the message for a missing track (what the model that needs it reads)."""
 
     def __init__(self, path: str | Path, video: bool, audio: bool, reads: str = "") -> None:
@@ -364,9 +365,9 @@ class MediaReader:
         """The video track's stated frame rate (0 when unknown)."""
         return float(self.video.average_rate or 0) if self.video is not None else 0.0
 
-    def decoded(self) -> Iterator[av.VideoFrame | np.ndarray]:
-        """Every video frame and every audio frame's mono samples of the tracks asked for, in
-        decoding order; `frame.time` / :attr:`decoded_until` say where the stream is."""
+    def decoded(self) -> Iterator[av.VideoFrame | av.AudioFrame]:
+        """Every video and audio frame of the tracks asked for, in decoding order, each checked;
+        `frame.time` / :attr:`decoded_until` say where the stream is."""
         tracks = [track for track in (self.video, self.audio) if track is not None]
         for packet in self.container.demux(*tracks):
             for frame in packet.decode():
@@ -374,21 +375,24 @@ class MediaReader:
                 if isinstance(frame, av.VideoFrame):
                     check_frame_size(self.path, frame.width, frame.height)  # trust what decodes
                     self.video_frames += 1
-                    yield frame
                 else:
-                    yield self._samples(frame)
+                    self._check_audio(frame)
+                yield frame
 
-    def _samples(self, frame: av.AudioFrame) -> np.ndarray:
+    def _check_audio(self, frame: av.AudioFrame) -> None:
         if self.audio_rate == 0:
             self.audio_rate = frame.sample_rate
             check_rate(self.path, self.audio_rate)
         elif frame.sample_rate != self.audio_rate:
             raise MediaError(f"{self.path}: its audio changes rate ({self.audio_rate} Hz, then "
                              f"{frame.sample_rate} Hz)")
+        self.audio_samples += frame.samples
+
+    def samples(self, frame: av.AudioFrame) -> np.ndarray:
+        """An audio frame's mono float32 samples; samples that are not numbers are refused."""
         samples = mono_samples(frame)
         if not np.isfinite(samples).all():
             raise MediaError(f"{self.path}: its audio holds samples that are not finite numbers (NaN or infinite)")
-        self.audio_samples += len(samples)
         return samples
 
     def check_complete(self) -> None:

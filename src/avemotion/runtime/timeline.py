@@ -14,9 +14,10 @@ grid frames and samples of windows not yet finished are held, so memory stays bo
 length.
 
 The classifier judges all the windows' outputs together at the end: a speaker-normalised one
-(:class:`~avemotion.runtime.predict.SpeakerNormalisedClassifier`) takes the recording as one person's, every
-window's features standardised with the statistics of all the windows' (the recording must be at
-least `speakers.MIN_SPEAKER_WINDOWS` windows long). Those outputs are what it holds to the end: 2 kB a window for the ResNet-18 audio model, 15 MB for an hour at a 0.5 s hop.
+(:class:`~avemotion.runtime.predict.SpeakerNormalisedClassifier`) takes the recording as one
+person's, every window's features standardised with the statistics of all the windows' (the
+recording must be at least `speakers.MIN_SPEAKER_WINDOWS` windows long). Those outputs are what it
+holds to the end: 2 kB a window for the ResNet-18 audio model, 15 MB for an hour at a 0.5 s hop.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ class _Timeline:
                     if isinstance(item, av.VideoFrame):
                         self.pending += self.grid.add(item.time or 0.0, item)
                     else:
-                        self._voice(media.audio_rate).add(item)
+                        self._voice(media.audio_rate).add(media.samples(item))
                     if media.decoded_until > last_time + 1:
                         bar.update(round(media.decoded_until - last_time))
                         last_time = media.decoded_until
