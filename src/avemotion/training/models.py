@@ -88,6 +88,7 @@ class Encoder(nn.Module):
     dim: int
     external: bool = False
     identity: EncoderIdentity | None = None
+    PRETRAINED_LR_SCALE = 1.0  # of the learning rate, for its fine_tuned_parameters
 
     @property
     def embedding_shape(self) -> tuple[int, ...]:
@@ -104,7 +105,8 @@ class Encoder(nn.Module):
         return None
 
     def fine_tuned_parameters(self) -> list[nn.Parameter]:
-        """Pretrained weights that learn more slowly than the rest (a fine-tuned speech encoder's)."""
+        """Pretrained weights that learn more slowly than the rest, at `PRETRAINED_LR_SCALE` of the
+        learning rate (a fine-tuned speech encoder's)."""
         return []
 
 
@@ -280,17 +282,19 @@ class TunedSpeechEncoder(Encoder):
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
-        if architecture is not None:  # rebuilt from a checkpoint: its weights follow
-            config = AutoConfig.for_model(**architecture)
-            self.model, self.normalise = AutoModel.from_config(config), bool(architecture["avemotion_normalise"])
-        else:
-            folder = weights_folder("transformers", backbone, weights)
-            config = AutoConfig.from_pretrained(folder)
-            self.model = AutoModel.from_pretrained(folder) if settings.pretrained else AutoModel.from_config(config)
-            self.normalise = _normalises_waveform(folder)
+        if settings.speech_pooling not in SPEECH_POOLINGS:
+            raise UsageError(f"unknown speech pooling {settings.speech_pooling!r}; choose {', '.join(SPEECH_POOLINGS)}")
+        folder = None if architecture is not None else weights_folder("transformers", backbone, weights)
+        # rebuilt from a checkpoint, from the configuration it saved (its weights follow)
+        config = AutoConfig.for_model(**architecture) if folder is None else AutoConfig.from_pretrained(folder)
         if config.is_encoder_decoder:
             raise UsageError(f"{backbone}: fine-tuning reads self-supervised encoders (WavLM, HuBERT, "
                              "wav2vec 2.0); Whisper runs frozen (whisper_*_audio_only)")
+        if folder is None:
+            self.model, self.normalise = AutoModel.from_config(config), bool(architecture["avemotion_normalise"])
+        else:
+            self.model = AutoModel.from_pretrained(folder) if settings.pretrained else AutoModel.from_config(config)
+            self.normalise = _normalises_waveform(folder)
         if hasattr(self.model, "freeze_feature_encoder"):
             self.model.freeze_feature_encoder()
         self.backbone = backbone
@@ -298,8 +302,6 @@ class TunedSpeechEncoder(Encoder):
         self.width = config.hidden_size
         self.layer_weights = LayerWeights(self.layers)
         self.pooling = StatisticsPooling(self.width, attentive=settings.speech_pooling == "attentive")
-        if settings.speech_pooling not in SPEECH_POOLINGS:
-            raise UsageError(f"unknown speech pooling {settings.speech_pooling!r}; choose {', '.join(SPEECH_POOLINGS)}")
 
     @property
     def dim(self) -> int:
@@ -311,11 +313,6 @@ class TunedSpeechEncoder(Encoder):
 
     def fine_tuned_parameters(self) -> list[nn.Parameter]:
         return [parameter for parameter in self.model.parameters() if parameter.requires_grad]
-
-    def provenance(self) -> str:
-        size = PUBLISHED_SIZES.get(("transformers", self.backbone))
-        return (f"fine-tuned {self.backbone.split('/')[-1]}" + (f" ({size:g} M parameters)" if size else "")
-                + f" from --weights or the hub's {self.backbone!r}")
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, samples) voices zero-padded at the end -> (B, 2 × width)."""
@@ -543,10 +540,6 @@ class EmotionNet(nn.Module):
         return {branch: architecture for branch, encoder in self.encoders.items()
                 if (architecture := encoder.architecture()) is not None}
 
-    def fine_tuned_parameters(self) -> list[nn.Parameter]:
-        """The pretrained weights that train at a fraction of the learning rate."""
-        return [parameter for encoder in self.encoders.values() for parameter in encoder.fine_tuned_parameters()]
-
     def external_identities(self) -> dict[str, EncoderIdentity]:
         """The identities of the encoders that run outside the network, by branch."""
         return {branch: encoder.speech.encoder.identity if encoder.identity is None else encoder.identity
@@ -711,36 +704,31 @@ def parameter_count(module: nn.Module | None, trainable_only: bool = False) -> i
 def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
     """A table of every registered model: encoders, parameter counts (a pretrained speech
     encoder's beside them, with where its weights come from), the inputs it reads."""
-    header = (f"{'model':<34}{'video backbone':<22}{'temporal':<11}{'audio encoder':<19}{'fusion':<8}"
-              f"{'params':>9}  inputs")
-    lines = [header]
+    lines = [_row("model", "video backbone", "temporal", "audio encoder", "fusion", "params", "inputs")]
     for name in list_models():
-        if model_settings(name).tuned_speech:  # its architecture comes with its weights: not fetched to list
-            lines.append(_row_without_weights(model_settings(name), features))
+        settings = model_settings(name)
+        inputs = " + ".join(describe_input(name, features) for name in model_inputs(settings))
+        if settings.tuned_speech:  # its architecture comes with its weights: not fetched to list
+            size = PUBLISHED_SIZES.get(("transformers", settings.audio_backbone))
+            lines.append(_row(name, "-", "-", settings.audio_backbone.split("/")[-1], "-",
+                              f"~{size:g}M" if size else "?",
+                              f"{inputs}  + fine-tuned, from --weights or the hub's {settings.audio_backbone!r}"))
             continue
         model = create_model(name, image_size=features.frame_size, pretrained=False)
-        settings = model.settings
         temporal = settings.temporal if model.temporal is not None else "-"
         fusion = settings.fusion if len(model.encoders) > 1 or settings.fusion != "concat" else "-"
         audio = model.encoders["audio"] if "audio" in model.encoders else None
         audio = "-" if audio is None else audio.short_name if audio.external else settings.audio_backbone
-        lines.append(
-            f"{name:<34}{settings.video_backbone or '-':<22}{temporal:<11}{audio:<19}"
-            f"{fusion:<8}{_count(parameter_count(model)):>9}  "
-            + " + ".join(describe_input(name, features) for name in model.inputs)
-            + (" (an image: 1 frame)" if settings.still_image else "")
-            + "".join(f"  + {encoder.provenance()}" for encoder in model.encoders.values() if encoder.external)
-        )
+        lines.append(_row(
+            name, settings.video_backbone or "-", temporal, audio, fusion, _count(parameter_count(model)),
+            inputs + (" (an image: 1 frame)" if settings.still_image else "")
+            + "".join(f"  + {encoder.provenance()}" for encoder in model.encoders.values() if encoder.external)))
     return "\n".join(lines)
 
 
-def _row_without_weights(settings: ModelSettings, features: FeatureSettings) -> str:
-    """A fine-tuned speech model's row, from its settings and its encoder's published size."""
-    size = PUBLISHED_SIZES.get(("transformers", settings.audio_backbone))
-    params = f"~{size:g}M" if size else "?"
-    inputs = " + ".join(describe_input(name, features) for name in model_inputs(settings))
-    return (f"{settings.name:<34}{'-':<22}{'-':<11}{settings.audio_backbone.split('/')[-1]:<19}{'-':<8}"
-            f"{params:>9}  {inputs}  + fine-tuned, from --weights or the hub's {settings.audio_backbone!r}")
+def _row(name: str, video: str, temporal: str, audio: str, fusion: str, params: str, inputs: str) -> str:
+    """One line of `avemotion models`' table."""
+    return f"{name:<34}{video:<22}{temporal:<11}{audio:<19}{fusion:<8}{params:>9}  {inputs}"
 
 
 def _count(parameters: int) -> str:

@@ -148,15 +148,12 @@ class EmotionModule(L.LightningModule):
     def _parameter_groups(self) -> list[dict]:
         """The trainable weights at the learning rate, a fine-tuned pretrained encoder's at its
         encoder's fraction of it."""
-        slow = {id(parameter) for parameter in self.model.fine_tuned_parameters()}
-        trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]
-        groups = [{"params": [p for p in trainable if id(p) not in slow], "lr": self.settings.learning_rate}]
-        if slow:
-            scale = next(encoder.PRETRAINED_LR_SCALE for encoder in self.model.encoders.values()
-                         if encoder.fine_tuned_parameters())
-            groups.append({"params": [p for p in trainable if id(p) in slow],
-                           "lr": self.settings.learning_rate * scale})
-        return groups
+        rate = self.settings.learning_rate
+        slow_groups = [{"params": tuned, "lr": rate * encoder.PRETRAINED_LR_SCALE}
+                       for encoder in self.model.encoders.values() if (tuned := encoder.fine_tuned_parameters())]
+        slow = {id(parameter) for group in slow_groups for parameter in group["params"]}
+        rest = [parameter for parameter in self.parameters() if parameter.requires_grad and id(parameter) not in slow]
+        return [{"params": rest, "lr": rate}, *slow_groups]
 
 
 class EpochTimer(L.Callback):
