@@ -8,8 +8,9 @@ temporal model and one alternative fusion that the field uses, so that each can 
 paper's choice on the same data. Pretrained speech encoders (Whisper, WavLM, HuBERT, wav2vec 2.0)
 are registered as audio-only models (``whisper_base_audio_only`` …), frozen, and as the audio
 branch of the paper's video branches (``vit_lstm_whisper_base`` …); the transformers ones also
-inside the network, fine-tuned (``wavlm_base_plus_tuned_audio_only`` …). Still-face models (``resnet18_face`` …) are the
-paper's frame encoders on one face image, trained from scratch on a face corpus.
+inside the network, fine-tuned (``wavlm_base_plus_tuned_audio_only`` …). Still-face models
+(``resnet18_face`` …) are the paper's frame encoders on one face image, trained from scratch on a
+face corpus.
 """
 
 from __future__ import annotations

@@ -392,7 +392,8 @@ class MediaReader:
         """An audio frame's mono float32 samples; samples that are not numbers are refused."""
         samples = mono_samples(frame)
         if not np.isfinite(samples).all():
-            raise MediaError(f"{self.path}: its audio holds samples that are not finite numbers (NaN or infinite)")
+            raise MediaError(f"{self.path}: its audio holds samples that are not finite numbers "
+                             "(NaN or infinite)")
         return samples
 
     def check_complete(self) -> None:

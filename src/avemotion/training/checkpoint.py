@@ -75,7 +75,8 @@ def save_checkpoint(path: str | Path, model: EmotionNet, info: Checkpoint) -> No
         "metric_name": info.metric_name,
         "encoder_origins": dict(info.encoder_origins),
         "speaker_head": _speaker_head_tensors(info.speaker_normalisation),
-        "encoder_architectures": {branch: json.dumps(values) for branch, values in info.encoder_architectures.items()},
+        "encoder_architectures": {branch: json.dumps(values)
+                                  for branch, values in info.encoder_architectures.items()},
         "state_dict": model.state_dict(),
     }
     partial = path.with_name(f".{path.name}.partial")
@@ -111,7 +112,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu",
 def _speaker_head_tensors(normalisation: SpeakerNormalisation | None) -> dict | None:
     if normalisation is None:
         return None
-    return {"weight": torch.from_numpy(normalisation.head.weight), "bias": torch.from_numpy(normalisation.head.bias)}
+    head = normalisation.head
+    return {"weight": torch.from_numpy(head.weight), "bias": torch.from_numpy(head.bias)}
 
 
 def _speaker_normalisation(payload: dict, speaker_norm: bool) -> SpeakerNormalisation | None:
@@ -159,7 +161,8 @@ def _upgraded(payload: dict) -> dict:
     card = {"version": 2, "model_settings": settings, "labels": payload["labels"],
             "feature_settings": payload["feature_settings"], "inputs": inputs,
             "window_seconds": payload.get("window_seconds"), "speaker_norm": payload.get("speaker_norm", False)}
-    return _speaker_head_set_apart({**payload, "card": card, "state_dict": _renamed_weights(payload["state_dict"])})
+    renamed = _renamed_weights(payload["state_dict"])
+    return _speaker_head_set_apart({**payload, "card": card, "state_dict": renamed})
 
 
 def _speaker_head_set_apart(payload: dict) -> dict:

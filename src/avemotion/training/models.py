@@ -283,7 +283,8 @@ class TunedSpeechEncoder(Encoder):
         from transformers import AutoConfig, AutoModel
 
         if settings.speech_pooling not in SPEECH_POOLINGS:
-            raise UsageError(f"unknown speech pooling {settings.speech_pooling!r}; choose {', '.join(SPEECH_POOLINGS)}")
+            raise UsageError(f"unknown speech pooling {settings.speech_pooling!r}; "
+                             f"choose {', '.join(SPEECH_POOLINGS)}")
         folder = None if architecture is not None else weights_folder("transformers", backbone, weights)
         # rebuilt from a checkpoint, from the configuration it saved (its weights follow)
         config = AutoConfig.for_model(**architecture) if folder is None else AutoConfig.from_pretrained(folder)
@@ -291,7 +292,8 @@ class TunedSpeechEncoder(Encoder):
             raise UsageError(f"{backbone}: fine-tuning reads self-supervised encoders (WavLM, HuBERT, "
                              "wav2vec 2.0); Whisper runs frozen (whisper_*_audio_only)")
         if folder is None:
-            self.model, self.normalise = AutoModel.from_config(config), bool(architecture["avemotion_normalise"])
+            self.model = AutoModel.from_config(config)
+            self.normalise = bool(architecture["avemotion_normalise"])
         else:
             self.model = AutoModel.from_pretrained(folder) if settings.pretrained else AutoModel.from_config(config)
             self.normalise = _normalises_waveform(folder)
