@@ -15,7 +15,7 @@ never shipped with avemotion. Two ways to split, side by side on the same system
   actors between training and test inflates a figure.
 
 Systems: eGeMAPS + RBF SVM (on the training actors, and on training and validation), and the models
-named (by default Whisper base frozen with the linear probe; the from-scratch audio branches
+named (by default Whisper base frozen under its SVM head; the from-scratch audio branches
 `resnet18_vit_lstm_audio_only` and `effnet_lstm_audio_only` take about half an hour a fold on 2 cores,
 so name them where there is the time or a GPU). Each under the clip and the speaker-normalised
 protocol, as benchmarks/real_speech.py runs them. Printed and written (WORK/cremad_voices.json,

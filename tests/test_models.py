@@ -13,7 +13,8 @@ from avemotion.cli import main
 from avemotion.datasets.cremad import EMOTIONS
 from avemotion.media.features import FeatureSettings
 from avemotion.registry import alternatives, hybrids, model_settings, with_ablations
-from avemotion.runtime.speakers import SpeakerHead, SpeakerNormalisation
+from avemotion.runtime.linear_probe import LinearLayer
+from avemotion.runtime.speakers import SpeakerNormalisation
 from avemotion.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from avemotion.training.models import FUSIONS, TEMPORAL_MODELS, create_model, list_models, parameter_count
 
@@ -171,7 +172,7 @@ def test_the_speaker_normalisation_is_kept_apart_from_the_network_and_version_3_
     model = small_model("effnet_lstm_audio_only").eval()
     width = model.head.classifier.in_features
     generator = np.random.default_rng(0)
-    head = SpeakerHead(generator.normal(size=(len(EMOTIONS), width)).astype(np.float32),
+    head = LinearLayer(generator.normal(size=(len(EMOTIONS), width)).astype(np.float32),
                        generator.normal(size=len(EMOTIONS)).astype(np.float32))
     save_checkpoint(tmp_path / "m.ckpt", model, Checkpoint.of(model, FeatureSettings(), EMOTIONS,
                                                               SpeakerNormalisation(head)))

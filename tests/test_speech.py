@@ -103,7 +103,9 @@ def models(encoders):
         "tuned": ModelSettings("tiny_wavlm_tuned_audio_only", None, str(encoders["transformers"]),
                                video_encoder=None, audio_encoder="transformers_tuned", speech_pooling="attentive"),
     }
-    settings["speaker_norm"] = settings["whisper"]
+    # the registered speech models' head: an RBF SVM fitted in closed form, under both protocols
+    settings["svm"] = replace(settings["whisper"], name="tiny_whisper_svm_audio_only", fusion="svm")
+    settings["speaker_norm"] = settings["svm"]
     with pytest.MonkeyPatch.context() as patch:
         for model in settings.values():
             patch.setitem(MODELS, model.name, model)
@@ -230,7 +232,7 @@ def trained(tmp_path_factory, sample_table, models):
             plan = replace(plan, linear_probe=False)
         if key == "fused":  # the video branch's embeddings cached too, the LSTM and head trained
             plan = replace(plan, freeze_backbones=True, max_epochs=2)
-        if key == "speaker_norm":  # the probe, then a speaker head that is a probe too
+        if key == "speaker_norm":  # the SVM probe, then a speaker head that is an SVM too
             plan = replace(plan, speaker_norm=True)
         if key == "tuned":  # the fine-tuning recipe, shortened
             plan = replace(plan, max_epochs=2, batch_size=4)
@@ -302,15 +304,34 @@ def test_statistics_pooling_leaves_out_the_padding_and_attention_weighs_the_fram
 
 
 @pytest.mark.slow
-def test_a_speaker_normalised_probe_judges_one_speaker_s_clips_together(trained):
-    classifier = load(trained["speaker_norm"] / "model.ckpt")
+def test_a_speaker_normalised_probe_judges_one_speaker_s_clips_together(trained, tmp_path):
+    from avemotion.runtime.svm_probe import KernelLayer
+
+    checkpoint = trained["speaker_norm"] / "model.ckpt"
+    classifier = load(checkpoint)
     assert classifier.card.speaker_norm and classifier.card.encoders
+    assert isinstance(classifier.normalisation.head, KernelLayer)  # an SVM model's speaker head is one
     results = classifier.predict_batch(sample_videos())
     assert all(result.ok for result in results)
     assert all(abs(sum(result.probabilities.values()) - 1) < 1e-5 for result in results)
+    exported = load(export_onnx(checkpoint, tmp_path / "model.onnx"))  # the head in the file's metadata
+    for result, again in zip(results, exported.predict_batch(sample_videos())):
+        assert np.allclose(list(result.probabilities.values()), list(again.probabilities.values()), atol=1e-4)
 
 
-@pytest.mark.parametrize("key", ["whisper", "transformers", "fused", "tuned"])
+@pytest.mark.slow
+def test_the_svm_probe_is_fitted_in_closed_form_and_refuses_gradient_descent(trained, sample_table, tmp_path):
+    from avemotion.errors import UsageError
+    from avemotion.training.models import KernelClassifier
+
+    model, _ = load_checkpoint(trained["svm"] / "model.ckpt")
+    assert isinstance(model.head.classifier, KernelClassifier) and len(model.head.classifier.anchors) > 0
+    plan = replace(recipe(TrainSettings(model=model.settings, split="random", progress=False)), linear_probe=False)
+    with pytest.raises(UsageError, match="support-vector machine, fitted in closed form"):
+        train(sample_table, FeatureCache.open(tmp_path, FEATURES), tmp_path / "run", plan)
+
+
+@pytest.mark.parametrize("key", ["whisper", "svm", "transformers", "fused", "tuned"])
 @pytest.mark.slow
 def test_predict_timeline_and_export_of_a_speech_model(trained, key, tmp_path):
     classifier, exported = check_predict_export_and_timeline(trained[key] / "model.ckpt", tmp_path)

@@ -59,9 +59,10 @@ class TrainSettings:
                                     "encoder starts this model's video branch, with a new head for "
                                     "the new labels; with --freeze-backbones it stays as trained")
     linear_probe: bool = setting(False, "frozen encoders: fit the last layer in closed form (L2 "
-                                 "logistic regression) on the training and validation clips instead "
-                                 "of by gradient descent; the frozen speech encoders' recipe (their "
-                                 "layer weights then stay equal)")
+                                 "logistic regression, or the RBF SVM of a model whose last layer is "
+                                 "one) on the training and validation clips instead of by gradient "
+                                 "descent; the frozen speech encoders' recipe (their layer weights "
+                                 "then stay equal)")
     speaker_norm: bool = setting(False, "after training, standardise each clip's features with the "
                                  "statistics of all its speaker's clips and refit the last layer on "
                                  "them (needs several clips per speaker, also to predict)")
@@ -126,8 +127,9 @@ def from_scratch(settings: TrainSettings, given: frozenset[str] = frozenset()) -
 
 
 # Training on a frozen pretrained speech encoder's features (avemotion.media.speech), computed once: the
-# linear probe, the last layer fitted in closed form on every labelled training clip (validation
-# speakers included: there is no early stopping to choose with them). Without it (--no-linear-probe)
+# probe, the last layer fitted in closed form on every labelled training clip (validation speakers
+# included: there is no early stopping to choose with them), an RBF support-vector machine
+# (*_audio_only) or a logistic regression (*_linear_audio_only). Without it (--no-linear-probe, linear)
 # the layer weights and the last layer learn by gradient descent at a rate the paper's fine-tuning
 # recipe (5e-5, 10 epochs) would not give them, early-stopped on the validation speakers' loss.
 FROZEN_SPEECH = {"linear_probe": True, "learning_rate": 1e-3, "batch_size": 32, "max_epochs": 100,
@@ -137,7 +139,7 @@ FROZEN_SPEECH = {"linear_probe": True, "learning_rate": 1e-3, "batch_size": 32, 
 def frozen_speech(settings: TrainSettings, given: frozenset[str] = frozenset()) -> TrainSettings:
     """The frozen speech-encoder recipe, keeping the settings a user gave explicitly (`given`). A
     head with a hidden layer learns by gradient descent: the probe fits a last layer alone."""
-    recipe = {**FROZEN_SPEECH, "linear_probe": settings.model.fusion == "concat"}
+    recipe = {**FROZEN_SPEECH, "linear_probe": settings.model.fusion in ("concat", "svm")}
     return replace(settings, **{name: value for name, value in recipe.items() if name not in given})
 
 

@@ -6,7 +6,8 @@ and a fusion of the two branches; the encoders are named in :data:`avemotion.tra
 paper's two hybrids are registered with their unimodal ablations, and beside them one alternative
 temporal model and one alternative fusion that the field uses, so that each can be compared with the
 paper's choice on the same data. Pretrained speech encoders (Whisper, WavLM, HuBERT, wav2vec 2.0)
-are registered as audio-only models (``whisper_base_audio_only`` …), frozen, and as the audio
+are registered as audio-only models, frozen, under an RBF support-vector machine
+(``whisper_base_audio_only`` …) or a linear layer (``whisper_base_linear_audio_only`` …), and as the audio
 branch of the paper's video branches (``vit_lstm_whisper_base`` …); the transformers ones also
 inside the network, fine-tuned (``wavlm_base_plus_tuned_audio_only`` …). Still-face models
 (``resnet18_face`` …) are the paper's frame encoders on one face image, trained from scratch on a
@@ -125,8 +126,11 @@ def _registry() -> dict[str, ModelSettings]:
         # a learned gate weighing the two modalities instead of plain concatenation
         models[gated] = ModelSettings(gated, video, audio, fusion="gated")
     for short, (encoder, name) in SPEECH_ENCODERS.items():
-        models[f"{short}_audio_only"] = ModelSettings(f"{short}_audio_only", None, name, video_encoder=None,
-                                                      audio_encoder=encoder)
+        # frozen, under an RBF support-vector machine fitted in closed form; `_linear_`: the linear probe
+        for head, fusion in (("", "svm"), ("_linear", "concat")):
+            models[f"{short}{head}_audio_only"] = ModelSettings(f"{short}{head}_audio_only", None, name,
+                                                                fusion=fusion, video_encoder=None,
+                                                                audio_encoder=encoder)
     for short in _SPEECH_HIDDEN_LAYER_HEADS:  # the same encoder under a one-hidden-layer head
         encoder, name = SPEECH_ENCODERS[short]
         models[f"{short}_mlp_audio_only"] = ModelSettings(f"{short}_mlp_audio_only", None, name, fusion="mlp",

@@ -29,16 +29,29 @@ class LinearLayer:
     weight: np.ndarray  # float32 (classes, D)
     bias: np.ndarray  # float32 (classes,)
 
+    KIND = "linear"
+
+    @property
+    def num_classes(self) -> int:
+        return self.weight.shape[0]
+
     def logits(self, features: np.ndarray) -> np.ndarray:
         return features @ self.weight.T + self.bias
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything the layer holds, as arrays (the checkpoint's form)."""
+        return {"weight": self.weight, "bias": self.bias}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LinearLayer:
+        return cls(np.asarray(arrays["weight"], np.float32), np.asarray(arrays["bias"], np.float32))
 
     def to_json(self) -> str:
         return json.dumps({"weight": self.weight.tolist(), "bias": self.bias.tolist()})
 
     @classmethod
     def from_json(cls, text: str) -> LinearLayer:
-        values = json.loads(text)
-        return cls(np.asarray(values["weight"], np.float32), np.asarray(values["bias"], np.float32))
+        return cls.from_arrays(json.loads(text))
 
 
 def fit_logistic_layer(features: np.ndarray, targets: np.ndarray, num_classes: int, C: float) -> LinearLayer:

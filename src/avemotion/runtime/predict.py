@@ -34,9 +34,9 @@ from avemotion.runtime.probabilities import softmax
 from avemotion.runtime.speakers import (
     MIN_SPEAKER_CLIPS,
     MIN_SPEAKER_WINDOWS,
-    SpeakerHead,
     SpeakerNormalisation,
     SpeakerNormError,
+    speaker_head_from_json,
 )
 
 __all__ = ["EmotionClassifier", "ModelCard", "Prediction", "SpeakerNormalisedClassifier", "expand_inputs",
@@ -119,9 +119,9 @@ class EmotionClassifier:
                              "checkpoint: `avemotion predict CHECKPOINT --onnx MODEL.onnx`")
         try:
             card = ModelCard.from_json(metadata[ONNX_METADATA_KEY])
-            normalisation = (SpeakerNormalisation(SpeakerHead.from_json(metadata[ONNX_SPEAKER_HEAD_KEY]))
+            normalisation = (SpeakerNormalisation(speaker_head_from_json(metadata[ONNX_SPEAKER_HEAD_KEY]))
                              if card.speaker_norm else None)
-            card.check_outputs(normalisation.head.weight.shape[0] if normalisation else _output_width(session))
+            card.check_outputs(normalisation.head.num_classes if normalisation else _output_width(session))
         except CardError as error:
             raise CardError(f"{path}: {error}") from error
         except (KeyError, TypeError, ValueError) as error:

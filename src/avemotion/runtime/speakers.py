@@ -16,6 +16,7 @@ real speech give both).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from avemotion.errors import AvemotionError
 from avemotion.runtime.linear_probe import LinearLayer, fit_logistic_layer
 from avemotion.runtime.probabilities import softmax
+from avemotion.runtime.svm_probe import KernelLayer, fit_svm_layer
 
 MIN_SPEAKER_CLIPS = 2  # fewer clips than this give no statistics of the person to standardise with
 MIN_SPEAKER_WINDOWS = 4  # a long recording judged window by window needs this many windows' length
@@ -62,16 +64,34 @@ def _require_enough_clips(speakers: np.ndarray, source: str) -> None:
             f"speaker; {len(few)} speakers have fewer (first: {few[0]})")
 
 
-# The last layer of a speaker-normalised model: logits = weight · standardised features + bias.
-SpeakerHead = LinearLayer
+# The last layer of a speaker-normalised model, on the standardised features: a linear layer, or for a
+# model whose own last layer is a support-vector machine, one of those too.
+SpeakerHead = LinearLayer | KernelLayer
+SPEAKER_HEADS = {LinearLayer.KIND: LinearLayer, KernelLayer.KIND: KernelLayer}
 SPEAKER_HEAD_C = 1.0  # scikit-learn's default L2 strength for the speaker head's regression
 
 
 def fit_speaker_head(features: np.ndarray, targets: np.ndarray, num_classes: int,
-                     C: float = SPEAKER_HEAD_C) -> SpeakerHead:
+                     C: float = SPEAKER_HEAD_C) -> LinearLayer:
     """The speaker head: a multinomial logistic regression (L2 with inverse strength C, on features
     scaled to unit variance over all training clips) from standardised features to class indices."""
     return fit_logistic_layer(features, targets, num_classes, C)
+
+
+def speaker_head_from_arrays(kind: str, arrays: dict[str, np.ndarray]) -> SpeakerHead:
+    """A speaker head from its kind and its arrays (a checkpoint's form)."""
+    return _head_class(kind).from_arrays(arrays)
+
+
+def speaker_head_from_json(text: str) -> SpeakerHead:
+    """A speaker head from its JSON (an ONNX file's metadata); one without a kind is linear."""
+    return _head_class(json.loads(text).get("kind", LinearLayer.KIND)).from_json(text)
+
+
+def _head_class(kind: str) -> type[LinearLayer] | type[KernelLayer]:
+    if kind not in SPEAKER_HEADS:
+        raise ValueError(f"a speaker head of unknown kind {kind!r}")
+    return SPEAKER_HEADS[kind]
 
 
 @dataclass(frozen=True)
@@ -84,11 +104,15 @@ class SpeakerNormalisation:
 
     @classmethod
     def fit(cls, features: np.ndarray, speakers, targets: np.ndarray, fitted_rows: np.ndarray,
-            num_classes: int, C: float = SPEAKER_HEAD_C) -> SpeakerNormalisation:
+            num_classes: int, C: float = SPEAKER_HEAD_C, svm: bool = False) -> SpeakerNormalisation:
         """Fitted on the rows `fitted_rows` picks (a boolean mask) of clip features (N, D) whose
-        speakers' statistics come from all their rows here."""
+        speakers' statistics come from all their rows here: a logistic regression with inverse
+        strength C, or with `svm` an RBF support-vector machine (its C chosen on held-out speakers)."""
         standardised = standardised_by_speaker(features, speakers, "the training table")
-        return cls(fit_speaker_head(standardised[fitted_rows], targets[fitted_rows], num_classes, C))
+        features, targets = standardised[fitted_rows], targets[fitted_rows]
+        if svm:
+            return cls(fit_svm_layer(features, targets, num_classes, np.asarray(speakers)[fitted_rows]))
+        return cls(fit_speaker_head(features, targets, num_classes, C))
 
     def probabilities(self, features: np.ndarray, speakers=None, source: str = "the clips") -> np.ndarray:
         """Each clip's probabilities from its features (N, D): `speakers` name each row's speaker,

@@ -19,7 +19,8 @@ from avemotion import __version__
 from avemotion.errors import AvemotionError
 from avemotion.media.inputs import FeatureSettings
 from avemotion.runtime.card import ModelCard
-from avemotion.runtime.speakers import SpeakerHead, SpeakerNormalisation
+from avemotion.runtime.linear_probe import LinearLayer
+from avemotion.runtime.speakers import SpeakerNormalisation, speaker_head_from_arrays
 from avemotion.training.models import EmotionNet, ModelSettings
 
 CHECKPOINT_FORMAT = "avemotion-checkpoint"
@@ -113,17 +114,22 @@ def _speaker_head_tensors(normalisation: SpeakerNormalisation | None) -> dict | 
     if normalisation is None:
         return None
     head = normalisation.head
-    return {"weight": torch.from_numpy(head.weight), "bias": torch.from_numpy(head.bias)}
+    return {"kind": head.KIND, **{name: torch.from_numpy(array) for name, array in head.arrays().items()}}
 
 
 def _speaker_normalisation(payload: dict, speaker_norm: bool) -> SpeakerNormalisation | None:
     """A speaker-normalised model's last step, from its saved head (refused when it is missing)."""
     if not speaker_norm:
         return None
-    head = payload.get("speaker_head") or {}
-    if set(head) != {"weight", "bias"}:
+    head = dict(payload.get("speaker_head") or {})
+    if not head:
         raise ValueError("a speaker-normalised model without its speaker head")
-    return SpeakerNormalisation(SpeakerHead(head["weight"].float().numpy(), head["bias"].float().numpy()))
+    kind = head.pop("kind", LinearLayer.KIND)  # format 4 before kernel heads saved none
+    arrays = {name: tensor.float().numpy() for name, tensor in head.items()}
+    try:
+        return SpeakerNormalisation(speaker_head_from_arrays(kind, arrays))
+    except KeyError as missing:
+        raise ValueError(f"a speaker-normalised model whose speaker head lacks {missing}") from None
 
 
 def _read_payload(path: Path, map_location: str) -> dict:

@@ -7,7 +7,8 @@ to the emotion logits. The paper's temporal model is an LSTM's last hidden state
 concatenation with dropout. Encoders, temporal models and fusions are each a class and one line in
 ENCODERS, TEMPORAL_MODELS or FUSIONS; an encoder declares the input it reads (by name, see
 :mod:`avemotion.media.inputs`) and the width of its features, and takes its normalisation from its own
-configuration. Every fusion ends in a linear `classifier` over the vector its `features` make. The
+configuration. Every fusion ends in a `classifier` over the vector its `features` make (a linear
+layer, or for the frozen speech encoders an RBF support-vector machine fitted in closed form). The
 models differ only in their :class:`ModelSettings`, registered by name in :mod:`avemotion.registry`.
 
 A pretrained speech encoder (Whisper, WavLM … : :mod:`avemotion.media.speech`) can be the audio branch:
@@ -37,6 +38,7 @@ from avemotion.registry import (
     list_models,
     model_settings,
 )
+from avemotion.runtime.svm_probe import KernelLayer
 
 __all__ = ["ENCODERS", "FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings",
            "WeightsUnavailable", "create_model", "list_models", "model_settings"]
@@ -496,6 +498,62 @@ class HiddenLayerFusion(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.dropout(self.features(features)))
+
+
+@register(FUSIONS, "svm")
+class SupportVectorFusion(nn.Module):
+    """Concatenation, then an RBF support-vector machine as the last layer: the frozen speech
+    encoders' head, fitted in closed form by the probe (:mod:`avemotion.runtime.svm_probe`), never
+    by gradient descent."""
+
+    def __init__(self, input_dims: list[int], settings: ModelSettings) -> None:
+        super().__init__()
+        self.classifier = KernelClassifier(sum(input_dims), settings.num_classes)
+
+    def features(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The vector the classifier reads: the modalities' features side by side."""
+        return torch.cat(features, dim=1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier(self.features(features))
+
+
+class KernelClassifier(nn.Module):
+    """A :class:`~avemotion.runtime.svm_probe.KernelLayer` as a module: its arrays are buffers,
+    sized by the layer it is given (or the checkpoint it loads), so that ONNX exports it. Unfitted,
+    it has no support vectors and every logit is 0."""
+
+    _SIZED = ("anchors", "coefficients")  # their first or second axis is the count of support vectors
+
+    def __init__(self, width: int, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("scale", torch.ones(width))
+        self.register_buffer("anchors", torch.zeros(0, width))
+        self.register_buffer("coefficients", torch.zeros(num_classes, 0))
+        self.register_buffer("bias", torch.zeros(num_classes))
+        self.register_buffer("gamma", torch.tensor(1.0 / width))
+        self.register_buffer("temperature", torch.tensor(1.0))
+        self.register_buffer("C", torch.tensor(0.0))  # the penalty the probe chose: a record
+
+    def load_layer(self, layer: KernelLayer) -> None:
+        for name in ("mean", "scale", "anchors", "coefficients", "bias"):
+            setattr(self, name, torch.from_numpy(getattr(layer, name)).clone())
+        for name in ("gamma", "temperature", "C"):
+            getattr(self, name).fill_(getattr(layer, name))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for name in self._SIZED:  # take the saved machine's size before its values are copied
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        standardised = (features - self.mean) / self.scale
+        squared = ((standardised ** 2).sum(dim=1, keepdim=True) - 2 * standardised @ self.anchors.T
+                   + (self.anchors ** 2).sum(dim=1))
+        kernel = torch.exp(-self.gamma * squared.clamp_min(0.0))
+        return (kernel @ self.coefficients.T + self.bias) / self.temperature
 
 
 class EmotionNet(nn.Module):

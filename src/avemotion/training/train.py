@@ -40,6 +40,7 @@ from avemotion.media.preprocess import CachedClips, FeatureCache, clip_media, cl
 from avemotion.media.speech import SPEECH_RATE
 from avemotion.runtime.linear_probe import PROBE_C, fit_logistic_layer
 from avemotion.runtime.speakers import SPEAKER_HEAD_C, SpeakerNormalisation, require_speakers
+from avemotion.runtime.svm_probe import fit_svm_layer
 from avemotion.training.augment import jitter_frames
 from avemotion.training.checkpoint import Checkpoint, save_checkpoint
 from avemotion.training.embeddings import Embeddings, clip_features_of_frozen, prepare_frozen_backbones
@@ -51,7 +52,7 @@ from avemotion.training.evaluate import (
     summarise_folds,
     write_evaluation,
 )
-from avemotion.training.models import EmotionNet, model_inputs
+from avemotion.training.models import EmotionNet, KernelClassifier, model_inputs
 from avemotion.training.runs import RunFolder
 from avemotion.training.transfer import BRANCH, init_frame_encoder
 
@@ -248,6 +249,9 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     if settings.linear_probe and not settings.freeze_backbones:
         raise UsageError("the linear probe fits the last layer on frozen encoders' features: "
                          "add --freeze-backbones")
+    if settings.model.fusion == "svm" and not settings.linear_probe:
+        raise UsageError(f"{settings.model.name}'s last layer is a support-vector machine, fitted in "
+                         "closed form: leave out --no-linear-probe (or choose its _linear_ model)")
     if is_first_process():
         _write_config(run, settings, cache, metadata_path)
     parts = {name: table[split.to_numpy() == name] for name in ("train", "val", "test")}
@@ -261,7 +265,7 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     if settings.linear_probe:
         if not is_first_process():
             return {}
-        fit_linear_probe(model, [datasets["train"], datasets["val"]], len(labels))
+        fit_probe(model, [datasets["train"], datasets["val"]], [parts["train"], parts["val"]], len(labels))
         epoch, best_loss = 0, None
     else:
         best = fit(module, loaders["train"], loaders["val"], settings, run, resume)
@@ -289,15 +293,28 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
 
 
 @torch.no_grad()
-def fit_linear_probe(model: EmotionNet, parts: list[Embeddings], num_classes: int) -> None:
-    """Fit the model's last layer in closed form (:mod:`avemotion.runtime.linear_probe`) on the clip
-    features of these parts' cached embeddings."""
+def fit_probe(model: EmotionNet, parts: list[Embeddings], tables: list[pd.DataFrame], num_classes: int) -> None:
+    """Fit the model's last layer in closed form on the clip features of these parts' cached
+    embeddings (their clips are the tables' rows): an RBF support-vector machine where the model's
+    classifier is one (:mod:`avemotion.runtime.svm_probe`, its penalty chosen on held-out speakers),
+    a logistic regression otherwise (:mod:`avemotion.runtime.linear_probe`)."""
     model.eval()
     features = torch.cat([model.clip_features_from_embeddings(part.embeddings) for part in parts]).numpy()
     targets = torch.cat([part.targets for part in parts]).numpy()
+    classifier = model.head.classifier
+    if isinstance(classifier, KernelClassifier):
+        classifier.load_layer(fit_svm_layer(features, targets, num_classes, _speakers(pd.concat(tables))))
+        return
     layer = fit_logistic_layer(features, targets, num_classes, PROBE_C)
-    model.head.classifier.weight.copy_(torch.from_numpy(layer.weight))
-    model.head.classifier.bias.copy_(torch.from_numpy(layer.bias))
+    classifier.weight.copy_(torch.from_numpy(layer.weight))
+    classifier.bias.copy_(torch.from_numpy(layer.bias))
+
+
+def _speakers(table: pd.DataFrame) -> np.ndarray | None:
+    """Each clip's speaker, or None where some clip has none (a manifest without speakers)."""
+    if "actor_id" not in table or table["actor_id"].isna().any():
+        return None
+    return table["actor_id"].astype(str).to_numpy()
 
 
 def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.Series,
@@ -307,7 +324,8 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
     features; returns it and the test clips' probabilities (in the table's order). With the linear
     probe's recipe the speaker head is a probe too: fitted on the validation clips as well, with the
     probe's penalty (on the validation speakers of RAVDESS and CREMA-D, C = 0.1 beat 1 on frozen
-    speech features)."""
+    speech features). A model whose last layer is a support-vector machine gets one as its speaker
+    head too."""
     if model.trains_encoders:
         clips = DataLoader(CachedClips(table, cache, labels, model.inputs), batch_size=batch_size)
         features = clip_features(model, clips)
@@ -317,7 +335,8 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
     train, test = split.isin(fitted_on).to_numpy(), (split == "test").to_numpy()
     targets = np.array([labels.index(label) for label in table["emotion"]])
     normalisation = SpeakerNormalisation.fit(features, table["actor_id"], targets, train, len(labels),
-                                             C=PROBE_C if linear_probe else SPEAKER_HEAD_C)
+                                             C=PROBE_C if linear_probe else SPEAKER_HEAD_C,
+                                             svm=isinstance(model.head.classifier, KernelClassifier))
     return normalisation, normalisation.probabilities(features, table["actor_id"])[test]
 
 
