@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from avemotion.cli import build_parser, main
 from avemotion.config import DemoSettings, ServeSettings, TimelineSettings, TrainSettings
 from avemotion.datasets.synth import SynthSettings
+from avemotion.reference import CORPORA, REFERENCE_RESULTS
 from avemotion.media.features import FeatureSettings
 from avemotion.registry import ModelSettings
 from avemotion.settings import default_of, help_of
@@ -103,6 +105,8 @@ def test_demo_end_to_end_on_bundled_clips_and_a_small_synthetic_corpus(tmp_path)
     assert (pd.read_csv(out / "index_problems.csv")["kind"] == "audio_only").sum() == 6
     page = (out / "index.html").read_text()
     assert "What this shows" in page and "does not show" in page
+    assert "Reference results on real data" in page
+    assert "the audio branch alone, not the paper&#x27;s audio-visual system" in page
     linked = re.findall(r'(?:href|src)="([^"]+)"', page)
     assert "eda/report.html" in linked and "comparison/training_loss.png" in linked
     for target in linked:
@@ -158,3 +162,12 @@ def test_only_the_training_package_imports_a_deep_learning_library():
                                check=True)
     count, heavy = completed.stdout.strip().split(" ", 1)
     assert int(count) > 20 and heavy == "[]"  # the runtime, the media, the datasets, the CLI
+
+
+def test_the_reference_results_quote_the_readme():
+    """The demo's reference figures are the README's, corpus by corpus: neither changes alone."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for corpus in CORPORA:
+        assert corpus.command.split()[1] in readme, corpus.command  # the benchmark's script
+    for result in REFERENCE_RESULTS:
+        assert f"{result.accuracy:.3f}" in readme, result

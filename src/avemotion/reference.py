@@ -1,0 +1,65 @@
+"""Reference results: what avemotion's models scored on real data, measured by the benchmarks.
+
+The demo trains on a synthetic corpus, so its own figures say nothing about real people; these are
+the figures its models reached on real voices and faces, each with the benchmark that measured it
+(2 cores, no GPU; README: "Results on real speech", "Results on real faces", "Reference results").
+They are quoted, not recomputed: the corpora are not shipped with avemotion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CREMAD_VOICES = "CREMA-D voices"
+RAVDESS_SPEECH = "RAVDESS speech"
+FER2013 = "FER2013 faces"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    what: str  # what was judged, and on which split
+    command: str  # the benchmark that measured it
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    corpus: str  # a Corpus's name
+    system: str
+    protocol: str  # clip: each clip judged alone; speaker: features standardised per speaker
+    accuracy: float
+
+
+CORPORA = (
+    Corpus(CREMAD_VOICES,
+           "7,441 voices of 91 actors, six emotions; the audio branch alone, not the paper's "
+           "audio-visual system (no CREMA-D video beyond six clips was reachable); actor-independent "
+           "5-fold (mean over folds)",
+           "python benchmarks/cremad_voices.py CREMAD_DIR --documents ../shared/cremad-metadata "
+           "--weights WHISPER_BASE_DIR"),
+    Corpus(RAVDESS_SPEECH,
+           "1,440 voices of 24 actors, eight emotions; speaker-independent 6-fold (mean over folds)",
+           "python benchmarks/real_speech.py RAVDESS_DIR --weights WHISPER_BASE_DIR"),
+    Corpus(FER2013,
+           "35,887 face images, seven expressions; trained on Training, scored on PrivateTest",
+           "python benchmarks/faces.py FER2013_DIR"),
+)
+
+REFERENCE_RESULTS = (
+    ReferenceResult(CREMAD_VOICES, "CREMA-D's own crowd, voice alone (Cao et al. 2014)", "clip", 0.409),
+    ReferenceResult(CREMAD_VOICES, "eGeMAPS + SVM (hand-crafted baseline)", "clip", 0.516),
+    ReferenceResult(CREMAD_VOICES, "whisper_base_linear_audio_only (frozen, linear probe)", "clip", 0.636),
+    ReferenceResult(CREMAD_VOICES, "whisper_base_audio_only (frozen, SVM probe)", "clip", 0.692),
+    ReferenceResult(CREMAD_VOICES, "eGeMAPS + SVM (hand-crafted baseline)", "speaker", 0.611),
+    ReferenceResult(CREMAD_VOICES, "whisper_base_audio_only (frozen, SVM probe)", "speaker", 0.750),
+    ReferenceResult(RAVDESS_SPEECH, "eGeMAPS + SVM (hand-crafted baseline)", "clip", 0.478),
+    ReferenceResult(RAVDESS_SPEECH, "resnet18_vit_lstm_audio_only (from scratch)", "clip", 0.543),
+    ReferenceResult(RAVDESS_SPEECH, "effnet_lstm_audio_only (from scratch)", "clip", 0.396),
+    ReferenceResult(RAVDESS_SPEECH, "whisper_base_audio_only (frozen, SVM probe)", "clip", 0.707),
+    ReferenceResult(RAVDESS_SPEECH, "whisper_base_audio_only (frozen, SVM probe)", "speaker", 0.783),
+    ReferenceResult(FER2013, "resnet18_face (from scratch, 64 px)", "clip", 0.666),
+)
+
+# What the paper reports for its audio-visual hybrids on CREMA-D (its split unstated), for comparison.
+PAPER_RESULTS = (("Hybrid 1: ResNet-18 + ViT + LSTM, audio-visual", 0.79),
+                 ("Hybrid 2: EfficientNet-B0 + LSTM, audio-visual", 0.82))
