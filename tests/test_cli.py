@@ -11,8 +11,8 @@ import pytest
 from avemotion.cli import build_parser, main
 from avemotion.config import DemoSettings, ServeSettings, TimelineSettings, TrainSettings
 from avemotion.datasets.synth import SynthSettings
-from avemotion.reference import CORPORA, REFERENCE_RESULTS
 from avemotion.media.features import FeatureSettings
+from avemotion.reference import CORPORA, REFERENCE_RESULTS
 from avemotion.registry import ModelSettings
 from avemotion.settings import default_of, help_of
 
