@@ -24,7 +24,7 @@ from avemotion.datasets.index import index_dataset, write_metadata
 from avemotion.datasets.synth import SynthSettings, write_corpus
 from avemotion.media.inputs import FRAMES, FeatureSettings
 from avemotion.media.preprocess import FeatureCache, preprocess
-from avemotion.reference import CORPORA, PAPER_RESULTS, REFERENCE_RESULTS
+from avemotion.reference import CORPORA, PAPER_RESULTS
 from avemotion.registry import with_ablations
 from avemotion.runtime.predict import Prediction, load
 from avemotion.samples import sample_dir
@@ -146,7 +146,7 @@ def _reference_section() -> str:
     for corpus in CORPORA:
         rows = "".join(f"<tr><td>{html.escape(result.system)}</td><td>{result.protocol}</td>"
                        f"<td>{result.accuracy:.3f}</td></tr>"
-                       for result in REFERENCE_RESULTS if result.corpus == corpus.name)
+                       for result in corpus.results)
         blocks.append(f"<h3>{html.escape(corpus.name)}</h3><p>{html.escape(corpus.what)}. "
                       f"<code>{html.escape(corpus.command)}</code></p>"
                       f"<table><tr><th>system</th><th>protocol</th><th>accuracy</th></tr>{rows}</table>")

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CREMAD_VOICES = "CREMA-D voices"
-RAVDESS_SPEECH = "RAVDESS speech"
-FER2013 = "FER2013 faces"
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    system: str
+    protocol: str  # clip: each clip judged alone; speaker: features standardised per speaker
+    accuracy: float
 
 
 @dataclass(frozen=True)
@@ -20,44 +23,37 @@ class Corpus:
     name: str
     what: str  # what was judged, and on which split
     command: str  # the benchmark that measured it
+    results: tuple[ReferenceResult, ...]
 
 
-@dataclass(frozen=True)
-class ReferenceResult:
-    corpus: str  # a Corpus's name
-    system: str
-    protocol: str  # clip: each clip judged alone; speaker: features standardised per speaker
-    accuracy: float
-
+EGEMAPS = "eGeMAPS + SVM (hand-crafted baseline)"
+WHISPER_SVM = "whisper_base_audio_only (frozen, SVM probe)"
 
 CORPORA = (
-    Corpus(CREMAD_VOICES,
+    Corpus("CREMA-D voices",
            "7,441 voices of 91 actors, six emotions; the audio branch alone, not the paper's "
            "audio-visual system (no CREMA-D video beyond six clips was reachable); actor-independent "
            "5-fold (mean over folds)",
            "python benchmarks/cremad_voices.py CREMAD_DIR --documents ../shared/cremad-metadata "
-           "--weights WHISPER_BASE_DIR"),
-    Corpus(RAVDESS_SPEECH,
+           "--weights WHISPER_BASE_DIR",
+           (ReferenceResult("CREMA-D's own crowd, voice alone (Cao et al. 2014)", "clip", 0.409),
+            ReferenceResult(EGEMAPS, "clip", 0.516),
+            ReferenceResult("whisper_base_linear_audio_only (frozen, linear probe)", "clip", 0.636),
+            ReferenceResult(WHISPER_SVM, "clip", 0.692),
+            ReferenceResult(EGEMAPS, "speaker", 0.611),
+            ReferenceResult(WHISPER_SVM, "speaker", 0.750))),
+    Corpus("RAVDESS speech",
            "1,440 voices of 24 actors, eight emotions; speaker-independent 6-fold (mean over folds)",
-           "python benchmarks/real_speech.py RAVDESS_DIR --weights WHISPER_BASE_DIR"),
-    Corpus(FER2013,
+           "python benchmarks/real_speech.py RAVDESS_DIR --weights WHISPER_BASE_DIR",
+           (ReferenceResult(EGEMAPS, "clip", 0.478),
+            ReferenceResult("resnet18_vit_lstm_audio_only (from scratch)", "clip", 0.543),
+            ReferenceResult("effnet_lstm_audio_only (from scratch)", "clip", 0.396),
+            ReferenceResult(WHISPER_SVM, "clip", 0.707),
+            ReferenceResult(WHISPER_SVM, "speaker", 0.783))),
+    Corpus("FER2013 faces",
            "35,887 face images, seven expressions; trained on Training, scored on PrivateTest",
-           "python benchmarks/faces.py FER2013_DIR"),
-)
-
-REFERENCE_RESULTS = (
-    ReferenceResult(CREMAD_VOICES, "CREMA-D's own crowd, voice alone (Cao et al. 2014)", "clip", 0.409),
-    ReferenceResult(CREMAD_VOICES, "eGeMAPS + SVM (hand-crafted baseline)", "clip", 0.516),
-    ReferenceResult(CREMAD_VOICES, "whisper_base_linear_audio_only (frozen, linear probe)", "clip", 0.636),
-    ReferenceResult(CREMAD_VOICES, "whisper_base_audio_only (frozen, SVM probe)", "clip", 0.692),
-    ReferenceResult(CREMAD_VOICES, "eGeMAPS + SVM (hand-crafted baseline)", "speaker", 0.611),
-    ReferenceResult(CREMAD_VOICES, "whisper_base_audio_only (frozen, SVM probe)", "speaker", 0.750),
-    ReferenceResult(RAVDESS_SPEECH, "eGeMAPS + SVM (hand-crafted baseline)", "clip", 0.478),
-    ReferenceResult(RAVDESS_SPEECH, "resnet18_vit_lstm_audio_only (from scratch)", "clip", 0.543),
-    ReferenceResult(RAVDESS_SPEECH, "effnet_lstm_audio_only (from scratch)", "clip", 0.396),
-    ReferenceResult(RAVDESS_SPEECH, "whisper_base_audio_only (frozen, SVM probe)", "clip", 0.707),
-    ReferenceResult(RAVDESS_SPEECH, "whisper_base_audio_only (frozen, SVM probe)", "speaker", 0.783),
-    ReferenceResult(FER2013, "resnet18_face (from scratch, 64 px)", "clip", 0.666),
+           "python benchmarks/faces.py FER2013_DIR",
+           (ReferenceResult("resnet18_face (from scratch, 64 px)", "clip", 0.666),)),
 )
 
 # What the paper reports for its audio-visual hybrids on CREMA-D (its split unstated), for comparison.
