@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from avemotion.samples import sample_dir
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, one thread per worker (for the CLI subprocesses a test starts too): the
+    workers already fill the cores, and on two cores two one-thread trainings side by side finish
+    sooner than the same two one after the other on two threads each."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
 
 SHARED_METADATA = Path(__file__).resolve().parents[1].parent / "shared" / "cremad-metadata"
 
