@@ -233,6 +233,8 @@ def main() -> None:
     parser.add_argument("--folds", nargs="+", type=int, default=list(range(1, FOLDS + 1)))
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the recipe's epochs (quick looks, kept in WORK/runs-epochs-N)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="override the recipe's peak learning rate (kept in WORK/runs-lr-X)")
     parser.add_argument("--seed", type=int, default=0, help="the networks' training seed (another seed: "
                         "another independent training run, kept in WORK/runs-seed-N)")
     parser.add_argument("--split", choices=("blocks", "train-folds"), default="blocks",
@@ -243,9 +245,11 @@ def main() -> None:
                         help="the speech encoders' weights (a CTranslate2 model folder for Whisper)")
     args = parser.parse_args()
     overrides = {"seed": args.seed, "weights": str(args.weights) if args.weights else None,
-                 **({"max_epochs": args.epochs} if args.epochs else {})}
+                 **({"max_epochs": args.epochs} if args.epochs else {}),
+                 **({"learning_rate": args.lr} if args.lr else {})}
     # another seed or a quick look never reads (or overwrites) the default runs' results
     variant = ((f"-seed-{args.seed}" if args.seed else "") + (f"-epochs-{args.epochs}" if args.epochs else "")
+               + (f"-lr-{args.lr:g}" if args.lr else "")
                + ("-train-folds" if args.split == "train-folds" else ""))
     runs, results_name = args.work / f"runs{variant}", f"real_speech{variant}"
 
