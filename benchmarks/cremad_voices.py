@@ -3,6 +3,7 @@
     pip install -e '.[train,speech,bench]'
     python benchmarks/cremad_voices.py CREMAD_DIR --documents CREMAD_METADATA_DIR [--work DIR]
         [--models whisper_base_audio_only …] [--weights WHISPER_BASE_DIR] [--splits actor random]
+        [--folds 1 2 …] [--lr X]
 
 CREMAD_DIR holds the WAVs (any layout, linked folders too); CREMAD_METADATA_DIR the release's
 VideoDemographics.csv and summaryTable.csv (genders and the crowd's votes). CREMA-D is ODbL / DbCL:
@@ -22,7 +23,8 @@ protocol, as benchmarks/real_speech.py runs them. Printed and written (WORK/crem
 .md): the paper's Table 1 columns (accuracy, macro precision, recall, F1), each emotion's F1, how
 often each system agrees with the crowd's voice-only majority vote (the crowd recognised 0.409 of
 the voices heard alone, Cao et al. 2014), seconds per fold, and WORK/confusion-*.png. Each fold's
-result is kept in WORK, so an interrupted run resumes where it stopped.
+result is kept in WORK, so an interrupted run resumes where it stopped, and `--folds` runs a part
+of the actor-independent folds now and the rest later (the tables then cover the folds run).
 """
 
 from __future__ import annotations
@@ -60,9 +62,13 @@ def voices_table(corpus: Path, documents: Path | None) -> pd.DataFrame:
     return table
 
 
-def splits_of(table: pd.DataFrame, kind: str) -> list[pd.Series]:
-    """The folds of a kind of split: `train --folds 5`'s, or one clip-level random split."""
-    return actor_folds(table, FOLDS, seed=0) if kind == "actor" else [random_split(table, seed=0)]
+def splits_of(table: pd.DataFrame, kind: str, numbers: list[int]) -> dict[int, pd.Series]:
+    """The folds of a kind of split by number: those of `train --folds 5` named, or the one
+    clip-level random split."""
+    if kind == "random":
+        return {1: random_split(table, seed=0)}
+    return {number: split for number, split in enumerate(actor_folds(table, FOLDS, seed=0), start=1)
+            if number in numbers}
 
 
 def crowd_agreement(table: pd.DataFrame, split: pd.Series, predicted: list[str]) -> float | None:
@@ -112,18 +118,19 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_confusions(table: pd.DataFrame, results: dict, folds: dict, work: Path) -> None:
-    """Each system's confusion matrix over all its test folds of the actor-independent split, clip
+def plot_confusions(table: pd.DataFrame, results: dict, folds: dict, work: Path, variant: str) -> None:
+    """Each system's confusion matrix over the test folds it ran of the actor-independent split, clip
     protocol."""
     labels = sorted(set(table["emotion"]))
     for key, outcomes in results.items():
         system, kind, protocol = key.split("/")
         if kind != "actor" or protocol != "clip":
             continue
-        true = np.concatenate([table["emotion"][(split == "test").to_numpy()] for split in folds[kind]])
+        tests = [(split == "test").to_numpy() for split in folds[kind].values()]
+        true = np.concatenate([table["emotion"][test] for test in tests])
         predicted = np.concatenate([outcome["predicted"] for outcome in outcomes])
         plot_confusion_matrix(confusion_matrix(true, predicted, labels=labels).tolist(), labels,
-                              work / f"confusion-{system}.png")
+                              work / f"confusion-{system}{variant}.png")
 
 
 def main() -> None:
@@ -135,9 +142,16 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=["whisper_base_audio_only"])
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
+    parser.add_argument("--folds", nargs="+", type=int, default=list(range(1, FOLDS + 1)),
+                        choices=range(1, FOLDS + 1), help="the actor-independent folds to run")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="override the recipe's peak learning rate (kept in WORK/runs-lr-X)")
     parser.add_argument("--weights", type=Path, default=None, help="the speech encoders' weights folder")
     args = parser.parse_args()
-    overrides = {"seed": 0, "weights": str(args.weights) if args.weights else None}
+    overrides = {"seed": 0, "weights": str(args.weights) if args.weights else None,
+                 **({"learning_rate": args.lr} if args.lr else {})}
+    variant = f"-lr-{args.lr:g}" if args.lr else ""  # never reads (or overwrites) the recipe's runs
+    runs = args.work / f"runs{variant}"
 
     table = voices_table(args.corpus, args.documents)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -145,24 +159,26 @@ def main() -> None:
     for name in args.models:
         table = ensure_cached(table, cache.with_inputs(model_inputs(model_settings(name))), progress=True)
     features = egemaps_features(table, args.work)
-    folds = {kind: splits_of(table, kind) for kind in args.splits}
+    folds = {kind: splits_of(table, kind, args.folds) for kind in args.splits}
     results: dict[str, list[dict]] = {}
     for kind, splits in folds.items():
-        for number, split in enumerate(splits, start=1):
+        for number, split in splits.items():
             fold = f"{kind}-{number}"
             for protocol in args.protocols:
                 for name in (BASELINE, f"{BASELINE}_20", *args.models):
-                    outcome = run_system(table, split, cache, features, args.work / "runs", name, fold,
-                                         protocol, overrides)
+                    outcome = run_system(table, split, cache, features, runs, name, fold, protocol,
+                                         overrides)
                     outcome["crowd_agreement"] = crowd_agreement(table, split, outcome["predicted"])
                     results.setdefault(f"{name}/{kind}/{protocol}", []).append(outcome)
                     print(f"{fold} {name} {protocol}: accuracy {outcome['accuracy']:.3f} "
                           f"({outcome['seconds']:.0f} s)", flush=True)
     summary = summary_with_table1(results)
-    (args.work / "cremad_voices.json").write_text(json.dumps({"summary": summary, "folds": results}, indent=2))
-    plot_confusions(table, results, folds, args.work)
+    results_name = f"cremad_voices{variant}"
+    (args.work / f"{results_name}.json").write_text(
+        json.dumps({"summary": summary, "folds": results}, indent=2))
+    plot_confusions(table, results, folds, args.work, variant)
     table_md = markdown(summary)
-    (args.work / "cremad_voices.md").write_text(table_md + "\n")
+    (args.work / f"{results_name}.md").write_text(table_md + "\n")
     print(table_md)
     print(f"the crowd's own recognition of the voices alone: {CROWD_VOICE_ACCURACY}")
 
