@@ -35,7 +35,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from real_speech import BASELINE, baseline_fold, egemaps_features, model_fold, speaker_fold, summarise
+from real_speech import (
+    BASELINE,
+    baseline_fold,
+    egemaps_features,
+    model_fold,
+    speaker_fold,
+    summarise,
+    training_overrides,
+)
 from sklearn.metrics import confusion_matrix
 
 from avemotion.datasets.index import index_dataset
@@ -148,9 +156,7 @@ def main() -> None:
                         help="override the recipe's peak learning rate (kept in WORK/runs-lr-X)")
     parser.add_argument("--weights", type=Path, default=None, help="the speech encoders' weights folder")
     args = parser.parse_args()
-    overrides = {"seed": 0, "weights": str(args.weights) if args.weights else None,
-                 **({"learning_rate": args.lr} if args.lr else {})}
-    variant = f"-lr-{args.lr:g}" if args.lr else ""  # never reads (or overwrites) the recipe's runs
+    overrides, variant = training_overrides(args.weights, lr=args.lr)
     runs = args.work / f"runs{variant}"
 
     table = voices_table(args.corpus, args.documents)

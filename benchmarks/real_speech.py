@@ -129,6 +129,17 @@ def model_fold(table, split, cache, runs: Path, name: str, fold: int, overrides:
     return result
 
 
+def training_overrides(weights: Path | None, seed: int = 0, epochs: int | None = None,
+                       lr: float | None = None) -> tuple[dict, str]:
+    """The settings a run changes in the recipe, and the suffix of the folders and files that keep
+    its results: another seed or a quick look never reads (or overwrites) the recipe's own runs."""
+    overrides = {"seed": seed, "weights": str(weights) if weights else None,
+                 **({"max_epochs": epochs} if epochs else {}), **({"learning_rate": lr} if lr else {})}
+    variant = ((f"-seed-{seed}" if seed else "") + (f"-epochs-{epochs}" if epochs else "")
+               + (f"-lr-{lr:g}" if lr else ""))
+    return overrides, variant
+
+
 def model_recipe(name: str) -> TrainSettings:
     """`avemotion train`'s recipe for a model: frozen speech features for a speech encoder (its
     weights from --weights), from random weights for the others."""
@@ -244,13 +255,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None,
                         help="the speech encoders' weights (a CTranslate2 model folder for Whisper)")
     args = parser.parse_args()
-    overrides = {"seed": args.seed, "weights": str(args.weights) if args.weights else None,
-                 **({"max_epochs": args.epochs} if args.epochs else {}),
-                 **({"learning_rate": args.lr} if args.lr else {})}
-    # another seed or a quick look never reads (or overwrites) the default runs' results
-    variant = ((f"-seed-{args.seed}" if args.seed else "") + (f"-epochs-{args.epochs}" if args.epochs else "")
-               + (f"-lr-{args.lr:g}" if args.lr else "")
-               + ("-train-folds" if args.split == "train-folds" else ""))
+    overrides, variant = training_overrides(args.weights, args.seed, args.epochs, args.lr)
+    variant += "-train-folds" if args.split == "train-folds" else ""
     runs, results_name = args.work / f"runs{variant}", f"real_speech{variant}"
 
     table = speech_table(args.ravdess_dir)
