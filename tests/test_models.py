@@ -11,6 +11,7 @@ import torch
 
 from avemotion.cli import main
 from avemotion.datasets.cremad import EMOTIONS
+from avemotion.errors import UsageError
 from avemotion.media.features import FeatureSettings
 from avemotion.registry import alternatives, hybrids, model_settings, with_ablations
 from avemotion.runtime.linear_probe import LinearLayer
@@ -166,6 +167,41 @@ def test_checkpoint_round_trip_gives_identical_logits(name, sample_batch, tmp_pa
     assert info.model_settings.temporal_hidden == 64 and info.inputs == model.inputs
     with torch.no_grad():
         assert torch.equal(model(inputs), loaded(inputs))
+
+
+def test_a_max_pooled_stem_keeps_the_efficientnets_weights_and_survives_checkpoint_and_export(
+        sample_batch, tmp_path):
+    """The from-scratch recipe's EfficientNet on the spectrogram: its stem downsamples by max pooling."""
+    import onnxruntime
+
+    from avemotion.training.export import export_onnx
+
+    mel = sample_batch[0]["mel"]
+    plain, pooled = small_model("effnet_lstm_audio_only"), small_model("effnet_lstm_audio_only", stem_max_pool=True)
+    stem = pooled.encoders["audio"].backbone.conv_stem
+    assert stem.stride == (1, 1) and isinstance(pooled.encoders["audio"].backbone.bn1[1], torch.nn.MaxPool2d)
+    assert torch.equal(stem.weight, plain.encoders["audio"].backbone.conv_stem.weight)  # the same weights
+    assert parameter_count(pooled) == parameter_count(plain)
+    standardised = (mel.float() + 45.0) / 18.0
+    with torch.no_grad():
+        maps = [model.encoders["audio"].backbone.forward_features(standardised) for model in (plain, pooled)]
+        assert maps[0].shape == maps[1].shape == (6, 1280, 2, 4)  # the same resolutions after the stem
+        assert not torch.allclose(maps[0], maps[1])  # but another stem
+    save_checkpoint(tmp_path / "m.ckpt", pooled.eval(),
+                    Checkpoint.of(pooled, FeatureSettings(), EMOTIONS, epoch=1, best_metric=0.5))
+    loaded, info = load_checkpoint(tmp_path / "m.ckpt")
+    assert info.model_settings.stem_max_pool
+    with torch.no_grad():
+        expected = pooled({"mel": mel})
+        assert torch.equal(loaded({"mel": mel}), expected)
+    session = onnxruntime.InferenceSession(str(export_onnx(tmp_path / "m.ckpt", tmp_path / "m.onnx")))
+    (logits,) = session.run(["logits"], {"mel": mel.float().numpy()})
+    assert np.allclose(logits, expected.numpy(), atol=1e-4)
+
+
+def test_only_a_backbone_with_a_strided_stem_convolution_takes_a_max_pooled_stem():
+    with pytest.raises(UsageError, match="resnet18: stem_max_pool is for backbones whose stem is a stride-2"):
+        small_model("resnet18_vit_lstm_audio_only", stem_max_pool=True)
 
 
 def test_the_speaker_normalisation_is_kept_apart_from_the_network_and_version_3_still_loads(tmp_path):

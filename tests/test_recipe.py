@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from avemotion.cli import _train_settings, build_parser
-from avemotion.config import FROM_SCRATCH, TrainSettings
+from avemotion.config import FROM_SCRATCH, FROM_SCRATCH_EFFICIENTNET, TrainSettings
 from avemotion.runtime.probabilities import softmax
 from avemotion.runtime.speakers import (
     SpeakerNormError,
@@ -141,3 +141,20 @@ def test_no_pretrained_chooses_the_from_scratch_recipe_and_keeps_what_was_given(
         FROM_SCRATCH["schedule"], FROM_SCRATCH["max_epochs"], FROM_SCRATCH["mixup"])
     frozen = _train_settings(build_parser().parse_args([*base, "--no-pretrained", "--freeze-backbones"]))
     assert frozen.schedule == "constant"  # frozen backbones keep the recipe they were given
+
+
+def test_an_efficientnet_on_the_spectrogram_from_scratch_gets_its_max_pooled_stem_and_learning_rate():
+    base = ["train", "--metadata", "m.csv", "--cache", "c", "--out", "o", "--no-pretrained"]
+    chosen = {name: _train_settings(build_parser().parse_args([*base, "--model", name]))
+              for name in ("effnet_lstm_audio_only", "effnet_lstm", "resnet18_vit_lstm_audio_only",
+                           "effnet_lstm_video_only")}
+    for name in ("effnet_lstm_audio_only", "effnet_lstm"):  # an EfficientNet reads the spectrogram
+        assert chosen[name].model.stem_max_pool
+        assert chosen[name].learning_rate == FROM_SCRATCH_EFFICIENTNET["learning_rate"]
+    for name in ("resnet18_vit_lstm_audio_only", "effnet_lstm_video_only"):  # none does
+        assert not chosen[name].model.stem_max_pool
+        assert chosen[name].learning_rate == FROM_SCRATCH["learning_rate"]
+    given = _train_settings(build_parser().parse_args([*base, "--model", "effnet_lstm_audio_only", "--lr", "1e-3"]))
+    assert given.learning_rate == 1e-3 and given.model.stem_max_pool  # what a user gives wins
+    paper = _train_settings(build_parser().parse_args([*base[:-1], "--model", "effnet_lstm_audio_only"]))
+    assert not paper.model.stem_max_pool  # ImageNet weights keep the backbone they were trained as

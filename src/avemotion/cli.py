@@ -126,7 +126,8 @@ def _train(args: argparse.Namespace) -> int:
         if not settings.freeze_backbones:
             print(f"from-scratch recipe: lr {settings.learning_rate:g} ({settings.schedule}), "
                   f"{settings.max_epochs} epochs, batch {settings.batch_size}, mixup {settings.mixup:g}, "
-                  f"{settings.spec_masks} spectrogram masks")
+                  f"{settings.spec_masks} spectrogram masks"
+                  + (", the spectrogram backbone's stem max-pooled" if settings.model.stem_max_pool else ""))
     cache = FeatureCache.open(args.cache, _feature_settings(args))
     metrics = train(read_metadata(args.metadata), cache, args.out, settings, resume=args.resume,
                     metadata_path=str(args.metadata.resolve()))

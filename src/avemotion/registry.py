@@ -46,6 +46,10 @@ class ModelSettings:
     speech_pooling: str = setting("meanstd", "how a fine-tuned speech encoder's frames become the clip's "
                                   "features: meanstd (their mean and standard deviation) or attentive "
                                   "(attentive statistics pooling: learned weights over the frames)")
+    # The spectrogram backbone's stem downsamples by a 3 x 3 max pooling after its convolution
+    # instead of by that convolution's stride, as a ResNet's stem does (an EfficientNet's; the
+    # from-scratch recipe sets it, see config.FROM_SCRATCH_EFFICIENTNET).
+    stem_max_pool: bool = False
 
     def branches(self) -> dict[str, tuple[str, str | None]]:
         """Each branch the model has ('video', 'audio'), with its encoder's name and backbone."""
@@ -108,7 +112,8 @@ _TUNED_SPEECH_ENCODERS = ("wavlm_base_plus", "hubert_base", "wav2vec2_base")  # 
 FACE_BACKBONES = {"resnet18_face": "resnet18", "vit_tiny_face": "vit_tiny_patch16_224",
                   "efficientnet_b0_face": "efficientnet_b0"}
 # The settings a user may change without changing which registered model it is.
-TUNABLE_FIELDS = ("temporal_hidden", "lstm_layers", "bidirectional", "dropout", "pretrained", "speech_pooling")
+TUNABLE_FIELDS = ("temporal_hidden", "lstm_layers", "bidirectional", "dropout", "pretrained", "speech_pooling",
+                  "stem_max_pool")
 
 
 def _registry() -> dict[str, ModelSettings]:

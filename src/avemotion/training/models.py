@@ -164,6 +164,8 @@ class SpectrogramEncoder(Encoder):
     def __init__(self, backbone: str, settings: ModelSettings, image_size: int, weights: Path | None) -> None:
         super().__init__()
         self.backbone = create_backbone(backbone, settings.pretrained, weights, in_chans=1)
+        if settings.stem_max_pool:
+            max_pool_the_stem(self.backbone, backbone)
 
     @property
     def dim(self) -> int:
@@ -172,6 +174,20 @@ class SpectrogramEncoder(Encoder):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, 1, n_mels, time) dB -> (B, D)."""
         return self.backbone((mel.float() - self.DB_MEAN) / self.DB_STD)
+
+
+def max_pool_the_stem(backbone: nn.Module, name: str) -> nn.Module:
+    """Move an EfficientNet's stem downsampling from its convolution's stride to a 3 x 3 max pooling
+    after the stem, as a ResNet's stem downsamples: the same weights and the same resolutions after
+    the stem, each position keeping the strongest response of its 3 x 3 neighbourhood (a little
+    invariance to small shifts in pitch and time; README: "Why the EfficientNet fell short")."""
+    stem = getattr(backbone, "conv_stem", None)
+    if stem is None or tuple(stem.stride) != (2, 2):
+        raise UsageError(f"{name}: stem_max_pool is for backbones whose stem is a stride-2 convolution "
+                         "(timm's EfficientNets: conv_stem)")
+    stem.stride = (1, 1)
+    backbone.bn1 = nn.Sequential(backbone.bn1, nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    return backbone
 
 
 # Published architectures of the registered speech encoders: (hidden-state layers pooled, width),
