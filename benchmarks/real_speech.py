@@ -51,6 +51,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from tqdm import tqdm
 
 from avemotion.config import TrainSettings, recipe
 from avemotion.csvfiles import read_csv
@@ -176,9 +177,11 @@ def egemaps_features(table: pd.DataFrame, work: Path) -> pd.DataFrame:
         raise SystemExit("the eGeMAPS baseline needs openSMILE: pip install -e '.[bench]'") from None
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                             feature_level=opensmile.FeatureLevel.Functionals)
-    rows = [smile.process_file(audio).iloc[0] for audio in table["audio_path"]]
+    rows = [smile.process_file(audio).iloc[0] for audio in tqdm(table["audio_path"], desc="eGeMAPS", unit="clip")]
     features = pd.DataFrame(rows, index=pd.Index(table["clip"], name="clip"))
-    features.to_csv(path)
+    partial = path.with_name(f"{path.name}.partial")  # whole or absent, for a run started beside this one
+    features.to_csv(partial)
+    partial.replace(path)
     return features
 
 
