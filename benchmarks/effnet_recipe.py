@@ -1,0 +1,176 @@
+"""Why EfficientNet-B0 from scratch trailed the ResNet-18 on voices: its variants side by side.
+
+    pip install -e '.[train,bench]'
+    python benchmarks/effnet_recipe.py RAVDESS_DIR [--work DIR] [--variants recipe lr-3e-3 …]
+        [--folds 1 2 …]
+
+The audio branch of the paper's Hybrid 2 (`effnet_lstm_audio_only`) trained from random weights on
+benchmarks/real_speech.py's RAVDESS folds (fold k holds out actors 4k-3 … 4k). `recipe` is what
+`avemotion train --no-pretrained` gives it (config.FROM_SCRATCH with FROM_SCRATCH_EFFICIENTNET: its
+stem max-pooled, a peak learning rate of 3e-3); `resnet-recipe` is the ResNet-18's recipe as it
+was given to the EfficientNet before (peak lr 1e-3, the stem's convolution strided), and every other
+variant changes one or two things of it: the recipe's settings (peak learning rate, schedule
+length), or the backbone (stochastic depth, the last downsampling stride, how its residual blocks
+start, how its stem downsamples). The ResNet-18 audio branch (`resnet18_vit_lstm_audio_only`) under
+its recipe is the bar. The backbone variants other than the stem are not options of the product:
+they patch the backbone that `avemotion.training.models` builds, for one fold's training at a time.
+
+Printed and written (WORK/effnet_recipe.json, .md): each variant's test accuracy on each fold, its
+training accuracy at the last epoch (under mixup and the masks: the share of the blended labels
+hit), and its training seconds. Each fold's result is kept in WORK/effnet-recipe/VARIANT, so an
+interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+from real_speech import clip_run, fold_split, model_fold, model_recipe, speech_table, training_overrides
+from torch import nn
+
+import avemotion.training.models as models
+from avemotion.media.features import FeatureSettings
+from avemotion.media.preprocess import FeatureCache, ensure_cached
+from avemotion.registry import model_settings
+from avemotion.training.models import model_inputs
+from avemotion.training.runs import RunFolder
+
+EFFNET = "effnet_lstm_audio_only"
+RESNET = "resnet18_vit_lstm_audio_only"
+# The ResNet-18's recipe as the EfficientNet had it before its own: the shared peak learning rate,
+# the stem as timm builds it.
+RESNET_RECIPE = {"learning_rate": 1e-3}
+STRIDED_STEM = {"stem_max_pool": False}
+
+
+def zero_init_residual_ends(backbone: nn.Module) -> nn.Module:
+    """Zero the scale of the last BatchNorm of each residual block, so that every block starts as
+    the identity: how timm starts a ResNet (`zero_init_last`), and not an EfficientNet."""
+    for block in backbone.modules():
+        if getattr(block, "has_skip", False):
+            last_norm = [module for module in block.children() if isinstance(module, nn.BatchNorm2d)][-1]
+            nn.init.zeros_(last_norm.weight)
+    return backbone
+
+
+def without_last_stride(backbone: nn.Module) -> nn.Module:
+    """No stride in the last downsampling stage (a 4 × 8 final map from 64 × 128, not 2 × 4)."""
+    last_downsampling = next(stage[0] for stage in reversed(backbone.blocks)
+                             if stage[0].conv_dw.stride != (1, 1))
+    last_downsampling.conv_dw.stride = (1, 1)
+    return backbone
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to train a model on a fold: its recipe with some training and model settings
+    changed, and a change to the backbone that models.create_backbone builds (timm keyword
+    arguments, then a function)."""
+
+    model: str
+    overrides: dict = field(default_factory=dict)
+    model_options: dict = field(default_factory=dict)
+    backbone_options: dict = field(default_factory=dict)
+    reshape: Callable[[nn.Module], nn.Module] | None = None
+
+
+def from_resnet_recipe(overrides: dict | None = None, model_options: dict | None = None, **backbone) -> Variant:
+    """The EfficientNet under the ResNet-18's recipe, with some of it changed."""
+    return Variant(EFFNET, {**RESNET_RECIPE, **(overrides or {})}, {**STRIDED_STEM, **(model_options or {})},
+                   **backbone)
+
+
+VARIANTS = {
+    "resnet18": Variant(RESNET),
+    "recipe": Variant(EFFNET),
+    "resnet-recipe": from_resnet_recipe(),
+    "lr-3e-3": from_resnet_recipe({"learning_rate": 3e-3}),
+    "lr-1e-2": from_resnet_recipe({"learning_rate": 1e-2}),
+    "lr-3e-3-60-epochs": from_resnet_recipe({"learning_rate": 3e-3, "max_epochs": 60}),
+    "drop-path-0.2": from_resnet_recipe(backbone_options={"drop_path_rate": 0.2}),
+    "no-last-stride": from_resnet_recipe(reshape=without_last_stride),
+    "zero-init-residuals": from_resnet_recipe(reshape=zero_init_residual_ends),
+    "zero-init-residuals-lr-3e-3": from_resnet_recipe({"learning_rate": 3e-3}, reshape=zero_init_residual_ends),
+    "zero-init-residuals-lr-3e-3-drop-path-0.2": from_resnet_recipe(
+        {"learning_rate": 3e-3}, backbone_options={"drop_path_rate": 0.2}, reshape=zero_init_residual_ends),
+    "max-pool-stem": from_resnet_recipe(model_options={"stem_max_pool": True}),
+    "recipe-zero-init-residuals": Variant(EFFNET, reshape=zero_init_residual_ends),
+}
+
+
+@contextlib.contextmanager
+def backbones_changed(variant: Variant) -> Iterator[None]:
+    """While it lasts, models.create_backbone builds the variant's backbone (one training at a time)."""
+    original = models.create_backbone
+
+    def create(name, pretrained, weights, in_chans, **kwargs):
+        backbone = original(name, pretrained, weights, in_chans, **{**kwargs, **variant.backbone_options})
+        return variant.reshape(backbone) if variant.reshape else backbone
+
+    models.create_backbone = create
+    try:
+        yield
+    finally:
+        models.create_backbone = original
+
+
+def last_training_accuracy(run: RunFolder) -> float:
+    """The training accuracy of the fold's last epoch, from its history."""
+    return float(pd.read_csv(run.history)["train_acc"].dropna().iloc[-1])
+
+
+def variant_fold(table, cache, work: Path, name: str, fold: int) -> dict:
+    """Train one variant on one fold (or read the result a previous run left)."""
+    variant, runs = VARIANTS[name], work / "effnet-recipe" / name
+    model = replace(model_recipe(variant.model).model, **variant.model_options)
+    overrides = {**training_overrides(None)[0], **variant.overrides, "model": model}
+    with backbones_changed(variant):
+        result = model_fold(table, fold_split(table, fold), cache, runs, variant.model, fold, overrides)
+    return {**result, "train_accuracy": last_training_accuracy(clip_run(runs, variant.model, fold))}
+
+
+def markdown(results: dict[str, dict[int, dict]], folds: list[int]) -> str:
+    header = " | ".join(f"fold {fold}: test (train)" for fold in folds)
+    lines = [f"| variant | {header} | train s / fold |", "|---|" + "---|" * (len(folds) + 1)]
+    for name, by_fold in results.items():
+        cells = [f"{by_fold[fold]['accuracy']:.3f} ({by_fold[fold]['train_accuracy']:.2f})" for fold in folds]
+        seconds = sum(result["seconds"] for result in by_fold.values()) / len(by_fold)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ravdess_dir", type=Path)
+    parser.add_argument("--work", type=Path, default=Path(".cache/real-speech"),
+                        help="cache and runs (the same folder as real_speech.py's shares its cache)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--folds", nargs="+", type=int, default=[1])
+    args = parser.parse_args()
+
+    table = speech_table(args.ravdess_dir)
+    args.work.mkdir(parents=True, exist_ok=True)
+    cache = FeatureCache.open(args.work / "cache", FeatureSettings())
+    for name in {VARIANTS[variant].model for variant in args.variants}:
+        table = ensure_cached(table, cache.with_inputs(model_inputs(model_settings(name))), progress=True)
+    results: dict[str, dict[int, dict]] = {}
+    for fold in args.folds:
+        for name in args.variants:
+            outcome = variant_fold(table, cache, args.work, name, fold)
+            results.setdefault(name, {})[fold] = outcome
+            print(f"fold {fold} {name}: test accuracy {outcome['accuracy']:.3f}, training accuracy "
+                  f"{outcome['train_accuracy']:.2f} ({outcome['seconds']:.0f} s)", flush=True)
+    (args.work / "effnet_recipe.json").write_text(json.dumps(results, indent=2))
+    table_md = markdown(results, args.folds)
+    (args.work / "effnet_recipe.md").write_text(table_md + "\n")
+    print(table_md)
+
+
+if __name__ == "__main__":
+    main()
