@@ -101,6 +101,8 @@ VARIANTS = {
         {"learning_rate": 3e-3}, backbone_options={"drop_path_rate": 0.2}, reshape=zero_init_residual_ends),
     "max-pool-stem": from_resnet_recipe(model_options={"stem_max_pool": True}),
     "recipe-zero-init-residuals": Variant(EFFNET, reshape=zero_init_residual_ends),
+    "recipe-60-epochs": Variant(EFFNET, {"max_epochs": 60}),
+    "recipe-batch-16": Variant(EFFNET, {"batch_size": 16}),
 }
 
 

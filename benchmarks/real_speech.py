@@ -165,12 +165,18 @@ def speaker_fold(table, split, cache, runs: Path, name: str, fold: int, override
 
 
 def egemaps_features(table: pd.DataFrame, work: Path) -> pd.DataFrame:
-    """eGeMAPS v02 functionals of every clip, computed once and kept in WORK."""
+    """eGeMAPS v02 functionals of every clip, computed once and kept in WORK. They are always read
+    back from that file, so a first run and a later one score the very same values (openSMILE's
+    float32 and the file's decimal text differ in the last digits)."""
     path = work / "egemaps.csv"
-    if path.is_file():
-        features = pd.read_csv(path, index_col="clip")
-        if set(table["clip"]) <= set(features.index):
-            return features.loc[table["clip"]]
+    if not path.is_file() or not set(table["clip"]) <= set(pd.read_csv(path, usecols=["clip"])["clip"]):
+        write_egemaps(table, path)
+    return pd.read_csv(path, index_col="clip").loc[table["clip"]]
+
+
+def write_egemaps(table: pd.DataFrame, path: Path) -> None:
+    """Compute the functionals of every clip of the table into PATH (whole or absent, for a run
+    started beside this one)."""
     try:
         import opensmile
     except ImportError:
@@ -178,11 +184,9 @@ def egemaps_features(table: pd.DataFrame, work: Path) -> pd.DataFrame:
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                             feature_level=opensmile.FeatureLevel.Functionals)
     rows = [smile.process_file(audio).iloc[0] for audio in tqdm(table["audio_path"], desc="eGeMAPS", unit="clip")]
-    features = pd.DataFrame(rows, index=pd.Index(table["clip"], name="clip"))
-    partial = path.with_name(f"{path.name}.partial")  # whole or absent, for a run started beside this one
-    features.to_csv(partial)
+    partial = path.with_name(f"{path.name}.partial")
+    pd.DataFrame(rows, index=pd.Index(table["clip"], name="clip")).to_csv(partial)
     partial.replace(path)
-    return features
 
 
 def baseline_fold(table, split, features: pd.DataFrame, protocol: str, with_val: bool) -> dict:
