@@ -34,10 +34,10 @@ import pandas as pd
 from real_speech import clip_run, fold_split, model_fold, model_recipe, speech_table, training_overrides
 from torch import nn
 
-import avemotion.training.models as models
 from avemotion.media.features import FeatureSettings
 from avemotion.media.preprocess import FeatureCache, ensure_cached
 from avemotion.registry import model_settings
+from avemotion.training import models
 from avemotion.training.models import model_inputs
 from avemotion.training.runs import RunFolder
 

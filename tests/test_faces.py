@@ -88,7 +88,7 @@ def test_a_folder_per_label_and_a_manifest_of_images_are_image_corpora(tmp_path)
                         "faces/sad/b.webp,sad,s2,test\n")
     table = index_dataset(manifest).table
     assert list(table["modality"]) == ["image", "image"] and list(table["actor_id"]) == ["s1", "s2"]
-    assert list(table["video_path"].map(lambda path: path.endswith(".png") or path.endswith(".webp"))) == [True, True]
+    assert list(table["video_path"].map(lambda path: path.endswith((".png", ".webp")))) == [True, True]
 
 
 def test_the_given_split_is_the_tables_own_column_in_any_of_its_spellings():

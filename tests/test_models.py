@@ -57,7 +57,7 @@ def test_temporal_models_and_fusions_are_looked_up_by_name():
 
 
 def test_the_hidden_layer_head_gives_its_activations_to_the_last_layer(sample_batch):
-    inputs, targets = sample_batch
+    inputs, _ = sample_batch
     model = small_model("effnet_lstm_audio_only", fusion="mlp", temporal_hidden=32)
     assert isinstance(model.head, FUSIONS["mlp"]) and model.head.classifier.in_features == 32
     model.eval()

@@ -340,7 +340,7 @@ def raw_request(url: str, head: bytes, chunks, pause: float = 0.0) -> tuple[byte
 
 @pytest.mark.slow
 def test_uploads_past_the_limit_are_refused_as_they_arrive_and_stalled_ones_closed(classifier, monkeypatch):
-    import avemotion.runtime.serve as serve
+    from avemotion.runtime import serve
 
     monkeypatch.setattr(serve, "STALL_SECONDS", 1.0)
     with live_server(classifier, ServeSettings(max_upload_mb=1)) as url:

@@ -12,12 +12,12 @@ import pytest
 pytest.importorskip("ctranslate2", reason="speech encoders need the speech install: pip install 'avemotion[speech]'")
 pytest.importorskip("transformers", reason="speech encoders need the speech install: pip install 'avemotion[speech]'")
 
-from avemotion.config import TrainSettings, recipe  # noqa: E402
-from avemotion.datasets.cremad import EMOTIONS  # noqa: E402
-from avemotion.errors import WeightsUnavailable  # noqa: E402
-from avemotion.media.inputs import FeatureSettings  # noqa: E402
-from avemotion.media.preprocess import FeatureCache  # noqa: E402
-from avemotion.media.speech import (  # noqa: E402
+from avemotion.config import TrainSettings, recipe
+from avemotion.datasets.cremad import EMOTIONS
+from avemotion.errors import WeightsUnavailable
+from avemotion.media.inputs import FeatureSettings
+from avemotion.media.preprocess import FeatureCache
+from avemotion.media.speech import (
     SPEECH_RATE,
     LazySpeechEncoder,
     WeightsMismatch,
@@ -25,15 +25,15 @@ from avemotion.media.speech import (  # noqa: E402
     mean_and_std,
     voiced,
 )
-from avemotion.registry import MODELS, ModelSettings, model_settings  # noqa: E402
-from avemotion.runtime.predict import load  # noqa: E402
-from avemotion.samples import sample_videos  # noqa: E402
-from avemotion.training.checkpoint import load_checkpoint  # noqa: E402
-from avemotion.training.export import export_onnx  # noqa: E402
-from avemotion.training.models import create_model  # noqa: E402
-from avemotion.training.train import train  # noqa: E402
+from avemotion.registry import MODELS, ModelSettings, model_settings
+from avemotion.runtime.predict import load
+from avemotion.samples import sample_videos
+from avemotion.training.checkpoint import load_checkpoint
+from avemotion.training.export import export_onnx
+from avemotion.training.models import create_model
+from avemotion.training.train import train
 
-from conftest import TEST_IMAGE_SIZE, check_predict_export_and_timeline  # noqa: E402
+from conftest import TEST_IMAGE_SIZE, check_predict_export_and_timeline
 
 FEATURES = FeatureSettings(frame_size=TEST_IMAGE_SIZE, waveform_seconds=3.0)
 WIDTH = 32  # the tiny encoders' width
@@ -152,7 +152,7 @@ def test_a_voice_longer_than_whisper_s_window_is_encoded_in_chunks(encoders):
 def test_a_shared_encoder_loads_once_and_embeds_from_several_threads_at_once(encoders, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    import avemotion.media.speech as speech
+    from avemotion.media import speech
 
     loads = []
     original = speech.load_speech_encoder

@@ -27,7 +27,7 @@ def fitted():
 
 
 def test_the_svm_parts_what_a_straight_line_cannot(fitted):
-    features, targets, speakers = rings(240, seed=0)
+    features, targets, _ = rings(240, seed=0)
     test_features, test_targets, _ = rings(300, seed=1)
     linear = fit_logistic_layer(features, targets, 4, C=1.0)
     assert np.mean(linear.logits(test_features).argmax(axis=1) == test_targets) < 0.6

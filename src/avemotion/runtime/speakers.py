@@ -88,7 +88,7 @@ def speaker_head_from_json(text: str) -> SpeakerHead:
     return _head_class(json.loads(text).get("kind", LinearLayer.KIND)).from_json(text)
 
 
-def _head_class(kind: str) -> type[LinearLayer] | type[KernelLayer]:
+def _head_class(kind: str) -> type[LinearLayer | KernelLayer]:
     if kind not in SPEAKER_HEADS:
         raise ValueError(f"a speaker head of unknown kind {kind!r}")
     return SPEAKER_HEADS[kind]
