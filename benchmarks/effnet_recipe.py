@@ -8,12 +8,14 @@ The audio branch of the paper's Hybrid 2 (`effnet_lstm_audio_only`) trained from
 benchmarks/real_speech.py's RAVDESS folds (fold k holds out actors 4k-3 … 4k). `recipe` is what
 `avemotion train --no-pretrained` gives it (config.FROM_SCRATCH with FROM_SCRATCH_EFFICIENTNET: its
 stem max-pooled, a peak learning rate of 3e-3); `resnet-recipe` is the ResNet-18's recipe as it
-was given to the EfficientNet before (peak lr 1e-3, the stem's convolution strided), and every other
-variant changes one or two things of it: the recipe's settings (peak learning rate, schedule
-length), or the backbone (stochastic depth, the last downsampling stride, how its residual blocks
-start, how its stem downsamples). The ResNet-18 audio branch (`resnet18_vit_lstm_audio_only`) under
-its recipe is the bar. The backbone variants other than the stem are not options of the product:
-they patch the backbone that `avemotion.training.models` builds, for one fold's training at a time.
+was given to the EfficientNet before (peak lr 1e-3, the stem's convolution strided). Every other
+variant changes one or two things of one of them (named `recipe-…` when of the recipe): the
+training settings (peak learning rate, schedule length, batch size), or the backbone (stochastic
+depth, the last downsampling stride, how its residual blocks start, how its stem downsamples). The
+ResNet-18 audio branch (`resnet18_vit_lstm_audio_only`) under its recipe is the bar, and over 60
+epochs the bar for a longer schedule. The backbone variants other than the stem are not options of
+the product: they patch the backbone that `avemotion.training.models` builds, for one fold's
+training at a time.
 
 Printed and written (WORK/effnet_recipe.json, .md): each variant's test accuracy on each fold, its
 training accuracy at the last epoch (under mixup and the masks: the share of the blended labels
@@ -88,6 +90,7 @@ def from_resnet_recipe(overrides: dict | None = None, model_options: dict | None
 
 VARIANTS = {
     "resnet18": Variant(RESNET),
+    "resnet18-60-epochs": Variant(RESNET, {"max_epochs": 60}),
     "recipe": Variant(EFFNET),
     "resnet-recipe": from_resnet_recipe(),
     "lr-3e-3": from_resnet_recipe({"learning_rate": 3e-3}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,15 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items):
+    """The files with a heavy test first, then the others by their number of tests, most first.
+    pytest-xdist hands out whole files in this order: a minute-long file handed out last would leave
+    one worker running it alone at the end."""
+    tests_per_file = Counter(item.path for item in items)
+    heavy_files = {item.path for item in items if item.get_closest_marker("heavy")}
+    items.sort(key=lambda item: (item.path not in heavy_files, -tests_per_file[item.path]))
 
 
 SHARED_METADATA = Path(__file__).resolve().parents[1].parent / "shared" / "cremad-metadata"

@@ -90,6 +90,7 @@ def test_a_still_face_model_gets_its_recipe_and_starts_from_scratch_unless_told(
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_demo_end_to_end_on_bundled_clips_and_a_small_synthetic_corpus(tmp_path):
     out = tmp_path / "demo"
     completed = subprocess.run(

@@ -21,7 +21,7 @@ from avemotion.media.preprocess import preprocess
 
 from learning_check import learning_check
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 @pytest.fixture(scope="module")
