@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 
 import av
 import cv2
@@ -322,7 +321,7 @@ class MediaReader:
         self.audio_rate = 0  # Hz, stated by the header or known from the first audio frame
         self.decoded_until = 0.0  # seconds
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> MediaReader:  # noqa: PYI034 (typing.Self is Python 3.11's; 3.10 is supported)
         check_readable(self.path)
         try:
             self.container = av.open(str(self.path))

@@ -793,7 +793,7 @@ def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
         model = create_model(name, image_size=features.frame_size, pretrained=False)
         temporal = settings.temporal if model.temporal is not None else "-"
         fusion = settings.fusion if len(model.encoders) > 1 or settings.fusion != "concat" else "-"
-        # (a ModuleDict has no get)
+        # not .get(): a ModuleDict has none
         audio = model.encoders["audio"] if "audio" in model.encoders else None  # noqa: SIM401
         audio = "-" if audio is None else audio.short_name if audio.external else settings.audio_backbone
         lines.append(_row(
