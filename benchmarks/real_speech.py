@@ -169,9 +169,11 @@ def egemaps_features(table: pd.DataFrame, work: Path) -> pd.DataFrame:
     back from that file, so a first run and a later one score the very same values (openSMILE's
     float32 and the file's decimal text differ in the last digits)."""
     path = work / "egemaps.csv"
-    if not path.is_file() or not set(table["clip"]) <= set(pd.read_csv(path, usecols=["clip"])["clip"]):
+    features = pd.read_csv(path, index_col="clip") if path.is_file() else None
+    if features is None or not set(table["clip"]) <= set(features.index):
         write_egemaps(table, path)
-    return pd.read_csv(path, index_col="clip").loc[table["clip"]]
+        features = pd.read_csv(path, index_col="clip")
+    return features.loc[table["clip"]]
 
 
 def write_egemaps(table: pd.DataFrame, path: Path) -> None:
