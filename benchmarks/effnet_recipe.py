@@ -10,8 +10,9 @@ benchmarks/real_speech.py's RAVDESS folds (fold k holds out actors 4k-3 … 4k).
 stem max-pooled, a peak learning rate of 3e-3); `resnet-recipe` is the ResNet-18's recipe as it
 was given to the EfficientNet before (peak lr 1e-3, the stem's convolution strided). Every other
 variant changes one or two things of one of them (named `recipe-…` when of the recipe): the
-training settings (peak learning rate, schedule length, batch size), or the backbone (stochastic
-depth, the last downsampling stride, how its residual blocks start, how its stem downsamples). The
+training settings (peak learning rate, schedule length, batch size, spectrogram masks), or the
+backbone (stochastic depth, the last downsampling stride, how its residual blocks start, how its
+stem downsamples, each spectrogram standardised on its own). The
 ResNet-18 audio branch (`resnet18_vit_lstm_audio_only`) under its recipe is the bar, and over 60
 epochs the bar for a longer schedule. The backbone variants other than the stem are not options of
 the product: they patch the backbone that `avemotion.training.models` builds, for one fold's
@@ -69,6 +70,20 @@ def without_last_stride(backbone: nn.Module) -> nn.Module:
     return backbone
 
 
+def standardise_each_clip(backbone: nn.Module) -> nn.Module:
+    """Each spectrogram standardised by its own mean and spread before the backbone, not by the
+    fixed dB constants alone: a recording's level and a voice's loudness no longer shift the input."""
+    forward = backbone.forward
+
+    def standardised(spectrogram):
+        mean = spectrogram.mean(dim=(1, 2, 3), keepdim=True)
+        spread = spectrogram.std(dim=(1, 2, 3), keepdim=True)
+        return forward((spectrogram - mean) / (spread + 1e-5))
+
+    backbone.forward = standardised
+    return backbone
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way to train a model on a fold: its recipe with some training and model settings
@@ -106,6 +121,9 @@ VARIANTS = {
     "recipe-zero-init-residuals": Variant(EFFNET, reshape=zero_init_residual_ends),
     "recipe-60-epochs": Variant(EFFNET, {"max_epochs": 60}),
     "recipe-batch-16": Variant(EFFNET, {"batch_size": 16}),
+    "recipe-spec-masks-4": Variant(EFFNET, {"spec_masks": 4}),
+    "recipe-clip-standardised": Variant(EFFNET, reshape=standardise_each_clip),
+    "resnet18-clip-standardised": Variant(RESNET, reshape=standardise_each_clip),
 }
 
 
