@@ -38,6 +38,7 @@ CORPORA = (
            "--weights WHISPER_BASE_DIR",
            (ReferenceResult("CREMA-D's own crowd, voice alone (Cao et al. 2014)", "clip", 0.409),
             ReferenceResult(EGEMAPS, "clip", 0.516),
+            ReferenceResult("resnet18_vit_lstm_audio_only (from scratch)", "clip", 0.571),
             ReferenceResult("whisper_base_linear_audio_only (frozen, linear probe)", "clip", 0.636),
             ReferenceResult(WHISPER_SVM, "clip", 0.692),
             ReferenceResult(EGEMAPS, "speaker", 0.611),
