@@ -28,6 +28,7 @@ class Corpus:
 
 EGEMAPS = "eGeMAPS + SVM (hand-crafted baseline)"
 WHISPER_SVM = "whisper_base_audio_only (frozen, SVM probe)"
+RESNET_FROM_SCRATCH = "resnet18_vit_lstm_audio_only (from scratch)"
 
 CORPORA = (
     Corpus("CREMA-D voices",
@@ -38,7 +39,7 @@ CORPORA = (
            "--weights WHISPER_BASE_DIR",
            (ReferenceResult("CREMA-D's own crowd, voice alone (Cao et al. 2014)", "clip", 0.409),
             ReferenceResult(EGEMAPS, "clip", 0.516),
-            ReferenceResult("resnet18_vit_lstm_audio_only (from scratch)", "clip", 0.571),
+            ReferenceResult(RESNET_FROM_SCRATCH, "clip", 0.571),
             ReferenceResult("whisper_base_linear_audio_only (frozen, linear probe)", "clip", 0.636),
             ReferenceResult(WHISPER_SVM, "clip", 0.692),
             ReferenceResult(EGEMAPS, "speaker", 0.611),
@@ -47,7 +48,7 @@ CORPORA = (
            "1,440 voices of 24 actors, eight emotions; speaker-independent 6-fold (mean over folds)",
            "python benchmarks/real_speech.py RAVDESS_DIR --weights WHISPER_BASE_DIR",
            (ReferenceResult(EGEMAPS, "clip", 0.478),
-            ReferenceResult("resnet18_vit_lstm_audio_only (from scratch)", "clip", 0.543),
+            ReferenceResult(RESNET_FROM_SCRATCH, "clip", 0.543),
             ReferenceResult("effnet_lstm_audio_only (from scratch, its own recipe)", "clip", 0.488),
             ReferenceResult(WHISPER_SVM, "clip", 0.707),
             ReferenceResult(WHISPER_SVM, "speaker", 0.783))),
