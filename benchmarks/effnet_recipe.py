@@ -73,6 +73,8 @@ def without_last_stride(backbone: nn.Module) -> nn.Module:
 def standardise_each_clip(backbone: nn.Module) -> nn.Module:
     """Each spectrogram standardised by its own mean and spread before the backbone, not by the
     fixed dB constants alone: a recording's level and a voice's loudness no longer shift the input."""
+    # The backbone's forward is wrapped, not the backbone itself: the model reads the backbone's
+    # own attributes (num_features, conv_stem), which a wrapping module would hide.
     forward = backbone.forward
 
     def standardised(spectrogram):
