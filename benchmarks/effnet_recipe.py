@@ -2,7 +2,7 @@
 
     pip install -e '.[train,bench]'
     python benchmarks/effnet_recipe.py RAVDESS_DIR [--work DIR] [--variants recipe lr-3e-3 …]
-        [--folds 1 2 …]
+        [--folds 1 2 …] [--jobs N]
 
 The audio branch of the paper's Hybrid 2 (`effnet_lstm_audio_only`) trained from random weights on
 benchmarks/real_speech.py's RAVDESS folds (fold k holds out actors 4k-3 … 4k). `recipe` is what
@@ -12,7 +12,7 @@ was given to the EfficientNet before (peak lr 1e-3, the stem's convolution strid
 variant changes one or two things of one of them (named `recipe-…` when of the recipe): the
 training settings (peak learning rate, schedule length, batch size, spectrogram masks), or the
 backbone (stochastic depth, the last downsampling stride, how its residual blocks start, how its
-stem downsamples, each spectrogram standardised on its own). The
+stem downsamples or whether it does, each spectrogram standardised on its own). The
 ResNet-18 audio branch (`resnet18_vit_lstm_audio_only`) under its recipe is the bar, and over 60
 epochs the bar for a longer schedule. The backbone variants other than the stem are not options of
 the product: they patch the backbone that `avemotion.training.models` builds, for one fold's
@@ -21,19 +21,24 @@ training at a time.
 Printed and written (WORK/effnet_recipe.json, .md): each variant's test accuracy on each fold, its
 training accuracy at the last epoch (under mixup and the masks: the share of the blended labels
 hit), and its training seconds. Each fold's result is kept in WORK/effnet-recipe/VARIANT, so an
-interrupted run resumes where it stopped.
+interrupted run resumes where it stopped. `--jobs N` trains N (variant, fold) pairs side by side, each in
+its own process with its share of the cores: on one GPU, nine at a time.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
+import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
+import torch
 from real_speech import clip_run, fold_split, model_fold, model_recipe, speech_table, training_overrides
 from torch import nn
 
@@ -67,6 +72,14 @@ def without_last_stride(backbone: nn.Module) -> nn.Module:
     last_downsampling = next(stage[0] for stage in reversed(backbone.blocks)
                              if stage[0].conv_dw.stride != (1, 1))
     last_downsampling.conv_dw.stride = (1, 1)
+    return backbone
+
+
+def full_resolution_stem(backbone: nn.Module) -> nn.Module:
+    """The stem neither strides nor pools: every stage sees twice the resolution in pitch and time
+    (a 4 × 8 final map from 64 × 128, not 2 × 4; about four times the arithmetic). EfficientNet-B0
+    was designed for 224 × 224 images, where its last map is 7 × 7."""
+    backbone.conv_stem.stride = (1, 1)
     return backbone
 
 
@@ -125,6 +138,9 @@ VARIANTS = {
     "recipe-batch-16": Variant(EFFNET, {"batch_size": 16}),
     "recipe-spec-masks-4": Variant(EFFNET, {"spec_masks": 4}),
     "recipe-clip-standardised": Variant(EFFNET, reshape=standardise_each_clip),
+    "recipe-full-resolution": Variant(EFFNET, model_options={"stem_max_pool": False}, reshape=full_resolution_stem),
+    "recipe-full-resolution-60-epochs": Variant(EFFNET, {"max_epochs": 60}, {"stem_max_pool": False},
+                                                reshape=full_resolution_stem),
     "resnet18-clip-standardised": Variant(RESNET, reshape=standardise_each_clip),
 }
 
@@ -162,12 +178,33 @@ def variant_fold(table, cache, work: Path, name: str, fold: int) -> dict:
 
 def markdown(results: dict[str, dict[int, dict]], folds: list[int]) -> str:
     header = " | ".join(f"fold {fold}: test (train)" for fold in folds)
-    lines = [f"| variant | {header} | train s / fold |", "|---|" + "---|" * (len(folds) + 1)]
+    lines = [f"| variant | {header} | mean test | train s / fold |", "|---|" + "---|" * (len(folds) + 2)]
     for name, by_fold in results.items():
         cells = [f"{by_fold[fold]['accuracy']:.3f} ({by_fold[fold]['train_accuracy']:.2f})" for fold in folds]
+        mean = sum(result["accuracy"] for result in by_fold.values()) / len(by_fold)
         seconds = sum(result["seconds"] for result in by_fold.values()) / len(by_fold)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.3f} | {seconds:.0f} |")
     return "\n".join(lines)
+
+
+def train_variant(table, work: Path, threads: int, task: tuple[str, int]) -> tuple[str, int, dict]:
+    """One (variant, fold) training, in this process or in a worker of the pool."""
+    torch.set_num_threads(threads)
+    name, fold = task
+    return name, fold, variant_fold(table, FeatureCache.open(work / "cache", FeatureSettings()), work, name, fold)
+
+
+def trained_variants(table, work: Path, tasks: list[tuple[str, int]], jobs: int) -> Iterator[tuple[str, int, dict]]:
+    """Each task's result as it finishes; with jobs > 1, that many trainings side by side, each in
+    its own process with its share of the cores (on a GPU they share the device: a network this
+    small leaves it waiting on each step's work around the arithmetic, README: "On a GPU")."""
+    train = functools.partial(train_variant, table, work, max(1, (os.cpu_count() or 1) // jobs))
+    if jobs <= 1:
+        yield from map(train, tasks)
+        return
+    # Spawned, not forked: a fork would copy this process's thread pools (and CUDA, once used) broken.
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        yield from pool.imap_unordered(train, tasks)
 
 
 def main() -> None:
@@ -177,6 +214,8 @@ def main() -> None:
                         help="cache and runs (the same folder as real_speech.py's shares its cache)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--folds", nargs="+", type=int, default=[1])
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trainings side by side, each in its own process (default 1)")
     args = parser.parse_args()
 
     table = speech_table(args.ravdess_dir)
@@ -184,13 +223,12 @@ def main() -> None:
     cache = FeatureCache.open(args.work / "cache", FeatureSettings())
     for name in {VARIANTS[variant].model for variant in args.variants}:
         table = ensure_cached(table, cache.with_inputs(model_inputs(model_settings(name))), progress=True)
-    results: dict[str, dict[int, dict]] = {}
-    for fold in args.folds:
-        for name in args.variants:
-            outcome = variant_fold(table, cache, args.work, name, fold)
-            results.setdefault(name, {})[fold] = outcome
-            print(f"fold {fold} {name}: test accuracy {outcome['accuracy']:.3f}, training accuracy "
-                  f"{outcome['train_accuracy']:.2f} ({outcome['seconds']:.0f} s)", flush=True)
+    tasks = [(name, fold) for fold in args.folds for name in args.variants]
+    results: dict[str, dict[int, dict]] = {name: {} for name in args.variants}
+    for name, fold, outcome in trained_variants(table, args.work, tasks, args.jobs):
+        results[name][fold] = outcome
+        print(f"fold {fold} {name}: test accuracy {outcome['accuracy']:.3f}, training accuracy "
+              f"{outcome['train_accuracy']:.2f} ({outcome['seconds']:.0f} s)", flush=True)
     (args.work / "effnet_recipe.json").write_text(json.dumps(results, indent=2))
     table_md = markdown(results, args.folds)
     (args.work / "effnet_recipe.md").write_text(table_md + "\n")
