@@ -187,9 +187,8 @@ def markdown(results: dict[str, dict[int, dict]], folds: list[int]) -> str:
     return "\n".join(lines)
 
 
-def train_variant(table, work: Path, threads: int, task: tuple[str, int]) -> tuple[str, int, dict]:
+def train_variant(table, work: Path, task: tuple[str, int]) -> tuple[str, int, dict]:
     """One (variant, fold) training, in this process or in a worker of the pool."""
-    torch.set_num_threads(threads)
     name, fold = task
     return name, fold, variant_fold(table, FeatureCache.open(work / "cache", FeatureSettings()), work, name, fold)
 
@@ -198,12 +197,13 @@ def trained_variants(table, work: Path, tasks: list[tuple[str, int]], jobs: int)
     """Each task's result as it finishes; with jobs > 1, that many trainings side by side, each in
     its own process with its share of the cores (on a GPU they share the device: a network this
     small leaves it waiting on each step's work around the arithmetic, README: "On a GPU")."""
-    train = functools.partial(train_variant, table, work, max(1, (os.cpu_count() or 1) // jobs))
+    train = functools.partial(train_variant, table, work)
     if jobs <= 1:
         yield from map(train, tasks)
         return
     # Spawned, not forked: a fork would copy this process's thread pools (and CUDA, once used) broken.
-    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with multiprocessing.get_context("spawn").Pool(jobs, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
         yield from pool.imap_unordered(train, tasks)
 
 
