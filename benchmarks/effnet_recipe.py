@@ -21,8 +21,8 @@ training at a time.
 Printed and written (WORK/effnet_recipe.json, .md): each variant's test accuracy on each fold, its
 training accuracy at the last epoch (under mixup and the masks: the share of the blended labels
 hit), and its training seconds. Each fold's result is kept in WORK/effnet-recipe/VARIANT, so an
-interrupted run resumes where it stopped. `--jobs N` trains N (variant, fold) pairs side by side, each in
-its own process with its share of the cores: on one GPU, nine at a time.
+interrupted run resumes where it stopped. `--jobs N` trains N (variant, fold) pairs side by side,
+each in its own process with its share of the cores: on one GPU, nine at a time.
 """
 
 from __future__ import annotations
