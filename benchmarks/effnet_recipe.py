@@ -3,6 +3,7 @@
     pip install -e '.[train,bench]'
     python benchmarks/effnet_recipe.py RAVDESS_DIR [--work DIR] [--variants recipe lr-3e-3 …]
         [--folds 1 2 …] [--jobs N]
+    python benchmarks/effnet_recipe.py CREMAD_DIR --corpus crema-d --documents DIR [--variants …] …
 
 The audio branch of the paper's Hybrid 2 (`effnet_lstm_audio_only`) trained from random weights on
 benchmarks/real_speech.py's RAVDESS folds (fold k holds out actors 4k-3 … 4k). `recipe` is what
@@ -23,6 +24,10 @@ training accuracy at the last epoch (under mixup and the masks: the share of the
 hit), and its training seconds. Each fold's result is kept in WORK/effnet-recipe/VARIANT, so an
 interrupted run resumes where it stopped. `--jobs N` trains N (variant, fold) pairs side by side,
 each in its own process with its share of the cores: on one GPU, nine at a time.
+
+`--corpus crema-d` confirms variants on the other corpus: the CREMA-D voices and the five
+actor-independent folds of benchmarks/cremad_voices.py (its WORK's cache shared, `--documents` as
+there); its `recipe` and `resnet18` train as that benchmark's clip-level runs of the two models do.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from cremad_voices import FOLDS as CREMAD_FOLDS
+from cremad_voices import splits_of, voices_table
+from real_speech import FOLDS as RAVDESS_FOLDS
 from real_speech import clip_run, fold_split, model_fold, model_recipe, speech_table, training_overrides
 from torch import nn
 
@@ -166,13 +174,13 @@ def last_training_accuracy(run: RunFolder) -> float:
     return float(pd.read_csv(run.history)["train_acc"].dropna().iloc[-1])
 
 
-def variant_fold(table, cache, work: Path, name: str, fold: int) -> dict:
+def variant_fold(table, split: pd.Series, cache, work: Path, name: str, fold: int) -> dict:
     """Train one variant on one fold (or read the result a previous run left)."""
     variant, runs = VARIANTS[name], work / "effnet-recipe" / name
     model = replace(model_recipe(variant.model).model, **variant.model_options)
     overrides = {**training_overrides(None)[0], **variant.overrides, "model": model}
     with backbones_changed(variant):
-        result = model_fold(table, fold_split(table, fold), cache, runs, variant.model, fold, overrides)
+        result = model_fold(table, split, cache, runs, variant.model, fold, overrides)
     return {**result, "train_accuracy": last_training_accuracy(clip_run(runs, variant.model, fold))}
 
 
@@ -187,17 +195,19 @@ def markdown(results: dict[str, dict[int, dict]], folds: list[int]) -> str:
     return "\n".join(lines)
 
 
-def train_variant(table, work: Path, task: tuple[str, int]) -> tuple[str, int, dict]:
+def train_variant(table, splits: dict[int, pd.Series], work: Path, task: tuple[str, int]) -> tuple[str, int, dict]:
     """One (variant, fold) training, in this process or in a worker of the pool."""
     name, fold = task
-    return name, fold, variant_fold(table, FeatureCache.open(work / "cache", FeatureSettings()), work, name, fold)
+    cache = FeatureCache.open(work / "cache", FeatureSettings())
+    return name, fold, variant_fold(table, splits[fold], cache, work, name, fold)
 
 
-def trained_variants(table, work: Path, tasks: list[tuple[str, int]], jobs: int) -> Iterator[tuple[str, int, dict]]:
+def trained_variants(table, splits: dict[int, pd.Series], work: Path, tasks: list[tuple[str, int]],
+                     jobs: int) -> Iterator[tuple[str, int, dict]]:
     """Each task's result as it finishes; with jobs > 1, that many trainings side by side, each in
     its own process with its share of the cores (on a GPU they share the device: a network this
     small leaves it waiting on each step's work around the arithmetic, README: "On a GPU")."""
-    train = functools.partial(train_variant, table, work)
+    train = functools.partial(train_variant, table, splits, work)
     if jobs <= 1:
         yield from map(train, tasks)
         return
@@ -209,23 +219,34 @@ def trained_variants(table, work: Path, tasks: list[tuple[str, int]], jobs: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("ravdess_dir", type=Path)
-    parser.add_argument("--work", type=Path, default=Path(".cache/real-speech"),
-                        help="cache and runs (the same folder as real_speech.py's shares its cache)")
+    parser.add_argument("corpus_dir", type=Path, help="the RAVDESS speech folder, or CREMA-D's voices")
+    parser.add_argument("--corpus", choices=("ravdess", "crema-d"), default="ravdess")
+    parser.add_argument("--documents", type=Path, default=None,
+                        help="CREMA-D: the folder of VideoDemographics.csv and summaryTable.csv")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="cache and runs (real_speech.py's or cremad_voices.py's folder shares its "
+                             "cache; default theirs: .cache/real-speech, .cache/cremad-voices)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--folds", nargs="+", type=int, default=[1])
     parser.add_argument("--jobs", type=int, default=1,
                         help="trainings side by side, each in its own process (default 1)")
     args = parser.parse_args()
 
-    table = speech_table(args.ravdess_dir)
+    crema_d = args.corpus == "crema-d"
+    folds = CREMAD_FOLDS if crema_d else RAVDESS_FOLDS
+    if not set(args.folds) <= set(range(1, folds + 1)):
+        parser.error(f"--folds: {args.corpus} has folds 1 to {folds}")
+    args.work = args.work or Path(".cache/cremad-voices" if crema_d else ".cache/real-speech")
+    table = voices_table(args.corpus_dir, args.documents) if crema_d else speech_table(args.corpus_dir)
     args.work.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache.open(args.work / "cache", FeatureSettings())
     for name in {VARIANTS[variant].model for variant in args.variants}:
         table = ensure_cached(table, cache.with_inputs(model_inputs(model_settings(name))), progress=True)
+    splits = (splits_of(table, "actor", args.folds) if crema_d
+              else {fold: fold_split(table, fold) for fold in args.folds})
     tasks = [(name, fold) for fold in args.folds for name in args.variants]
     results: dict[str, dict[int, dict]] = {name: {} for name in args.variants}
-    for name, fold, outcome in trained_variants(table, args.work, tasks, args.jobs):
+    for name, fold, outcome in trained_variants(table, splits, args.work, tasks, args.jobs):
         results[name][fold] = outcome
         print(f"fold {fold} {name}: test accuracy {outcome['accuracy']:.3f}, training accuracy "
               f"{outcome['train_accuracy']:.2f} ({outcome['seconds']:.0f} s)", flush=True)
