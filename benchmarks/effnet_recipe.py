@@ -195,19 +195,19 @@ def markdown(results: dict[str, dict[int, dict]], folds: list[int]) -> str:
     return "\n".join(lines)
 
 
-def train_variant(table, splits: dict[int, pd.Series], work: Path, task: tuple[str, int]) -> tuple[str, int, dict]:
+def train_variant(table, splits: dict[int, pd.Series], cache: FeatureCache, work: Path,
+                  task: tuple[str, int]) -> tuple[str, int, dict]:
     """One (variant, fold) training, in this process or in a worker of the pool."""
     name, fold = task
-    cache = FeatureCache.open(work / "cache", FeatureSettings())
     return name, fold, variant_fold(table, splits[fold], cache, work, name, fold)
 
 
-def trained_variants(table, splits: dict[int, pd.Series], work: Path, tasks: list[tuple[str, int]],
-                     jobs: int) -> Iterator[tuple[str, int, dict]]:
+def trained_variants(table, splits: dict[int, pd.Series], cache: FeatureCache, work: Path,
+                     tasks: list[tuple[str, int]], jobs: int) -> Iterator[tuple[str, int, dict]]:
     """Each task's result as it finishes; with jobs > 1, that many trainings side by side, each in
     its own process with its share of the cores (on a GPU they share the device: a network this
     small leaves it waiting on each step's work around the arithmetic, README: "On a GPU")."""
-    train = functools.partial(train_variant, table, splits, work)
+    train = functools.partial(train_variant, table, splits, cache, work)
     if jobs <= 1:
         yield from map(train, tasks)
         return
@@ -246,7 +246,7 @@ def main() -> None:
               else {fold: fold_split(table, fold) for fold in args.folds})
     tasks = [(name, fold) for fold in args.folds for name in args.variants]
     results: dict[str, dict[int, dict]] = {name: {} for name in args.variants}
-    for name, fold, outcome in trained_variants(table, splits, args.work, tasks, args.jobs):
+    for name, fold, outcome in trained_variants(table, splits, cache, args.work, tasks, args.jobs):
         results[name][fold] = outcome
         print(f"fold {fold} {name}: test accuracy {outcome['accuracy']:.3f}, training accuracy "
               f"{outcome['train_accuracy']:.2f} ({outcome['seconds']:.0f} s)", flush=True)
