@@ -23,8 +23,9 @@ protocol, as benchmarks/real_speech.py runs them. Printed and written (WORK/crem
 .md): the paper's Table 1 columns (accuracy, macro precision, recall, F1), each emotion's F1, how
 often each system agrees with the crowd's voice-only majority vote (the crowd recognised 0.409 of
 the voices heard alone, Cao et al. 2014), seconds per fold, and WORK/confusion-*.png. Each fold's
-result is kept in WORK, so an interrupted run resumes where it stopped, and `--folds` runs a part
-of the actor-independent folds now and the rest later (the tables then cover the folds run).
+result is kept in WORK, so an interrupted run resumes where it stopped (a fold from its last
+completed epoch), and `--folds` runs a part of the actor-independent folds now and the rest later
+(the tables then cover the folds run).
 """
 
 from __future__ import annotations

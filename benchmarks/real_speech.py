@@ -32,7 +32,7 @@ recipe, from its weights in `--weights DIR` (a CTranslate2 model folder) or the 
 scores it times the encoder alone on the first clips (seconds per clip, one thread and two).
 `--seed N` trains them again with another seed, an independent run that shows how much a score
 owes to one training run. Each fold's result is kept in WORK, so an interrupted run resumes where
-it stopped. Prints and writes
+it stopped, a fold cut short from its last completed epoch. Prints and writes
 (WORK/real_speech.json, .md) accuracy, unweighted accuracy (mean per-class recall) and macro F1,
 mean ± std over the folds, and the training seconds per fold.
 """
@@ -113,7 +113,8 @@ def clip_run(runs: Path, name: str, fold: int) -> RunFolder:
 
 
 def model_fold(table, split, cache, runs: Path, name: str, fold: int, overrides: dict) -> dict:
-    """Train one audio-only model on one fold (or read the result a previous run left)."""
+    """Train one audio-only model on one fold (or read the result a previous run left; a training
+    cut short continues from its last completed epoch)."""
     run = clip_run(runs, name, fold)
     result_file = run.root / "real_speech_fold.json"
     if result_file.is_file():
@@ -121,13 +122,22 @@ def model_fold(table, split, cache, runs: Path, name: str, fold: int, overrides:
     settings = replace(model_recipe(name), **overrides)
     run.root.mkdir(parents=True, exist_ok=True)
     cache = cache.with_inputs(model_inputs(settings.model))
+    earlier = seconds_spent_before(run)
     started = time.perf_counter()
-    train_one(table, split, cache, run, settings, resume=False, metadata_path=None)
-    seconds = time.perf_counter() - started
+    train_one(table, split, cache, run, settings, resume=True, metadata_path=None)
+    seconds = earlier + time.perf_counter() - started
     predictions = read_csv(run.predictions)
     result = {**scores(predictions["true"], predictions["predicted"]), "seconds": seconds}
     run.write_json(result_file, result)
     return result
+
+
+def seconds_spent_before(run: RunFolder) -> float:
+    """The seconds an interrupted earlier training of this fold spent on the epochs it logged (none
+    when it left no checkpoint to continue from, and so starts again)."""
+    if not (run.checkpoints / "last.ckpt").is_file():
+        return 0.0
+    return float(sum(read_csv(log)["epoch_seconds"].sum() for log in run.logs.glob("attempt-*/metrics.csv")))
 
 
 def training_overrides(weights: Path | None, seed: int = 0, epochs: int | None = None,
