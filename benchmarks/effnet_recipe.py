@@ -12,12 +12,12 @@ stem max-pooled, a peak learning rate of 3e-3); `resnet-recipe` is the ResNet-18
 was given to the EfficientNet before (peak lr 1e-3, the stem's convolution strided). Every other
 variant changes one or two things of one of them (named `recipe-…` when of the recipe): the
 training settings (peak learning rate, schedule length, batch size, spectrogram masks), or the
-backbone (stochastic depth, the last downsampling stride, how its residual blocks start, how its
-stem downsamples or whether it does, each spectrogram standardised on its own). The
-ResNet-18 audio branch (`resnet18_vit_lstm_audio_only`) under its recipe is the bar, and over 60
-epochs the bar for a longer schedule. The backbone variants other than the stem are not options of
-the product: they patch the backbone that `avemotion.training.models` builds, for one fold's
-training at a time.
+backbone (stochastic depth, the last downsampling stride, how its residual blocks start, its
+squeeze-and-excitation or its activation, how its stem downsamples or whether it does, each
+spectrogram standardised on its own). The ResNet-18 audio branch (`resnet18_vit_lstm_audio_only`)
+under its recipe is the bar, and over 60 epochs the bar for a longer schedule. The backbone
+variants other than the stem are not options of the product: they patch the backbone that
+`avemotion.training.models` builds, for one fold's training at a time.
 
 Printed and written (WORK/effnet_recipe.json, .md): each variant's test accuracy on each fold, its
 training accuracy at the last epoch (under mixup and the masks: the share of the blended labels
@@ -107,6 +107,25 @@ def standardise_each_clip(backbone: nn.Module) -> nn.Module:
     return backbone
 
 
+def without_squeeze_excite(backbone: nn.Module) -> nn.Module:
+    """No squeeze-and-excitation: no block gates its channels by their average over the whole
+    spectrogram, a summary of the voice as much as of its emotion (the ResNet-18 has none)."""
+    for block in backbone.modules():
+        if hasattr(block, "se"):
+            block.se = nn.Identity()
+    return backbone
+
+
+def with_relu(backbone: nn.Module) -> nn.Module:
+    """ReLU wherever timm's EfficientNet has SiLU (49 activations, its squeeze-and-excitation's
+    included), as the ResNet-18 has."""
+    for module in list(backbone.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.SiLU):
+                setattr(module, name, nn.ReLU(inplace=True))
+    return backbone
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way to train a model on a fold: its recipe with some training and model settings
@@ -149,6 +168,8 @@ VARIANTS = {
     "recipe-full-resolution": Variant(EFFNET, model_options={"stem_max_pool": False}, reshape=full_resolution_stem),
     "recipe-full-resolution-60-epochs": Variant(EFFNET, {"max_epochs": 60}, {"stem_max_pool": False},
                                                 reshape=full_resolution_stem),
+    "recipe-no-squeeze-excite": Variant(EFFNET, reshape=without_squeeze_excite),
+    "recipe-relu": Variant(EFFNET, reshape=with_relu),
     "resnet18-clip-standardised": Variant(RESNET, reshape=standardise_each_clip),
 }
 
