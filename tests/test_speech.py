@@ -40,10 +40,11 @@ WIDTH = 32  # the tiny encoders' width
 
 
 def tiny_whisper(folder, seed: int = 0):
-    """A random two-layer Whisper of width 32, saved by transformers and converted to CTranslate2."""
+    """A random two-layer Whisper of width 32, saved by transformers (with its feature extractor, a
+    transformers encoder's folder too) and converted to CTranslate2."""
     import ctranslate2
     import torch
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
     torch.manual_seed(seed)
     config = WhisperConfig(vocab_size=64, d_model=WIDTH, encoder_layers=2, decoder_layers=1,
@@ -51,6 +52,7 @@ def tiny_whisper(folder, seed: int = 0):
                            decoder_ffn_dim=64, num_mel_bins=80, max_target_positions=32,
                            pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
     WhisperForConditionalGeneration(config).save_pretrained(folder / "transformers")
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder / "transformers")
     ctranslate2.converters.TransformersConverter(str(folder / "transformers")).convert(str(folder / "ct2"))
     return folder / "ct2"
 
@@ -106,6 +108,8 @@ def models(encoders):
     # the registered speech models' head: an RBF SVM fitted in closed form, under both protocols
     settings["svm"] = replace(settings["whisper"], name="tiny_whisper_svm_audio_only", fusion="svm")
     settings["speaker_norm"] = settings["svm"]
+    # an SVM on an encoder of several layers reads them side by side
+    settings["layers_svm"] = replace(settings["transformers"], name="tiny_wavlm_svm_audio_only", fusion="svm")
     with pytest.MonkeyPatch.context() as patch:
         for model in settings.values():
             patch.setitem(MODELS, model.name, model)
@@ -137,6 +141,38 @@ def test_an_encoder_pools_each_layer_and_ignores_the_padding(encoders, family, l
     assert embedded.shape == (2, layers, 2 * WIDTH) and np.isfinite(embedded).all()
     assert np.allclose(embedded[0], encoder.embed_one(speech), atol=1e-5)  # padding changes nothing
     assert not np.allclose(embedded[0], embedded[1])
+
+
+@pytest.mark.slow  # builds a tiny Whisper: a few seconds
+def test_whispers_every_layer_through_transformers_ends_in_what_ctranslate2_gives(encoders):
+    import ctranslate2
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    layered = load_speech_encoder("transformers", str(encoders["whisper"].parent / "transformers"))
+    assert (layered.identity.layers, layered.identity.width) == (3, WIDTH)  # the input embedding + 2 layers
+    speech = voice(1.5)
+    # the same weights in CTranslate2, in float32, on the same unpadded voice
+    ct2 = ctranslate2.models.Whisper(str(encoders["whisper"]), device="cpu", compute_type="float32")
+    mel = FeatureExtractor(feature_size=80)(speech, padding=0)
+    output = np.asarray(ct2.encode(ctranslate2.StorageView.from_array(mel[np.newaxis, :, :150]), to_cpu=True))
+    pooled = layered.embed_one(speech)
+    assert pooled.shape == (3, 2 * WIDTH)
+    assert np.allclose(pooled[-1], mean_and_std(output)[0], atol=1e-3)
+    assert not np.allclose(pooled[0], pooled[-1], atol=1e-2)  # the layers differ
+
+
+@pytest.mark.slow  # builds a tiny Whisper: a few seconds
+def test_whisper_through_transformers_on_its_whole_window_equals_its_own_forward(encoders):
+    import torch
+    from transformers import WhisperFeatureExtractor, WhisperModel
+
+    folder = encoders["whisper"].parent / "transformers"
+    layered = load_speech_encoder("transformers", str(folder))
+    window = voice(30.0)  # exactly the 3,000 frames Whisper's forward insists on
+    mel = WhisperFeatureExtractor.from_pretrained(folder)(window, sampling_rate=SPEECH_RATE, return_tensors="pt")
+    with torch.no_grad():
+        expected = WhisperModel.from_pretrained(folder).get_encoder()(mel["input_features"]).last_hidden_state
+    assert np.allclose(layered._hidden(window)[-1], expected[0].numpy(), atol=1e-4)
 
 
 @pytest.mark.slow
@@ -331,12 +367,23 @@ def test_the_svm_probe_is_fitted_in_closed_form_and_refuses_gradient_descent(tra
         train(sample_table, FeatureCache.open(tmp_path, FEATURES), tmp_path / "run", plan)
 
 
-@pytest.mark.parametrize("key", ["whisper", "svm", "transformers", "fused", "tuned"])
+@pytest.mark.parametrize("key", ["whisper", "svm", "transformers", "layers_svm", "fused", "tuned"])
 @pytest.mark.slow
 def test_predict_timeline_and_export_of_a_speech_model(trained, key, tmp_path):
     classifier, exported = check_predict_export_and_timeline(trained[key] / "model.ckpt", tmp_path)
     # the exported head reads the encoder's embedding; the runtime runs the encoder the card names
     assert exported.card.encoders == classifier.card.encoders
+
+
+@pytest.mark.slow
+def test_an_svm_reads_every_layer_side_by_side_where_a_trained_head_weighs_them(trained):
+    svm, _ = load_checkpoint(trained["layers_svm"] / "model.ckpt")
+    weighed, _ = load_checkpoint(trained["transformers"] / "model.ckpt")
+    layers = 3  # the tiny WavLM's input embedding and two layers
+    assert svm.head.classifier.anchors.shape[1] == layers * 2 * WIDTH
+    assert svm.head.classifier.anchors.shape[0] > 0  # fitted
+    assert weighed.head.classifier.weight.shape[1] == 2 * WIDTH
+    assert len(list(weighed.adapters["audio"].parameters())) == 1  # the softmax weights per layer
 
 
 @pytest.mark.slow

@@ -29,6 +29,7 @@ class Corpus:
 EGEMAPS = "eGeMAPS + SVM (hand-crafted baseline)"
 WHISPER_SVM = "whisper_base_audio_only (frozen, SVM probe)"
 RESNET_FROM_SCRATCH = "resnet18_vit_lstm_audio_only (from scratch)"
+WHISPER_LAYERS_SVM = "whisper_base_layers_audio_only (frozen, every layer, SVM probe)"
 
 CORPORA = (
     Corpus("CREMA-D voices",
@@ -51,7 +52,9 @@ CORPORA = (
             ReferenceResult(RESNET_FROM_SCRATCH, "clip", 0.543),
             ReferenceResult("effnet_lstm_audio_only (from scratch, its own recipe)", "clip", 0.488),
             ReferenceResult(WHISPER_SVM, "clip", 0.707),
-            ReferenceResult(WHISPER_SVM, "speaker", 0.783))),
+            ReferenceResult(WHISPER_LAYERS_SVM, "clip", 0.752),
+            ReferenceResult(WHISPER_SVM, "speaker", 0.783),
+            ReferenceResult(WHISPER_LAYERS_SVM, "speaker", 0.848))),
     Corpus("FER2013 faces",
            "35,887 face images, seven expressions; trained on Training, scored on PrivateTest",
            "python benchmarks/faces.py FER2013_DIR",

@@ -101,6 +101,8 @@ SPEECH_ENCODERS = {
     "wavlm_base_plus": ("transformers", "microsoft/wavlm-base-plus"),
     "hubert_base": ("transformers", "facebook/hubert-base-ls960"),
     "wav2vec2_base": ("transformers", "facebook/wav2vec2-base"),
+    # Whisper base's every layer through transformers (CTranslate2 gives its last layer only)
+    "whisper_base_layers": ("transformers", "openai/whisper-base"),
 }
 # The paper's video branches beside a speech encoder: (fused model's prefix, frame backbone)
 _SPEECH_HYBRID_VIDEO = {"vit_lstm": "vit_tiny_patch16_224", "effnet_lstm": "efficientnet_b0"}

@@ -7,6 +7,8 @@ Two families, each by the hub names its own library downloads and caches, or a l
   gives the last layer's output only.
 - ``transformers``: any audio ``AutoModel`` (WavLM, HuBERT, wav2vec 2.0, data2vec, Whisper's encoder)
   by hub name or folder, every layer's hidden states (the SUPERB / EmoBox protocol). Needs PyTorch.
+  Whisper's encoder runs on the voice's own frames, as CTranslate2 runs it, so that its last layer
+  is what the ``whisper`` family gives.
 
 Either way a clip's embedding is float32 (layers, 2 × width): each layer's mean and standard
 deviation over time. A voice longer than the encoder's window is encoded in chunks whose hidden
@@ -154,14 +156,32 @@ class TransformersEncoder(SpeechEncoder):
 
     def _hidden(self, voice: np.ndarray) -> np.ndarray:
         """A chunk of voice -> (layers, time, width)."""
+        if self.whisper:
+            return self._whisper_hidden(voice)
         prepared = self.features(voice, sampling_rate=SPEECH_RATE, return_tensors="pt")
-        key = "input_features" if self.whisper else "input_values"
         with self.lock, self.torch.no_grad():
-            output = self.model(prepared[key].to(self.device), output_hidden_states=True)
-        hidden = self.torch.stack(output.hidden_states)[:, 0].float().cpu().numpy()
-        if self.whisper:  # Whisper's features are padded to 30 s; keep the frames of the voice
-            hidden = hidden[:, : max(1, len(voice) // 320)]
-        return hidden
+            output = self.model(prepared["input_values"].to(self.device), output_hidden_states=True)
+        return self.torch.stack(output.hidden_states)[:, 0].float().cpu().numpy()
+
+    def _whisper_hidden(self, voice: np.ndarray) -> np.ndarray:
+        """Whisper's encoder on the voice's own log-Mel frames, as the CTranslate2 family runs it:
+        the input embedding, each layer's output, the last through the final layer norm (the
+        encoder's output). Its forward insists on 30 s of input, padded with a silence that every
+        frame then attends to, at ten times the arithmetic for a 3 s voice; its layers take any
+        length its positions cover."""
+        mel = self.features(voice, sampling_rate=SPEECH_RATE, return_tensors="pt", padding="longest",
+                            truncation=False)["input_features"]
+        mel = mel[..., : max(2, mel.shape[-1] // 2 * 2)]  # the stride-2 convolution wants an even count
+        encoder, gelu = self.model, self.torch.nn.functional.gelu
+        with self.lock, self.torch.no_grad():
+            frames = gelu(encoder.conv2(gelu(encoder.conv1(mel.to(self.device))))).transpose(1, 2)
+            hidden = frames + encoder.embed_positions.weight[: frames.shape[1]]
+            states = [hidden]
+            for layer in encoder.layers:
+                hidden = layer(hidden, None)
+                states.append(hidden)
+            states[-1] = encoder.layer_norm(hidden)
+        return self.torch.stack(states)[:, 0].float().cpu().numpy()
 
 
 FAMILIES = ("whisper", "transformers")

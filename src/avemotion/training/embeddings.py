@@ -26,6 +26,7 @@ from avemotion.media.preprocess import (
     remove_partial_files,
     write_npz_atomically,
 )
+from avemotion.training.evaluate import device_of
 from avemotion.training.models import EmotionNet
 
 EMBEDDING_BATCH = 16  # clips per backbone call while filling the cache
@@ -114,7 +115,7 @@ class EmbeddingCache:
     def _backbone_outputs(self, keys: list[str]) -> dict[str, np.ndarray]:
         """Each branch's encoder features of some entries, named like the cache's arrays."""
         entries = [network_inputs(self.features.read(key, self.model.inputs).inputs) for key in keys]
-        device = next(self.model.parameters()).device
+        device = device_of(self.model)
         batch = {name: torch.from_numpy(np.stack([entry[name] for entry in entries])).to(device)
                  for name in self.model.inputs}
         return {branch: value.cpu().numpy() for branch, value in self.model.embed(batch).items()}

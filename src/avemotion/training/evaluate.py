@@ -11,6 +11,7 @@ scored, the model's choice is restricted to those labels, and the labels left ou
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +58,16 @@ def predictions_table(clips: list[str], true: list[str], probabilities: np.ndarr
     return table
 
 
+def device_of(network: torch.nn.Module) -> torch.device:
+    """The device a network's tensors are on (an SVM head on frozen features has buffers only)."""
+    return next(itertools.chain(network.parameters(), network.buffers())).device
+
+
 @torch.no_grad()
 def predict_probabilities(network: torch.nn.Module, loader) -> np.ndarray:
     """Softmax probabilities of every clip a loader yields (inputs by name, target), in order."""
     network.eval()
-    device = next(network.parameters()).device
+    device = device_of(network)
     outputs = [torch.softmax(network(on_device(inputs, device)), dim=1).cpu() for inputs, _ in loader]
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0))
 
@@ -71,7 +77,7 @@ def clip_features(network: torch.nn.Module, loader) -> np.ndarray:
     """The vector each clip's last layer reads (EmotionNet.clip_features), for every clip a loader
     yields, in order: float32 (N, D)."""
     network.eval()
-    device = next(network.parameters()).device
+    device = device_of(network)
     outputs = [network.clip_features(on_device(inputs, device)).float().cpu() for inputs, _ in loader]
     return torch.cat(outputs).numpy()
 

@@ -197,6 +197,7 @@ SPEECH_ARCHITECTURES = {
     ("transformers", "microsoft/wavlm-base-plus"): (13, 768),
     ("transformers", "facebook/hubert-base-ls960"): (13, 768),
     ("transformers", "facebook/wav2vec2-base"): (13, 768),
+    ("transformers", "openai/whisper-base"): (7, 512),
 }
 
 
@@ -204,7 +205,7 @@ SPEECH_ARCHITECTURES = {
 PUBLISHED_SIZES = {("whisper", "tiny"): 39, ("whisper", "base"): 74, ("whisper", "small"): 244,
                    ("transformers", "microsoft/wavlm-base-plus"): 94.7,
                    ("transformers", "facebook/hubert-base-ls960"): 94.7,
-                   ("transformers", "facebook/wav2vec2-base"): 95}
+                   ("transformers", "facebook/wav2vec2-base"): 95, ("transformers", "openai/whisper-base"): 74}
 
 
 class PretrainedSpeechEncoder(Encoder):
@@ -232,6 +233,10 @@ class PretrainedSpeechEncoder(Encoder):
         else:  # its size is known from its weights only
             loaded = self.speech.encoder.identity
             self.layers, self.width = loaded.layers, loaded.width
+        # An SVM reads the layers side by side and weighs them itself; a trained head learns a
+        # softmax weight per layer, whose equal start a closed-form probe would keep (the layers'
+        # average: Whisper base's seven on CREMA-D's voices gave 0.729 averaged, 0.745 side by side).
+        self.side_by_side = settings.fusion == "svm" and self.layers > 1
 
     @property
     def identity(self) -> EncoderIdentity | None:
@@ -251,14 +256,15 @@ class PretrainedSpeechEncoder(Encoder):
 
     @property
     def dim(self) -> int:
-        return 2 * self.width
+        """Features per clip after the adapter: one layer's, or every layer's side by side."""
+        return (self.layers if self.side_by_side else 1) * 2 * self.width
 
     @property
     def embedding_shape(self) -> tuple[int, ...]:
-        return (self.layers, self.dim)
+        return (self.layers, 2 * self.width)
 
     def adapter(self) -> nn.Module:
-        return LayerWeights(self.layers)
+        return nn.Flatten() if self.side_by_side else LayerWeights(self.layers)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, samples) zero-padded voices -> (B, layers, 2 × width), computed outside torch."""
@@ -805,7 +811,7 @@ def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
 
 def _row(name: str, video: str, temporal: str, audio: str, fusion: str, params: str, inputs: str) -> str:
     """One line of `avemotion models`' table."""
-    return f"{name:<34}{video:<22}{temporal:<11}{audio:<19}{fusion:<8}{params:>9}  {inputs}"
+    return f"{name:<39}{video:<22}{temporal:<11}{audio:<19}{fusion:<8}{params:>9}  {inputs}"
 
 
 def _count(parameters: int) -> str:
