@@ -73,10 +73,9 @@ def transformers_weights(variables: dict[str, np.ndarray]) -> dict[str, np.ndarr
     """CTranslate2's Whisper variables under transformers' names."""
     weights = {}
 
-    def put(target: str, source: str, *, bias: bool = True) -> None:
-        weights[f"{target}.weight"] = variables[f"{source}/weight" if bias else source]
-        if bias:
-            weights[f"{target}.bias"] = variables[f"{source}/bias"]
+    def put(target: str, source: str) -> None:
+        weights[f"{target}.weight"] = variables[f"{source}/weight"]
+        weights[f"{target}.bias"] = variables[f"{source}/bias"]
 
     def norm(target: str, source: str) -> None:
         weights[f"{target}.weight"] = variables[f"{source}/gamma"]
@@ -90,33 +89,31 @@ def transformers_weights(variables: dict[str, np.ndarray]) -> dict[str, np.ndarr
             if name != "k_proj":
                 weights[f"{target}.{name}.bias"] = bias
 
+    def self_attention_and_feed_forward(target: str, source: str) -> None:
+        """What an encoder layer is, and a decoder layer has besides its attention to the encoder."""
+        norm(f"{target}.self_attn_layer_norm", f"{source}/self_attention/layer_norm")
+        split(f"{target}.self_attn", f"{source}/self_attention/linear_0", ("q_proj", "k_proj", "v_proj"))
+        put(f"{target}.self_attn.out_proj", f"{source}/self_attention/linear_1")
+        norm(f"{target}.final_layer_norm", f"{source}/ffn/layer_norm")
+        put(f"{target}.fc1", f"{source}/ffn/linear_0")
+        put(f"{target}.fc2", f"{source}/ffn/linear_1")
+
     put("model.encoder.conv1", "encoder/conv1")
     put("model.encoder.conv2", "encoder/conv2")
     weights["model.encoder.embed_positions.weight"] = variables["encoder/position_encodings/encodings"]
     norm("model.encoder.layer_norm", "encoder/layer_norm")
     for layer in range(layer_count(variables, "encoder")):
-        source, target = f"encoder/layer_{layer}", f"model.encoder.layers.{layer}"
-        norm(f"{target}.self_attn_layer_norm", f"{source}/self_attention/layer_norm")
-        split(f"{target}.self_attn", f"{source}/self_attention/linear_0", ("q_proj", "k_proj", "v_proj"))
-        put(f"{target}.self_attn.out_proj", f"{source}/self_attention/linear_1")
-        norm(f"{target}.final_layer_norm", f"{source}/ffn/layer_norm")
-        put(f"{target}.fc1", f"{source}/ffn/linear_0")
-        put(f"{target}.fc2", f"{source}/ffn/linear_1")
+        self_attention_and_feed_forward(f"model.encoder.layers.{layer}", f"encoder/layer_{layer}")
     weights["model.decoder.embed_tokens.weight"] = variables["decoder/embeddings/weight"]
     weights["model.decoder.embed_positions.weight"] = variables["decoder/position_encodings/encodings"]
     norm("model.decoder.layer_norm", "decoder/layer_norm")
     for layer in range(layer_count(variables, "decoder")):
         source, target = f"decoder/layer_{layer}", f"model.decoder.layers.{layer}"
-        norm(f"{target}.self_attn_layer_norm", f"{source}/self_attention/layer_norm")
-        split(f"{target}.self_attn", f"{source}/self_attention/linear_0", ("q_proj", "k_proj", "v_proj"))
-        put(f"{target}.self_attn.out_proj", f"{source}/self_attention/linear_1")
+        self_attention_and_feed_forward(target, source)
         norm(f"{target}.encoder_attn_layer_norm", f"{source}/attention/layer_norm")
         put(f"{target}.encoder_attn.q_proj", f"{source}/attention/linear_0")
         split(f"{target}.encoder_attn", f"{source}/attention/linear_1", ("k_proj", "v_proj"))
         put(f"{target}.encoder_attn.out_proj", f"{source}/attention/linear_2")
-        norm(f"{target}.final_layer_norm", f"{source}/ffn/layer_norm")
-        put(f"{target}.fc1", f"{source}/ffn/linear_0")
-        put(f"{target}.fc2", f"{source}/ffn/linear_1")
     return weights
 
 
