@@ -92,6 +92,12 @@ def voiced(samples: np.ndarray) -> np.ndarray:
     return np.pad(kept, (0, max(0, shortest - len(kept))))
 
 
+def even_frames(mel):
+    """A log-Mel spectrogram (…, frames) cut to an even count of frames, two at least: Whisper's
+    stride-2 convolution wants one."""
+    return mel[..., : max(2, mel.shape[-1] // 2 * 2)]
+
+
 def mean_and_std(hidden: np.ndarray) -> np.ndarray:
     """(layers, time, width) -> (layers, 2 × width): each layer's mean and spread over time."""
     return np.concatenate([hidden.mean(axis=1), hidden.std(axis=1)], axis=1).astype(np.float32)
@@ -116,7 +122,7 @@ class WhisperEncoder(SpeechEncoder):
 
     def embed_one(self, voice: np.ndarray) -> np.ndarray:
         mel = self.features(voice, padding=0)
-        mel = mel[:, : max(2, mel.shape[1] // 2 * 2)]  # the encoder's stride-2 convolution wants an even count
+        mel = even_frames(mel)
         chunks = [mel[:, start : start + WHISPER_CHUNK_FRAMES]
                   for start in range(0, mel.shape[1], WHISPER_CHUNK_FRAMES)]
         hidden = np.concatenate([self._hidden(chunk) for chunk in chunks if chunk.shape[1] >= 2])
@@ -171,7 +177,7 @@ class TransformersEncoder(SpeechEncoder):
         length its positions cover."""
         mel = self.features(voice, sampling_rate=SPEECH_RATE, return_tensors="pt", padding="longest",
                             truncation=False)["input_features"]
-        mel = mel[..., : max(2, mel.shape[-1] // 2 * 2)]  # the stride-2 convolution wants an even count
+        mel = even_frames(mel)
         encoder, gelu = self.model, self.torch.nn.functional.gelu
         with self.lock, self.torch.no_grad():
             frames = gelu(encoder.conv2(gelu(encoder.conv1(mel.to(self.device))))).transpose(1, 2)

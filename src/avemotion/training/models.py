@@ -786,15 +786,15 @@ def parameter_count(module: nn.Module | None, trainable_only: bool = False) -> i
 def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
     """A table of every registered model: encoders, parameter counts (a pretrained speech
     encoder's beside them, with where its weights come from), the inputs it reads."""
-    lines = [_row("model", "video backbone", "temporal", "audio encoder", "fusion", "params", "inputs")]
+    rows = [("model", "video backbone", "temporal", "audio encoder", "fusion", "params", "inputs")]
     for name in list_models():
         settings = model_settings(name)
         inputs = " + ".join(describe_input(name, features) for name in model_inputs(settings))
         if settings.tuned_speech:  # its architecture comes with its weights: not fetched to list
             size = PUBLISHED_SIZES.get(("transformers", settings.audio_backbone))
-            lines.append(_row(name, "-", "-", settings.audio_backbone.split("/")[-1], "-",
-                              f"~{size:g}M" if size else "?",
-                              f"{inputs}  + fine-tuned, from --weights or the hub's {settings.audio_backbone!r}"))
+            rows.append((name, "-", "-", settings.audio_backbone.split("/")[-1], "-",
+                         f"~{size:g}M" if size else "?",
+                         f"{inputs}  + fine-tuned, from --weights or the hub's {settings.audio_backbone!r}"))
             continue
         model = create_model(name, image_size=features.frame_size, pretrained=False)
         temporal = settings.temporal if model.temporal is not None else "-"
@@ -802,16 +802,18 @@ def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
         # not .get(): a ModuleDict has none
         audio = model.encoders["audio"] if "audio" in model.encoders else None  # noqa: SIM401
         audio = "-" if audio is None else audio.short_name if audio.external else settings.audio_backbone
-        lines.append(_row(
+        rows.append((
             name, settings.video_backbone or "-", temporal, audio, fusion, _count(parameter_count(model)),
             inputs + (" (an image: 1 frame)" if settings.still_image else "")
             + "".join(f"  + {encoder.provenance()}" for encoder in model.encoders.values() if encoder.external)))
-    return "\n".join(lines)
+    name_width = max(len(row[0]) for row in rows) + 2  # a registered model's name may be any length
+    return "\n".join(_row(name_width, *row) for row in rows)
 
 
-def _row(name: str, video: str, temporal: str, audio: str, fusion: str, params: str, inputs: str) -> str:
+def _row(name_width: int, name: str, video: str, temporal: str, audio: str, fusion: str, params: str,
+         inputs: str) -> str:
     """One line of `avemotion models`' table."""
-    return f"{name:<39}{video:<22}{temporal:<11}{audio:<19}{fusion:<8}{params:>9}  {inputs}"
+    return f"{name:<{name_width}}{video:<22}{temporal:<11}{audio:<19}{fusion:<8}{params:>9}  {inputs}"
 
 
 def _count(parameters: int) -> str:
