@@ -277,6 +277,15 @@ def trained(tmp_path_factory, sample_table, models):
     return runs
 
 
+def test_a_new_embedding_format_is_cached_apart_from_the_old(models, monkeypatch):
+    from avemotion.training import embeddings
+
+    model = create_model(models["whisper"].name, pretrained=False)
+    before = embeddings.backbone_digest(model, FEATURES.digest())
+    monkeypatch.setattr(embeddings, "EMBEDDING_FORMAT", embeddings.EMBEDDING_FORMAT + 1)
+    assert embeddings.backbone_digest(model, FEATURES.digest()) != before
+
+
 @pytest.mark.slow
 def test_speech_models_train_on_embeddings_computed_once(trained, encoders):
     for key in ("whisper", "transformers"):

@@ -31,13 +31,17 @@ from avemotion.training.models import EmotionNet
 
 EMBEDDING_BATCH = 16  # clips per backbone call while filling the cache
 CALIBRATION_CLIPS = 256  # training clips whose statistics replace a random backbone's
+# Raised whenever an encoder's features change for the same weights and settings, so that no cache
+# of the old features is read as the new. 2: Whisper through transformers reads the voice's own
+# frames, no longer padded to 30 s.
+EMBEDDING_FORMAT = 2
 BATCHNORM_FILE = "batchnorm.pt"
 
 
 def backbone_digest(model: EmotionNet, feature_digest: str) -> str:
-    """A short hash of the backbones' names, weights and the feature settings (an external
-    encoder's weights by their identity's digest)."""
-    hasher = hashlib.sha256(feature_digest.encode())
+    """A short hash of the backbones' names and weights (an external encoder's by its identity's
+    digest), the feature settings and the embedding format."""
+    hasher = hashlib.sha256(f"{EMBEDDING_FORMAT}:{feature_digest}".encode())
     for identity in model.external_identities().values():
         hasher.update(identity.digest.encode())
     for backbone in model.backbones():
