@@ -141,6 +141,9 @@ def test_an_encoder_pools_each_layer_and_ignores_the_padding(encoders, family, l
     assert embedded.shape == (2, layers, 2 * WIDTH) and np.isfinite(embedded).all()
     assert np.allclose(embedded[0], encoder.embed_one(speech), atol=1e-5)  # padding changes nothing
     assert not np.allclose(embedded[0], embedded[1])
+    hidden = encoder.hidden_states(speech)  # what is pooled, frame by frame
+    assert hidden.shape[0] == layers and hidden.shape[2] == WIDTH and hidden.shape[1] > 1
+    assert np.allclose(mean_and_std(hidden), encoder.embed_one(speech))
 
 
 @pytest.mark.slow  # builds a tiny Whisper: a few seconds

@@ -80,6 +80,11 @@ class SpeechEncoder:
         return np.stack([self.embed_one(voiced(np.asarray(voice, np.float32))) for voice in voices])
 
     def embed_one(self, voice: np.ndarray) -> np.ndarray:
+        """A voice -> (layers, 2 × width): its hidden states' mean and spread over time."""
+        return mean_and_std(self.hidden_states(voice))
+
+    def hidden_states(self, voice: np.ndarray) -> np.ndarray:
+        """A voice at 16 kHz -> float32 (layers, time, width): every pooled layer's states, frame by frame."""
         raise NotImplementedError
 
 
@@ -120,13 +125,13 @@ class WhisperEncoder(SpeechEncoder):
         width = int(self._hidden(np.zeros((self.model.n_mels, 2), np.float32)).shape[-1])
         self.identity = EncoderIdentity("whisper", name, digest, layers=1, width=width)
 
-    def embed_one(self, voice: np.ndarray) -> np.ndarray:
+    def hidden_states(self, voice: np.ndarray) -> np.ndarray:
         mel = self.features(voice, padding=0)
         mel = even_frames(mel)
         chunks = [mel[:, start : start + WHISPER_CHUNK_FRAMES]
                   for start in range(0, mel.shape[1], WHISPER_CHUNK_FRAMES)]
         hidden = np.concatenate([self._hidden(chunk) for chunk in chunks if chunk.shape[1] >= 2])
-        return mean_and_std(hidden[np.newaxis])
+        return hidden[np.newaxis]
 
     def _hidden(self, mel: np.ndarray) -> np.ndarray:
         """(n_mels, frames) -> (frames / 2, width)."""
@@ -154,11 +159,10 @@ class TransformersEncoder(SpeechEncoder):
         self.identity = EncoderIdentity("transformers", name, digest, layers, width)
         self.lock = threading.Lock()  # one forward pass at a time: the model is shared
 
-    def embed_one(self, voice: np.ndarray) -> np.ndarray:
+    def hidden_states(self, voice: np.ndarray) -> np.ndarray:
         chunk = round(TRANSFORMERS_CHUNK_SECONDS * SPEECH_RATE)
-        hidden = np.concatenate([self._hidden(voice[start : start + chunk])
-                                 for start in range(0, len(voice), chunk)], axis=1)
-        return mean_and_std(hidden)
+        return np.concatenate([self._hidden(voice[start : start + chunk])
+                               for start in range(0, len(voice), chunk)], axis=1)
 
     def _hidden(self, voice: np.ndarray) -> np.ndarray:
         """A chunk of voice -> (layers, time, width)."""
