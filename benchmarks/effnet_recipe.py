@@ -13,8 +13,9 @@ was given to the EfficientNet before (peak lr 1e-3, the stem's convolution strid
 variant changes one or two things of one of them (named `recipe-…` when of the recipe): the
 training settings (peak learning rate, schedule length, batch size, spectrogram masks), or the
 backbone (stochastic depth, the last downsampling stride, how its residual blocks start, its
-squeeze-and-excitation or its activation, how its stem downsamples or whether it does, each
-spectrogram standardised on its own). The ResNet-18 audio branch (`resnet18_vit_lstm_audio_only`)
+squeeze-and-excitation or its activation, how its stem downsamples or whether it does, its stem's
+kernel size, each spectrogram standardised on its own, each training spectrogram's frequencies
+warped). The ResNet-18 audio branch (`resnet18_vit_lstm_audio_only`)
 under its recipe is the bar, and over 60 epochs the bar for a longer schedule. The backbone
 variants other than the stem are not options of the product: they patch the backbone that
 `avemotion.training.models` builds, for one fold's training at a time.
@@ -42,6 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import librosa
 import pandas as pd
 import torch
 from cremad_voices import FOLDS as CREMAD_FOLDS
@@ -49,6 +51,7 @@ from cremad_voices import splits_of, voices_table
 from real_speech import FOLDS as RAVDESS_FOLDS
 from real_speech import clip_run, fold_split, model_fold, model_recipe, speech_table, training_overrides
 from torch import nn
+from torch.nn import functional as F
 
 from avemotion.media.features import FeatureSettings
 from avemotion.media.preprocess import FeatureCache, ensure_cached
@@ -126,6 +129,56 @@ def with_relu(backbone: nn.Module) -> nn.Module:
     return backbone
 
 
+def seven_by_seven_stem(backbone: nn.Module) -> nn.Module:
+    """The stem's convolution 7 × 7, as a ResNet's is, not 3 × 3 (same stride and channels): on a
+    spectrogram its first filters then span 7 Mel bins, several of a voice's harmonics at once."""
+    stem = backbone.conv_stem
+    backbone.conv_stem = nn.Conv2d(stem.in_channels, stem.out_channels, kernel_size=7, stride=stem.stride,
+                                   padding=3, bias=False)
+    return backbone
+
+
+MAX_WARP = 0.1  # vocal tract length perturbation's usual range: frequencies scaled by 0.9 to 1.1
+
+
+def mel_centres_hz(settings: FeatureSettings = FeatureSettings()) -> torch.Tensor:
+    """The centre frequency of each Mel bin of the spectrograms (Slaney's Mel scale, as log_mel's)."""
+    edges = librosa.mel_frequencies(settings.n_mels + 2, fmin=0.0, fmax=settings.sample_rate / 2)
+    return torch.tensor(edges[1:-1], dtype=torch.float32)
+
+
+def warped_rows(centres: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """(B,) frequency factors -> (B, n_mels) fractional Mel rows to read: the row that held frequency
+    f / factor, so that a voice's spectrum S(f) becomes S(f / factor), a vocal tract `factor` times
+    shorter (its formants `factor` times higher)."""
+    sources = centres[None, :] / factors[:, None]
+    upper = torch.searchsorted(centres, sources).clamp(1, len(centres) - 1)
+    low, high = centres[upper - 1], centres[upper]
+    return (upper - 1) + ((sources - low) / (high - low)).clamp(0.0, 1.0)
+
+
+def vocal_tract_warp(backbone: nn.Module) -> nn.Module:
+    """While training, each spectrogram's frequencies (mixup's blend, when mixed) scaled by a random
+    factor in 1 ± MAX_WARP (vocal tract length perturbation, Jaitly and Hinton 2013). To a first
+    approximation a new speaker's voice is a known one with its formants moved, and the
+    EfficientNet's gap to the ResNet is on the speakers it has not heard."""
+    forward, centres = backbone.forward, mel_centres_hz()
+
+    def warped(spectrogram):
+        if not backbone.training:
+            return forward(spectrogram)
+        batch, _, mels, steps = spectrogram.shape
+        factors = 1 + (torch.rand(batch) * 2 - 1) * MAX_WARP
+        rows = warped_rows(centres, factors).to(spectrogram.device)  # (B, n_mels)
+        grid_y = (rows / (mels - 1) * 2 - 1)[:, :, None].expand(batch, mels, steps)
+        grid_x = torch.linspace(-1, 1, steps, device=spectrogram.device)[None, None, :].expand(batch, mels, steps)
+        grid = torch.stack([grid_x, grid_y], dim=-1)
+        return forward(F.grid_sample(spectrogram, grid, align_corners=True, padding_mode="border"))
+
+    backbone.forward = warped
+    return backbone
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way to train a model on a fold: its recipe with some training and model settings
@@ -171,6 +224,8 @@ VARIANTS = {
     "recipe-no-squeeze-excite": Variant(EFFNET, reshape=without_squeeze_excite),
     "recipe-relu": Variant(EFFNET, reshape=with_relu),
     "resnet18-clip-standardised": Variant(RESNET, reshape=standardise_each_clip),
+    "recipe-vocal-tract-warp": Variant(EFFNET, reshape=vocal_tract_warp),
+    "recipe-stem-7x7": Variant(EFFNET, reshape=seven_by_seven_stem),
 }
 
 
