@@ -40,11 +40,14 @@ from real_speech import (
     BASELINE,
     baseline_fold,
     egemaps_features,
+    fold_split,
     model_fold,
     speaker_fold,
+    speech_table,
     summarise,
     training_overrides,
 )
+from real_speech import FOLDS as RAVDESS_FOLDS
 from sklearn.metrics import confusion_matrix
 
 from avemotion.datasets.index import index_dataset
@@ -78,6 +81,32 @@ def splits_of(table: pd.DataFrame, kind: str, numbers: list[int]) -> dict[int, p
         return {1: random_split(table, seed=0)}
     return {number: split for number, split in enumerate(actor_folds(table, FOLDS, seed=0), start=1)
             if number in numbers}
+
+
+CORPUS_FOLDS = {"ravdess": RAVDESS_FOLDS, "crema-d": FOLDS}
+
+
+def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a benchmark that runs on RAVDESS's or CREMA-D's voices."""
+    parser.add_argument("corpus_dir", type=Path, help="the RAVDESS speech folder, or CREMA-D's voices")
+    parser.add_argument("--corpus", choices=tuple(CORPUS_FOLDS), default="ravdess")
+    parser.add_argument("--documents", type=Path, default=None,
+                        help="CREMA-D: the folder of VideoDemographics.csv and summaryTable.csv")
+
+
+def corpus_table(args: argparse.Namespace) -> pd.DataFrame:
+    """The voices of the corpus add_corpus_arguments named."""
+    if args.corpus == "crema-d":
+        return voices_table(args.corpus_dir, args.documents)
+    return speech_table(args.corpus_dir)
+
+
+def corpus_folds(table: pd.DataFrame, corpus: str, numbers: list[int]) -> dict[int, pd.Series]:
+    """A corpus's actor-independent folds by number: RAVDESS's blocks of benchmarks/real_speech.py,
+    CREMA-D's folds of `train --folds 5`."""
+    if corpus == "crema-d":
+        return splits_of(table, "actor", numbers)
+    return {number: fold_split(table, number) for number in numbers}
 
 
 def crowd_agreement(table: pd.DataFrame, split: pd.Series, predicted: list[str]) -> float | None:

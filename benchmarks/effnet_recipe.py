@@ -46,10 +46,8 @@ from pathlib import Path
 import librosa
 import pandas as pd
 import torch
-from cremad_voices import FOLDS as CREMAD_FOLDS
-from cremad_voices import splits_of, voices_table
-from real_speech import FOLDS as RAVDESS_FOLDS
-from real_speech import clip_run, fold_split, model_fold, model_recipe, speech_table, training_overrides
+from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table
+from real_speech import clip_run, model_fold, model_recipe, training_overrides
 from torch import nn
 from torch.nn import functional as F
 
@@ -299,10 +297,7 @@ def trained_variants(table, splits: dict[int, pd.Series], cache: FeatureCache, w
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("corpus_dir", type=Path, help="the RAVDESS speech folder, or CREMA-D's voices")
-    parser.add_argument("--corpus", choices=("ravdess", "crema-d"), default="ravdess")
-    parser.add_argument("--documents", type=Path, default=None,
-                        help="CREMA-D: the folder of VideoDemographics.csv and summaryTable.csv")
+    add_corpus_arguments(parser)
     parser.add_argument("--work", type=Path, default=None,
                         help="cache and runs (real_speech.py's or cremad_voices.py's folder shares its "
                              "cache; default theirs: .cache/real-speech, .cache/cremad-voices)")
@@ -315,18 +310,16 @@ def main() -> None:
                              "faster on a CPU for the EfficientNet at full resolution")
     args = parser.parse_args()
 
-    crema_d = args.corpus == "crema-d"
-    folds = CREMAD_FOLDS if crema_d else RAVDESS_FOLDS
+    folds = CORPUS_FOLDS[args.corpus]
     if not set(args.folds) <= set(range(1, folds + 1)):
         parser.error(f"--folds: {args.corpus} has folds 1 to {folds}")
-    args.work = args.work or Path(".cache/cremad-voices" if crema_d else ".cache/real-speech")
-    table = voices_table(args.corpus_dir, args.documents) if crema_d else speech_table(args.corpus_dir)
+    args.work = args.work or Path(".cache/cremad-voices" if args.corpus == "crema-d" else ".cache/real-speech")
+    table = corpus_table(args)
     args.work.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache.open(args.work / "cache", FeatureSettings())
     for name in {VARIANTS[variant].model for variant in args.variants}:
         table = ensure_cached(table, cache.with_inputs(model_inputs(model_settings(name))), progress=True)
-    splits = (splits_of(table, "actor", args.folds) if crema_d
-              else {fold: fold_split(table, fold) for fold in args.folds})
+    splits = corpus_folds(table, args.corpus, args.folds)
     tasks = [(name, fold) for fold in args.folds for name in args.variants]
     results: dict[str, dict[int, dict]] = {name: {} for name in args.variants}
     for name, fold, outcome in trained_variants(table, splits, cache, args.work, tasks, args.jobs,

@@ -25,9 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from cremad_voices import splits_of, voices_table
-from real_speech import FOLDS as RAVDESS_FOLDS
-from real_speech import fold_split, speech_table
+from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table
 from tqdm import tqdm
 
 from avemotion.media.features import load_audio
@@ -93,22 +91,15 @@ def fold_accuracies(table: pd.DataFrame, splits: dict[int, pd.Series], features:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("corpus_dir", type=Path, help="the RAVDESS speech folder, or CREMA-D's voices")
-    parser.add_argument("--corpus", choices=("ravdess", "crema-d"), default="ravdess")
-    parser.add_argument("--documents", type=Path, default=None,
-                        help="CREMA-D: the folder of VideoDemographics.csv and summaryTable.csv")
+    add_corpus_arguments(parser)
     parser.add_argument("--weights", type=Path, required=True, help="a folder holding whisper-base/")
     parser.add_argument("--work", type=Path, default=Path(".cache/speech-pooling"))
     parser.add_argument("--margins", nargs="+", type=int, default=[0, 3, 8],
                         help="detector frames (32 ms) added to each side of each stretch of speech")
     args = parser.parse_args()
 
-    if args.corpus == "crema-d":
-        table = voices_table(args.corpus_dir, args.documents)
-        splits = splits_of(table, "actor", list(range(1, 6)))
-    else:
-        table = speech_table(args.corpus_dir)
-        splits = {fold: fold_split(table, fold) for fold in range(1, RAVDESS_FOLDS + 1)}
+    table = corpus_table(args)
+    splits = corpus_folds(table, args.corpus, list(range(1, CORPUS_FOLDS[args.corpus] + 1)))
     args.work.mkdir(parents=True, exist_ok=True)
     arrays = pooled_features(table, args.weights, args.margins, args.work / f"pooled-{args.corpus}.npz")
     print(f"speech: {arrays['speech_share'].mean():.2f} of the encoder's frames, on average")
