@@ -28,7 +28,7 @@ import pandas as pd
 from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table
 from tqdm import tqdm
 
-from avemotion.media.features import load_audio
+from avemotion.media.features import MediaError, load_audio
 from avemotion.media.inputs import FeatureSettings
 from avemotion.media.speech import SPEECH_RATE, load_speech_encoder, mean_and_std, voiced
 from avemotion.media.voice_activity import FRAME, VoiceActivity
@@ -38,39 +38,53 @@ ENCODER = ("transformers", "openai/whisper-base")  # whisper_base_layers_audio_o
 MIN_SPEECH_FRAMES = 10  # encoder frames (0.2 s)
 
 
-def speech_frames(voice: np.ndarray, frames: int, margin: int) -> np.ndarray:
-    """Which of the encoder's `frames` (spread evenly over the voice) fall where the detector hears
-    speech, each stretch of speech widened by `margin` detector frames on either side."""
+def detected_speech(voice: np.ndarray) -> np.ndarray:
+    """Whether the detector hears speech in each of its frames (32 ms) of the voice."""
     activity = VoiceActivity()
     activity.add(np.concatenate([voice, np.zeros(FRAME, np.float32)]))  # the last part-frame judged too
-    speech = np.asarray(activity.speech, bool)
+    return np.asarray(activity.speech, bool)
+
+
+def speech_frames(speech: np.ndarray, samples: int, frames: int, margin: int) -> np.ndarray:
+    """Which of the encoder's `frames` (spread evenly over the voice's `samples`) fall where the
+    detector heard speech, each stretch of speech widened by `margin` detector frames on either side."""
     if margin:
         speech = np.convolve(speech, np.ones(2 * margin + 1), mode="same") > 0
-    centres = (np.arange(frames) + 0.5) * len(voice) / frames
+    centres = (np.arange(frames) + 0.5) * samples / frames
     return speech[np.minimum(centres // FRAME, len(speech) - 1).astype(int)]
 
 
 def pooled_features(table: pd.DataFrame, weights: Path, margins: list[int], path: Path) -> dict[str, np.ndarray]:
-    """Each clip's pooled hidden states, over all frames and over its speech with each margin."""
+    """Each clip's pooled hidden states, over all frames and over its speech with each margin; a
+    clip that cannot be decoded is reported, and its row is marked in `decoded`."""
     names = ["all"] + [f"speech+{margin}" for margin in margins]
     if path.exists():
         kept = dict(np.load(path))
-        if set(names) <= set(kept):
+        if {*names, "decoded"} <= set(kept):
             return kept
     encoder = load_speech_encoder(*ENCODER, weights=weights)
     longest = FeatureSettings().waveform_samples  # the voice the product's encoders read
     pooled: dict[str, list] = {name: [] for name in names}
-    speech_share = []
+    speech_share, decoded = [], []
     for audio_path in tqdm(table["audio_path"], desc="encode", unit="clip"):
-        voice = voiced(load_audio(audio_path, SPEECH_RATE)[:longest])
-        hidden = encoder.hidden_states(voice)
+        try:
+            voice = voiced(load_audio(audio_path, SPEECH_RATE)[:longest])
+        except MediaError as error:
+            tqdm.write(f"left out: {error}")
+            decoded.append(False)
+            continue
+        decoded.append(True)
+        hidden, speech = encoder.hidden_states(voice), detected_speech(voice)
         pooled["all"].append(mean_and_std(hidden))
         for margin in margins:
-            speech = speech_frames(voice, hidden.shape[1], margin)
-            enough = speech.sum() >= MIN_SPEECH_FRAMES
-            pooled[f"speech+{margin}"].append(mean_and_std(hidden[:, speech] if enough else hidden))
-        speech_share.append(speech_frames(voice, hidden.shape[1], 0).mean())
-    arrays = {name: np.stack(rows) for name, rows in pooled.items()} | {"speech_share": np.asarray(speech_share)}
+            chosen = speech_frames(speech, len(voice), hidden.shape[1], margin)
+            enough = chosen.sum() >= MIN_SPEECH_FRAMES
+            pooled[f"speech+{margin}"].append(mean_and_std(hidden[:, chosen] if enough else hidden))
+        speech_share.append(speech_frames(speech, len(voice), hidden.shape[1], 0).mean())
+    if not any(decoded):
+        raise SystemExit("speech_pooling.py: none of the corpus's clips could be decoded")
+    arrays = {name: np.stack(rows) for name, rows in pooled.items()}
+    arrays |= {"speech_share": np.asarray(speech_share), "decoded": np.asarray(decoded)}
     np.savez(path, **arrays)
     return arrays
 
@@ -102,6 +116,9 @@ def main() -> None:
     splits = corpus_folds(table, args.corpus, list(range(1, CORPUS_FOLDS[args.corpus] + 1)))
     args.work.mkdir(parents=True, exist_ok=True)
     arrays = pooled_features(table, args.weights, args.margins, args.work / f"pooled-{args.corpus}.npz")
+    decoded = arrays["decoded"]  # the folds stay those of the whole corpus, less what could not be read
+    table = table[decoded].reset_index(drop=True)
+    splits = {fold: split[decoded].reset_index(drop=True) for fold, split in splits.items()}
     print(f"speech: {arrays['speech_share'].mean():.2f} of the encoder's frames, on average")
     for name in ["all"] + [f"speech+{margin}" for margin in args.margins]:
         accuracies = fold_accuracies(table, splits, arrays[name])
