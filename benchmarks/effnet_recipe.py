@@ -43,7 +43,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import librosa
 import pandas as pd
 import torch
 from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table
@@ -51,7 +50,7 @@ from real_speech import clip_run, model_fold, model_recipe, training_overrides
 from torch import nn
 from torch.nn import functional as F
 
-from avemotion.media.features import FeatureSettings
+from avemotion.media.features import FeatureSettings, mel_edges_hz
 from avemotion.media.preprocess import FeatureCache, ensure_cached
 from avemotion.registry import model_settings
 from avemotion.training import models
@@ -140,8 +139,8 @@ MAX_WARP = 0.1  # vocal tract length perturbation's usual range: frequencies sca
 
 
 def mel_centres_hz(settings: FeatureSettings = FeatureSettings()) -> torch.Tensor:
-    """The centre frequency of each Mel bin of the spectrograms (Slaney's Mel scale, as log_mel's)."""
-    edges = librosa.mel_frequencies(settings.n_mels + 2, fmin=0.0, fmax=settings.sample_rate / 2)
+    """The centre frequency of each Mel bin of the spectrograms."""
+    edges = mel_edges_hz(settings.sample_rate, settings.n_mels)
     return torch.tensor(edges[1:-1], dtype=torch.float32)
 
 

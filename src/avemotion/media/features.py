@@ -241,13 +241,20 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     """Triangular filters on the Slaney Mel scale from 0 Hz to Nyquist, each of unit area in Hz:
     float32 (n_mels, 1 + n_fft // 2)."""
     bin_hz = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
-    edges_hz = _mel_to_hz(np.linspace(0.0, _hz_to_mel(sample_rate / 2), n_mels + 2))
+    edges_hz = mel_edges_hz(sample_rate, n_mels)
     widths = np.diff(edges_hz)
     rising = (bin_hz[np.newaxis] - edges_hz[:-2, np.newaxis]) / widths[:-1, np.newaxis]
     falling = (edges_hz[2:, np.newaxis] - bin_hz[np.newaxis]) / widths[1:, np.newaxis]
     triangles = np.maximum(0.0, np.minimum(rising, falling))
     unit_area = 2.0 / (edges_hz[2:] - edges_hz[:-2])
     return _read_only((triangles * unit_area[:, np.newaxis]).astype(np.float32))
+
+
+def mel_edges_hz(sample_rate: int, n_mels: int) -> np.ndarray:
+    """The n_mels + 2 frequencies in Hz, evenly spaced on the Slaney Mel scale from 0 Hz to Nyquist,
+    that the filters span: filter i rises from edge i, peaks at edge i + 1 (its centre) and falls to
+    edge i + 2."""
+    return _mel_to_hz(np.linspace(0.0, _hz_to_mel(sample_rate / 2), n_mels + 2))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
