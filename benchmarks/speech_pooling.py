@@ -38,6 +38,11 @@ ENCODER = ("transformers", "openai/whisper-base")  # whisper_base_layers_audio_o
 MIN_SPEECH_FRAMES = 10  # encoder frames (0.2 s)
 
 
+def pooling_name(margin: int) -> str:
+    """The name a pooling over the speech with this margin has in the output and the kept features."""
+    return f"speech+{margin}"
+
+
 def detected_speech(voice: np.ndarray) -> np.ndarray:
     """Whether the detector hears speech in each of its frames (32 ms) of the voice."""
     activity = VoiceActivity()
@@ -57,7 +62,7 @@ def speech_frames(speech: np.ndarray, samples: int, frames: int, margin: int) ->
 def pooled_features(table: pd.DataFrame, weights: Path, margins: list[int], path: Path) -> dict[str, np.ndarray]:
     """Each clip's pooled hidden states, over all frames and over its speech with each margin; a
     clip that cannot be decoded is reported, and its row is marked in `decoded`."""
-    names = ["all"] + [f"speech+{margin}" for margin in margins]
+    names = ["all"] + [pooling_name(margin) for margin in margins]
     if path.exists():
         kept = dict(np.load(path))
         if {*names, "decoded"} <= set(kept):
@@ -75,12 +80,12 @@ def pooled_features(table: pd.DataFrame, weights: Path, margins: list[int], path
             continue
         decoded.append(True)
         hidden, speech = encoder.hidden_states(voice), detected_speech(voice)
+        chosen = {margin: speech_frames(speech, len(voice), hidden.shape[1], margin) for margin in {0, *margins}}
         pooled["all"].append(mean_and_std(hidden))
         for margin in margins:
-            chosen = speech_frames(speech, len(voice), hidden.shape[1], margin)
-            enough = chosen.sum() >= MIN_SPEECH_FRAMES
-            pooled[f"speech+{margin}"].append(mean_and_std(hidden[:, chosen] if enough else hidden))
-        speech_share.append(speech_frames(speech, len(voice), hidden.shape[1], 0).mean())
+            enough = chosen[margin].sum() >= MIN_SPEECH_FRAMES
+            pooled[pooling_name(margin)].append(mean_and_std(hidden[:, chosen[margin]] if enough else hidden))
+        speech_share.append(chosen[0].mean())
     if not any(decoded):
         raise SystemExit("speech_pooling.py: none of the corpus's clips could be decoded")
     arrays = {name: np.stack(rows) for name, rows in pooled.items()}
@@ -120,7 +125,7 @@ def main() -> None:
     table = table[decoded].reset_index(drop=True)
     splits = {fold: split[decoded].reset_index(drop=True) for fold, split in splits.items()}
     print(f"speech: {arrays['speech_share'].mean():.2f} of the encoder's frames, on average")
-    for name in ["all"] + [f"speech+{margin}" for margin in args.margins]:
+    for name in ["all"] + [pooling_name(margin) for margin in args.margins]:
         accuracies = fold_accuracies(table, splits, arrays[name])
         print(f"{name}: {np.mean(accuracies):.3f} ± {np.std(accuracies):.3f} "
               f"({', '.join(f'{accuracy:.3f}' for accuracy in accuracies)})", flush=True)
