@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("ctranslate2", reason="speech encoders need the speech install: pip install 'avemotion[speech]'")
@@ -14,7 +15,7 @@ pytest.importorskip("transformers", reason="speech encoders need the speech inst
 
 from avemotion.config import TrainSettings, recipe
 from avemotion.datasets.cremad import EMOTIONS
-from avemotion.errors import WeightsUnavailable
+from avemotion.errors import UsageError, WeightsUnavailable
 from avemotion.media.inputs import FeatureSettings
 from avemotion.media.preprocess import FeatureCache
 from avemotion.media.speech import (
@@ -28,6 +29,7 @@ from avemotion.media.speech import (
 from avemotion.registry import MODELS, ModelSettings, model_settings
 from avemotion.runtime.predict import load
 from avemotion.samples import sample_videos
+from avemotion.training.augment import speed_perturbed
 from avemotion.training.checkpoint import load_checkpoint
 from avemotion.training.export import export_onnx
 from avemotion.training.models import create_model
@@ -240,8 +242,6 @@ def test_the_voice_activity_detector_streams_as_one_pass_and_tells_speech_from_n
 
 
 def test_a_speech_model_refuses_features_at_another_rate(sample_table, tmp_path):
-    from avemotion.errors import UsageError
-
     cache = FeatureCache.open(tmp_path, FeatureSettings(sample_rate=8_000))
     plan = TrainSettings(model=model_settings("whisper_base_audio_only"), progress=False)
     with pytest.raises(UsageError, match="reads voices at 16000 Hz, not the 8000 Hz"):
@@ -271,6 +271,8 @@ def trained(tmp_path_factory, sample_table, models):
             plan = replace(plan, linear_probe=False)
         if key == "fused":  # the video branch's embeddings cached too, the LSTM and head trained
             plan = replace(plan, freeze_backbones=True, max_epochs=2)
+        if key == "svm":  # its probe also fitted on the training voices played slower and faster
+            plan = replace(plan, speed_perturbation=(0.9, 1.1))
         if key == "speaker_norm":  # the SVM probe, then a speaker head that is an SVM too
             plan = replace(plan, speaker_norm=True)
         if key == "tuned":  # the fine-tuning recipe, shortened
@@ -369,7 +371,6 @@ def test_a_speaker_normalised_probe_judges_one_speaker_s_clips_together(trained,
 
 @pytest.mark.slow
 def test_the_svm_probe_is_fitted_in_closed_form_and_refuses_gradient_descent(trained, sample_table, tmp_path):
-    from avemotion.errors import UsageError
     from avemotion.training.models import KernelClassifier
 
     model, _ = load_checkpoint(trained["svm"] / "model.ckpt")
@@ -385,6 +386,46 @@ def test_predict_timeline_and_export_of_a_speech_model(trained, key, tmp_path):
     classifier, exported = check_predict_export_and_timeline(trained[key] / "model.ckpt", tmp_path)
     # the exported head reads the encoder's embedding; the runtime runs the encoder the card names
     assert exported.card.encoders == classifier.card.encoders
+
+
+def test_a_voice_played_faster_is_shorter_and_higher_and_keeps_its_padded_length():
+    seconds, pitch = 1.0, 200.0
+    tone = np.sin(2 * np.pi * pitch * np.arange(round(seconds * SPEECH_RATE)) / SPEECH_RATE)
+    voices = np.zeros((2, 2 * SPEECH_RATE), np.float32)
+    voices[0, : len(tone)] = tone
+    for speed in (0.9, 1.1):
+        played = speed_perturbed(voices, speed)
+        assert played.shape == voices.shape and not played[1].any()  # silence stays silence
+        length = np.flatnonzero(played[0])[-1] + 1
+        assert length == pytest.approx(len(tone) / speed, abs=2)
+        spectrum = np.abs(np.fft.rfft(played[0, :length]))
+        assert np.fft.rfftfreq(length, 1 / SPEECH_RATE)[spectrum.argmax()] == pytest.approx(pitch * speed, abs=2)
+    assert len(np.flatnonzero(speed_perturbed(voices, 0.4)[0])) == voices.shape[1]  # cut to the input's length
+
+
+@pytest.mark.slow
+def test_the_svm_probe_is_also_fitted_on_its_training_voices_played_slower_and_faster(trained):
+    config = json.loads((trained["svm"] / "config.json").read_text())
+    assert config["train"]["speed_perturbation"] == [0.9, 1.1]
+    split = pd.read_csv(trained["svm"] / "split.csv")
+    fitted_on = (split["split"] != "test").sum()
+    model, _ = load_checkpoint(trained["svm"] / "model.ckpt")
+    # a handful of clips in 6 emotions: nearly every row is a support vector, copies included
+    assert len(model.head.classifier.anchors) > fitted_on
+    cache = trained["svm"].parent / "cache"
+    for speed in (0.9, 1.1):
+        assert len(list(cache.glob(f"**/embeddings-*/*.speed-{speed:g}.npz"))) >= fitted_on
+
+
+def test_speed_perturbation_is_for_a_probe_on_a_voice(models, sample_table, tmp_path):
+    plan = recipe(TrainSettings(model=models["whisper"], split="random", progress=False))
+    fused = recipe(TrainSettings(model=models["fused"], split="random", progress=False, freeze_backbones=True))
+    for wrong, message in [(replace(plan, speed_perturbation=(0.0,)), "a speed is a positive factor"),
+                           (replace(plan, linear_probe=False), "needs --linear-probe"),
+                           (replace(fused, linear_probe=True), "reads frames, waveform, not the waveform alone")]:
+        with pytest.raises(UsageError, match=message):
+            train(sample_table, FeatureCache.open(tmp_path, FEATURES), tmp_path / "run",
+                  replace(wrong, speed_perturbation=wrong.speed_perturbation or (1.1,)))
 
 
 @pytest.mark.slow

@@ -308,7 +308,7 @@ def add_setting(group, settings_class: type, name: str, *flags: str, **options) 
                            help=f"turn off: {help_text}" if default else help_text)
         return
     options.setdefault("type", type(default) if default is not None else str)
-    shown = "" if default is None else f" ({default})"
+    shown = "" if default in (None, ()) else f" ({default})"
     group.add_argument(*flags, dest=name, default=default, help=help_text + shown,
                        action=_Given, **options)
 
@@ -318,7 +318,7 @@ class _Given(argparse.Action):
     recipe chosen later keeps what the user asked for."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        setattr(namespace, self.dest, values)
+        setattr(namespace, self.dest, tuple(values) if isinstance(values, list) else values)
         namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
@@ -427,6 +427,7 @@ def _add_train_parser(commands) -> None:
                                 default=default_of(TrainSettings, "jitter_frames"),
                                 help=help_of(TrainSettings, "jitter_frames"))
     add_setting(recipe_options, TrainSettings, "label_smoothing")
+    add_setting(recipe_options, TrainSettings, "speed_perturbation", type=float, nargs="*", metavar="SPEED")
     add_setting(recipe_options, ModelSettings, "temporal_hidden", "--temporal-hidden", "--lstm-hidden")
     add_setting(recipe_options, ModelSettings, "speech_pooling", choices=SPEECH_POOLINGS)
     data = train.add_argument_group("split")

@@ -63,6 +63,10 @@ class TrainSettings:
                                  "one) on the training and validation clips instead of by gradient "
                                  "descent; the frozen speech encoders' recipe (their layer weights "
                                  "then stay equal)")
+    speed_perturbation: tuple[float, ...] = setting((), "the probe: also fit it on each training "
+                                                    "voice played at these speeds (0.9 1.1: 10 % slower "
+                                                    "and faster; off unless given: README, \"Speed "
+                                                    "perturbation\")")
     speaker_norm: bool = setting(False, "after training, standardise each clip's features with the "
                                  "statistics of all its speaker's clips and refit the last layer on "
                                  "them (needs several clips per speaker, also to predict)")

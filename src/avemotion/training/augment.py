@@ -1,16 +1,23 @@
-"""The still-image recipe's augmentation of training frames: a random mirror, shift, scale and small
-rotation of each clip, drawn per clip and laid identically over all its frames (so that a video's
-motion is kept), as one affine resampling of the whole batch.
+"""Augmentations of training clips.
 
-The ranges are the face-expression field's usual ones: faces are near-symmetric and roughly
-centred, so mirroring is free, and shifts of a tenth of the side, scales within 10 % and rotations
-within 10 degrees keep the face in view.
+- The still-image recipe's augmentation of training frames: a random mirror, shift, scale and small
+  rotation of each clip, drawn per clip and laid identically over all its frames (so that a video's
+  motion is kept), as one affine resampling of the whole batch. The ranges are the face-expression
+  field's usual ones: faces are near-symmetric and roughly centred, so mirroring is free, and
+  shifts of a tenth of the side, scales within 10 % and rotations within 10 degrees keep the face
+  in view.
+- Speed perturbation of training voices (Ko et al., 2015): each voice played a little faster or
+  slower, its pitch and formants moved with its tempo, as a speaker with a shorter or longer vocal
+  tract who talks faster or slower would sound. The frozen speech encoders' SVM probe is fitted on
+  the voices and these copies (README: "Speed perturbation").
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+import soxr
 import torch
 from torch.nn import functional as F
 
@@ -36,3 +43,19 @@ def jitter_frames(frames: torch.Tensor, generator: torch.Generator | None = None
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     moved = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
     return moved.view(frames.shape)
+
+
+def speed_perturbed(voices: np.ndarray, speed: float) -> np.ndarray:
+    """(B, samples) voices, zero-padded at the end, each played `speed` times as fast: resampled
+    to last 1/speed as long at the same rate, and zero-padded or cut to the same length again."""
+    if speed <= 0:
+        raise ValueError(f"a speed must be positive, not {speed:g}")
+    played = np.zeros_like(voices, dtype=np.float32)
+    for row, voice in enumerate(voices):
+        nonzero = np.flatnonzero(voice)
+        if len(nonzero) == 0:
+            continue
+        # a fractional input rate: soxr resamples by the exact ratio
+        faster = soxr.resample(voice[: nonzero[-1] + 1].astype(np.float32), speed, 1.0)
+        played[row, : min(len(faster), voices.shape[1])] = faster[: voices.shape[1]]
+    return played

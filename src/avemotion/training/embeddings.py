@@ -19,13 +19,14 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from avemotion.media.inputs import network_inputs
+from avemotion.media.inputs import WAVEFORM, network_inputs
 from avemotion.media.preprocess import (
     FeatureCache,
     entry_keys,
     remove_partial_files,
     write_npz_atomically,
 )
+from avemotion.training.augment import speed_perturbed
 from avemotion.training.evaluate import device_of
 from avemotion.training.models import EmotionNet
 
@@ -54,7 +55,8 @@ def backbone_digest(model: EmotionNet, feature_digest: str) -> str:
 
 class EmbeddingCache:
     """One .npz per clip (named by its feature-cache entry) holding each branch's encoder
-    features, float16: `video` (T, D_v) and `audio` (D_a)."""
+    features, float16: `video` (T, D_v) and `audio` (D_a). A voice played at another speed
+    (speed perturbation, training clips only) has its own .npz beside the clip's."""
 
     def __init__(self, cache_root: Path, model: EmotionNet, features: FeatureCache) -> None:
         self.model = model
@@ -62,17 +64,19 @@ class EmbeddingCache:
         self.root = Path(cache_root) / f"embeddings-{backbone_digest(model, features.settings.digest())}"
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.npz"
+    def path(self, key: str, speed: float = 1.0) -> Path:
+        return self.root / (f"{key}.npz" if speed == 1 else f"{key}.speed-{speed:g}.npz")
 
-    def fill(self, keys: list[str], progress: bool = True) -> int:
-        """Compute the embeddings of the entries not yet cached; return how many were computed."""
+    def fill(self, keys: list[str], progress: bool = True, speed: float = 1.0) -> int:
+        """Compute the embeddings of the entries not yet cached (their voices played at `speed`);
+        return how many were computed."""
         remove_partial_files(self.root)
-        missing = [key for key in keys if not self.path(key).is_file()]
+        missing = [key for key in keys if not self.path(key, speed).is_file()]
         batches = [missing[i : i + EMBEDDING_BATCH] for i in range(0, len(missing), EMBEDDING_BATCH)]
+        description = "backbone embeddings" + (f", voices at speed {speed:g}" if speed != 1 else "")
         self.model.eval()
-        for batch in tqdm(batches, desc="backbone embeddings", unit="batch", disable=not progress):
-            self._embed_batch(batch)
+        for batch in tqdm(batches, desc=description, unit="batch", disable=not progress):
+            self._embed_batch(batch, speed)
         return len(missing)
 
     @torch.no_grad()
@@ -111,24 +115,27 @@ class EmbeddingCache:
         os.replace(partial, saved)
 
     @torch.no_grad()
-    def _embed_batch(self, keys: list[str]) -> None:
-        arrays = self._backbone_outputs(keys)
+    def _embed_batch(self, keys: list[str], speed: float = 1.0) -> None:
+        arrays = self._backbone_outputs(keys, speed)
         for index, key in enumerate(keys):
-            write_npz_atomically(self.path(key), **{k: v[index].astype(np.float16) for k, v in arrays.items()})
+            write_npz_atomically(self.path(key, speed), **{k: v[index].astype(np.float16) for k, v in arrays.items()})
 
-    def _backbone_outputs(self, keys: list[str]) -> dict[str, np.ndarray]:
-        """Each branch's encoder features of some entries, named like the cache's arrays."""
+    def _backbone_outputs(self, keys: list[str], speed: float = 1.0) -> dict[str, np.ndarray]:
+        """Each branch's encoder features of some entries (their voices played at `speed`: for a
+        model that reads the waveform alone), named like the cache's arrays."""
         entries = [network_inputs(self.features.read(key, self.model.inputs).inputs) for key in keys]
+        stacked = {name: np.stack([entry[name] for entry in entries]) for name in self.model.inputs}
+        if speed != 1:
+            stacked[WAVEFORM] = speed_perturbed(stacked[WAVEFORM], speed)
         device = device_of(self.model)
-        batch = {name: torch.from_numpy(np.stack([entry[name] for entry in entries])).to(device)
-                 for name in self.model.inputs}
+        batch = {name: torch.from_numpy(array).to(device) for name, array in stacked.items()}
         return {branch: value.cpu().numpy() for branch, value in self.model.embed(batch).items()}
 
-    def load(self, keys: list[str]) -> dict[str, torch.Tensor]:
-        """All entries' embeddings, one float32 tensor per branch."""
+    def load(self, keys: list[str], speed: float = 1.0) -> dict[str, torch.Tensor]:
+        """All entries' embeddings (of their voices played at `speed`), one float32 tensor per branch."""
         branches = {branch: [] for branch in self.model.encoders}
         for key in keys:
-            with np.load(self.path(key)) as entry:
+            with np.load(self.path(key, speed)) as entry:
                 for branch, arrays in branches.items():
                     arrays.append(entry[branch])
         return {branch: torch.from_numpy(np.stack(arrays).astype(np.float32))
@@ -165,12 +172,26 @@ def prepare_frozen_backbones(model: EmotionNet, parts: dict[str, pd.DataFrame], 
     if not model.settings.pretrained:
         embeddings.calibrate_batchnorm(sorted(keys["train"]), kept=trained)
     embeddings.fill(sorted(set().union(*map(set, keys.values()))), progress)
-    datasets = {name: Embeddings(embeddings.load(keys[name]),
-                                 torch.tensor([labels.index(label) for label in part["emotion"]]))
+    datasets = {name: Embeddings(embeddings.load(keys[name]), _targets(part, labels))
                 for name, part in parts.items()}
     model.set_feature_standardisation(datasets["train"].embeddings)
     model.train()  # filling left it in eval mode; the frozen backbones are not called again
     return datasets
+
+
+def speed_perturbed_embeddings(model: EmotionNet, parts: dict[str, pd.DataFrame], features: FeatureCache,
+                               labels: list[str], speed: float, progress: bool = True) -> dict[str, Embeddings]:
+    """Each part's embeddings of its clips' voices played at `speed`, computed once and cached
+    beside the clips' own: the copies a probe is also fitted on (speed perturbation)."""
+    embeddings = EmbeddingCache(features.folder, model, features)
+    keys = {name: entry_keys(part) for name, part in parts.items()}
+    embeddings.fill(sorted(set().union(*map(set, keys.values()))), progress, speed)
+    return {name: Embeddings(embeddings.load(keys[name], speed), _targets(part, labels))
+            for name, part in parts.items()}
+
+
+def _targets(part: pd.DataFrame, labels: list[str]) -> torch.Tensor:
+    return torch.tensor([labels.index(label) for label in part["emotion"]])
 
 
 @torch.no_grad()

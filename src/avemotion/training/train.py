@@ -35,7 +35,7 @@ from avemotion.datasets.listing import is_image
 from avemotion.datasets.splits import actor_folds, make_split
 from avemotion.errors import UsageError
 from avemotion.media.features import typical_duration
-from avemotion.media.inputs import FRAMES, MEL
+from avemotion.media.inputs import FRAMES, MEL, WAVEFORM
 from avemotion.media.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
 from avemotion.media.speech import SPEECH_RATE
 from avemotion.runtime.linear_probe import PROBE_C, fit_logistic_layer
@@ -43,7 +43,12 @@ from avemotion.runtime.speakers import SPEAKER_HEAD_C, SpeakerNormalisation, req
 from avemotion.runtime.svm_probe import fit_svm_layer
 from avemotion.training.augment import jitter_frames
 from avemotion.training.checkpoint import Checkpoint, save_checkpoint
-from avemotion.training.embeddings import Embeddings, clip_features_of_frozen, prepare_frozen_backbones
+from avemotion.training.embeddings import (
+    Embeddings,
+    clip_features_of_frozen,
+    prepare_frozen_backbones,
+    speed_perturbed_embeddings,
+)
 from avemotion.training.evaluate import (
     clip_features,
     plot_loss_curves,
@@ -249,9 +254,18 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     if settings.linear_probe and not settings.freeze_backbones:
         raise UsageError("the linear probe fits the last layer on frozen encoders' features: "
                          "add --freeze-backbones")
+    if any(speed <= 0 for speed in settings.speed_perturbation):
+        raise UsageError(f"--speed-perturbation: a speed is a positive factor (0.9: 10 % slower), not "
+                         f"{min(settings.speed_perturbation):g}")
     if settings.model.fusion == "svm" and not settings.linear_probe:
         raise UsageError(f"{settings.model.name}'s last layer is a support-vector machine, fitted in "
                          "closed form: leave out --no-linear-probe (or choose its _linear_ model)")
+    if settings.speed_perturbation and not settings.linear_probe:
+        raise UsageError("speed perturbation adds copies of the training voices to the probe's clips: "
+                         "it needs --linear-probe")
+    if settings.speed_perturbation and model.inputs != (WAVEFORM,):
+        raise UsageError(f"speed perturbation plays voices faster or slower: {settings.model.name} reads "
+                         f"{', '.join(model.inputs)}, not the waveform alone")
     if is_first_process():
         _write_config(run, settings, cache, metadata_path)
     parts = {name: table[split.to_numpy() == name] for name in ("train", "val", "test")}
@@ -265,7 +279,7 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     if settings.linear_probe:
         if not is_first_process():
             return {}
-        fit_probe(model, [datasets["train"], datasets["val"]], [parts["train"], parts["val"]], len(labels))
+        fit_probe(model, *_probe_clips(model, datasets, parts, cache, labels, settings), len(labels))
         epoch, best_loss = 0, None
     else:
         best = fit(module, loaders["train"], loaders["val"], settings, run, resume)
@@ -290,6 +304,20 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
              "pretrained": settings.model.pretrained, "split": settings.split,
              "speaker_norm": settings.speaker_norm}
     return write_evaluation(run, predictions, labels, metadata=table, extra=extra)
+
+
+def _probe_clips(model: EmotionNet, datasets: dict[str, Embeddings], parts: dict[str, pd.DataFrame],
+                 cache: FeatureCache, labels: list[str],
+                 settings: TrainSettings) -> tuple[list[Embeddings], list[pd.DataFrame]]:
+    """What the probe is fitted on: the training and validation clips' embeddings (there is no early
+    stopping to keep the validation speakers for), and those of their voices played at each speed
+    of the recipe's speed perturbation; and the table of each."""
+    fitted_on = {name: parts[name] for name in ("train", "val")}
+    embedded = [datasets[name] for name in fitted_on]
+    for speed in settings.speed_perturbation:
+        copies = speed_perturbed_embeddings(model, fitted_on, cache, labels, speed, settings.progress)
+        embedded += [copies[name] for name in fitted_on]
+    return embedded, list(fitted_on.values()) * (1 + len(settings.speed_perturbation))
 
 
 @torch.no_grad()

@@ -1,0 +1,133 @@
+"""Whisper base's every layer, its SVM probe fitted on the training voices and on each voice sped up
+and slowed down.
+
+    pip install -e '.[train,speech,bench]'
+    python benchmarks/speed_perturbation.py RAVDESS_DIR --weights DIR [--work DIR] [--speeds 0.9 1.1]
+    python benchmarks/speed_perturbation.py CREMAD_DIR --corpus crema-d --documents DIR --weights DIR …
+
+Speed perturbation (Ko et al., 2015) plays each training voice a little faster or slower, its pitch
+and its formants moved with its tempo, as a speaker with a shorter or longer vocal tract who talks
+faster or slower would: the standard augmentation of speaker and speech recognisers trained on a
+few hundred voices. Here each training voice is resampled by each factor (soxr) and pooled by
+`whisper_base_layers_audio_only`'s encoder (every layer, mean and std over the whole voice), and the
+product's SVM probe (:func:`avemotion.runtime.svm_probe.fit_svm_layer`) is fitted on the original
+voices alone and on the originals with their perturbed copies (each copy grouped with its speaker
+for the probe's cross-validation), on the actor-independent folds of benchmarks/real_speech.py
+(RAVDESS) or benchmarks/cremad_voices.py (CREMA-D). Test voices are judged as recorded.
+
+DIR holds the transformers `whisper-base/` that benchmarks/whisper_to_transformers.py makes (or a
+hub name's folder). The pooled features are kept in WORK/speeds-<corpus>.npz, so a second run only
+fits. Printed: the probe's accuracy fitted on the voices as recorded and with all their copies (and
+with each factor's alone, --each-speed) clip by clip, mean ± sd over the folds and fold by fold,
+and the seconds its fits took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soxr
+from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table
+from tqdm import tqdm
+
+from avemotion.media.features import MediaError, load_audio
+from avemotion.media.inputs import FeatureSettings
+from avemotion.media.speech import SPEECH_RATE, load_speech_encoder, mean_and_std, voiced
+from avemotion.runtime.svm_probe import fit_svm_layer
+
+ENCODER = ("transformers", "openai/whisper-base")  # whisper_base_layers_audio_only's
+
+
+def speed_name(speed: float) -> str:
+    return f"speed-{speed:g}"
+
+
+def sped(voice: np.ndarray, speed: float) -> np.ndarray:
+    """The voice played `speed` times as fast: resampled so that it lasts 1/speed as long at the same
+    rate, its pitch and formants moved by the same factor."""
+    return voice if speed == 1 else soxr.resample(voice, SPEECH_RATE * speed, SPEECH_RATE).astype(np.float32)
+
+
+def pooled_features(table: pd.DataFrame, weights: Path, speeds: list[float], path: Path) -> dict[str, np.ndarray]:
+    """Each clip's pooled hidden states at each speed (1 included); a clip that cannot be decoded is
+    reported, and its row is marked in `decoded`."""
+    names = [speed_name(speed) for speed in speeds]
+    if path.exists():
+        kept = dict(np.load(path))
+        if {*names, "decoded"} <= set(kept):
+            return kept
+    encoder = load_speech_encoder(*ENCODER, weights=weights)
+    longest = FeatureSettings().waveform_samples  # the voice the product's encoders read
+    pooled: dict[str, list] = {name: [] for name in names}
+    decoded = []
+    for audio_path in tqdm(table["audio_path"], desc="encode", unit="clip"):
+        try:
+            voice = voiced(load_audio(audio_path, SPEECH_RATE)[:longest])
+        except MediaError as error:
+            tqdm.write(f"left out: {error}")
+            decoded.append(False)
+            continue
+        decoded.append(True)
+        for speed in speeds:
+            pooled[speed_name(speed)].append(mean_and_std(encoder.hidden_states(sped(voice, speed)[:longest])))
+    if not any(decoded):
+        raise SystemExit("speed_perturbation.py: none of the corpus's clips could be decoded")
+    arrays = {name: np.stack(rows) for name, rows in pooled.items()} | {"decoded": np.asarray(decoded)}
+    np.savez(path, **arrays)
+    return arrays
+
+
+def fold_accuracies(table: pd.DataFrame, splits: dict[int, pd.Series], original: np.ndarray,
+                    copies: list[np.ndarray]) -> tuple[list[float], float]:
+    """The SVM probe's test accuracy on each fold, fitted on the fold's other speakers' voices and
+    their `copies`; and the seconds the fits took."""
+    labels = sorted(table["emotion"].unique())
+    targets = table["emotion"].map(labels.index).to_numpy()
+    speakers = table["actor_id"].astype(str).to_numpy()
+    flat = [features.reshape(len(table), -1) for features in [original, *copies]]
+    accuracies, started = [], time.perf_counter()
+    for split in splits.values():
+        train = (split != "test").to_numpy()
+        layer = fit_svm_layer(np.concatenate([features[train] for features in flat]),
+                              np.tile(targets[train], len(flat)), len(labels), np.tile(speakers[train], len(flat)))
+        test_decisions = layer.logits(flat[0][~train])
+        accuracies.append(float((test_decisions.argmax(axis=1) == targets[~train]).mean()))
+    return accuracies, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_corpus_arguments(parser)
+    parser.add_argument("--weights", type=Path, required=True, help="a folder holding whisper-base/")
+    parser.add_argument("--work", type=Path, default=Path(".cache/speed-perturbation"))
+    parser.add_argument("--speeds", nargs="+", type=float, default=[0.9, 1.1],
+                        help="the factors each training voice is also played at (1: as recorded)")
+    parser.add_argument("--each-speed", action="store_true",
+                        help="also fit with each factor's copies alone")
+    args = parser.parse_args()
+
+    table = corpus_table(args)
+    splits = corpus_folds(table, args.corpus, list(range(1, CORPUS_FOLDS[args.corpus] + 1)))
+    args.work.mkdir(parents=True, exist_ok=True)
+    speeds = sorted({1.0, *args.speeds})
+    arrays = pooled_features(table, args.weights, speeds, args.work / f"speeds-{args.corpus}.npz")
+    decoded = arrays["decoded"]  # the folds stay those of the whole corpus, less what could not be read
+    table = table[decoded].reset_index(drop=True)
+    splits = {fold: split[decoded].reset_index(drop=True) for fold, split in splits.items()}
+    original, perturbed = arrays[speed_name(1.0)], [speed for speed in speeds if speed != 1]
+    trainings = {"as recorded": [], f"+ {' '.join(map(speed_name, perturbed))}": [
+        arrays[speed_name(speed)] for speed in perturbed]}
+    if args.each_speed and len(perturbed) > 1:
+        trainings |= {f"+ {speed_name(speed)}": [arrays[speed_name(speed)]] for speed in perturbed}
+    for name, copies in trainings.items():
+        accuracies, seconds = fold_accuracies(table, splits, original, copies)
+        print(f"{name}: {np.mean(accuracies):.3f} ± {np.std(accuracies):.3f} "
+              f"({', '.join(f'{accuracy:.3f}' for accuracy in accuracies)}); fits {seconds:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
