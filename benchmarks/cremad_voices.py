@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +50,13 @@ from real_speech import (
 )
 from real_speech import FOLDS as RAVDESS_FOLDS
 from sklearn.metrics import confusion_matrix
+from tqdm import tqdm
 
 from avemotion.datasets.index import index_dataset
 from avemotion.datasets.splits import actor_folds, random_split
-from avemotion.media.features import FeatureSettings
+from avemotion.media.features import FeatureSettings, MediaError, load_audio
 from avemotion.media.preprocess import FeatureCache, ensure_cached
+from avemotion.media.speech import SPEECH_RATE, voiced
 from avemotion.registry import model_settings
 from avemotion.training.evaluate import plot_confusion_matrix
 from avemotion.training.models import model_inputs
@@ -107,6 +110,27 @@ def corpus_folds(table: pd.DataFrame, corpus: str, numbers: list[int]) -> dict[i
     if corpus == "crema-d":
         return splits_of(table, "actor", numbers)
     return {number: fold_split(table, number) for number in numbers}
+
+
+def corpus_voices(paths: Iterable[str]) -> Iterator[np.ndarray | None]:
+    """Each clip's voice as the product's speech encoders read it (16 kHz, its first
+    `--waveform-seconds`, the silence around it trimmed), with a progress bar; None, reported, for a
+    clip that cannot be decoded."""
+    longest = FeatureSettings().waveform_samples
+    for audio_path in tqdm(paths, desc="encode", unit="clip"):
+        try:
+            yield voiced(load_audio(audio_path, SPEECH_RATE)[:longest])
+        except MediaError as error:
+            tqdm.write(f"left out: {error}")
+            yield None
+
+
+def kept_arrays(path: Path, names: Iterable[str]) -> dict[str, np.ndarray] | None:
+    """The arrays a benchmark kept in `path`, if it holds all these."""
+    if not path.exists():
+        return None
+    kept = dict(np.load(path))
+    return kept if set(names) <= set(kept) else None
 
 
 def crowd_agreement(table: pd.DataFrame, split: pd.Series, predicted: list[str]) -> float | None:

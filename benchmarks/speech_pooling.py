@@ -25,12 +25,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table
-from tqdm import tqdm
+from cremad_voices import (
+    CORPUS_FOLDS,
+    add_corpus_arguments,
+    corpus_folds,
+    corpus_table,
+    corpus_voices,
+    kept_arrays,
+)
 
-from avemotion.media.features import MediaError, load_audio
-from avemotion.media.inputs import FeatureSettings
-from avemotion.media.speech import SPEECH_RATE, load_speech_encoder, mean_and_std, voiced
+from avemotion.media.speech import load_speech_encoder, mean_and_std
 from avemotion.media.voice_activity import FRAME, VoiceActivity
 from avemotion.runtime.svm_probe import fit_svm_layer
 
@@ -63,22 +67,15 @@ def pooled_features(table: pd.DataFrame, weights: Path, margins: list[int], path
     """Each clip's pooled hidden states, over all frames and over its speech with each margin; a
     clip that cannot be decoded is reported, and its row is marked in `decoded`."""
     names = ["all"] + [pooling_name(margin) for margin in margins]
-    if path.exists():
-        kept = dict(np.load(path))
-        if {*names, "decoded"} <= set(kept):
-            return kept
+    if kept := kept_arrays(path, [*names, "decoded"]):
+        return kept
     encoder = load_speech_encoder(*ENCODER, weights=weights)
-    longest = FeatureSettings().waveform_samples  # the voice the product's encoders read
     pooled: dict[str, list] = {name: [] for name in names}
     speech_share, decoded = [], []
-    for audio_path in tqdm(table["audio_path"], desc="encode", unit="clip"):
-        try:
-            voice = voiced(load_audio(audio_path, SPEECH_RATE)[:longest])
-        except MediaError as error:
-            tqdm.write(f"left out: {error}")
-            decoded.append(False)
+    for voice in corpus_voices(table["audio_path"]):
+        decoded.append(voice is not None)
+        if voice is None:
             continue
-        decoded.append(True)
         hidden, speech = encoder.hidden_states(voice), detected_speech(voice)
         chosen = {margin: speech_frames(speech, len(voice), hidden.shape[1], margin) for margin in {0, *margins}}
         pooled["all"].append(mean_and_std(hidden))

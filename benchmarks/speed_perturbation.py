@@ -31,12 +31,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soxr
-from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table
-from tqdm import tqdm
+from cremad_voices import (
+    CORPUS_FOLDS,
+    add_corpus_arguments,
+    corpus_folds,
+    corpus_table,
+    corpus_voices,
+    kept_arrays,
+)
 
-from avemotion.media.features import MediaError, load_audio
 from avemotion.media.inputs import FeatureSettings
-from avemotion.media.speech import SPEECH_RATE, load_speech_encoder, mean_and_std, voiced
+from avemotion.media.speech import SPEECH_RATE, load_speech_encoder, mean_and_std
 from avemotion.runtime.svm_probe import fit_svm_layer
 
 ENCODER = ("transformers", "openai/whisper-base")  # whisper_base_layers_audio_only's
@@ -56,22 +61,16 @@ def pooled_features(table: pd.DataFrame, weights: Path, speeds: list[float], pat
     """Each clip's pooled hidden states at each speed (1 included); a clip that cannot be decoded is
     reported, and its row is marked in `decoded`."""
     names = [speed_name(speed) for speed in speeds]
-    if path.exists():
-        kept = dict(np.load(path))
-        if {*names, "decoded"} <= set(kept):
-            return kept
+    if kept := kept_arrays(path, [*names, "decoded"]):
+        return kept
     encoder = load_speech_encoder(*ENCODER, weights=weights)
     longest = FeatureSettings().waveform_samples  # the voice the product's encoders read
     pooled: dict[str, list] = {name: [] for name in names}
     decoded = []
-    for audio_path in tqdm(table["audio_path"], desc="encode", unit="clip"):
-        try:
-            voice = voiced(load_audio(audio_path, SPEECH_RATE)[:longest])
-        except MediaError as error:
-            tqdm.write(f"left out: {error}")
-            decoded.append(False)
+    for voice in corpus_voices(table["audio_path"]):
+        decoded.append(voice is not None)
+        if voice is None:
             continue
-        decoded.append(True)
         for speed in speeds:
             pooled[speed_name(speed)].append(mean_and_std(encoder.hidden_states(sped(voice, speed)[:longest])))
     if not any(decoded):
