@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from real_speech import (
     BASELINE,
+    add_speed_perturbation_argument,
     baseline_fold,
     egemaps_features,
     fold_split,
@@ -209,8 +210,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None,
                         help="override the recipe's peak learning rate (kept in WORK/runs-lr-X)")
     parser.add_argument("--weights", type=Path, default=None, help="the speech encoders' weights folder")
+    add_speed_perturbation_argument(parser)
     args = parser.parse_args()
-    overrides, variant = training_overrides(args.weights, lr=args.lr)
+    overrides, variant = training_overrides(args.weights, lr=args.lr, speeds=args.speed_perturbation)
     runs = args.work / f"runs{variant}"
 
     table = voices_table(args.corpus, args.documents)

@@ -141,14 +141,21 @@ def seconds_spent_before(run: RunFolder) -> float:
 
 
 def training_overrides(weights: Path | None, seed: int = 0, epochs: int | None = None,
-                       lr: float | None = None) -> tuple[dict, str]:
+                       lr: float | None = None, speeds: tuple[float, ...] = ()) -> tuple[dict, str]:
     """The settings a run changes in the recipe, and the suffix of the folders and files that keep
     its results: another seed or a quick look never reads (or overwrites) the recipe's own runs."""
     overrides = {"seed": seed, "weights": str(weights) if weights else None,
-                 **({"max_epochs": epochs} if epochs else {}), **({"learning_rate": lr} if lr else {})}
+                 **({"max_epochs": epochs} if epochs else {}), **({"learning_rate": lr} if lr else {}),
+                 **({"speed_perturbation": tuple(speeds)} if speeds else {})}
     variant = ((f"-seed-{seed}" if seed else "") + (f"-epochs-{epochs}" if epochs else "")
-               + (f"-lr-{lr:g}" if lr else ""))
+               + (f"-lr-{lr:g}" if lr else "") + "".join(f"-speed-{speed:g}" for speed in speeds))
     return overrides, variant
+
+
+def add_speed_perturbation_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--speed-perturbation", nargs="+", type=float, default=(), metavar="SPEED",
+                        help="fit the frozen speech encoders' probe also on the training voices played "
+                        "at these speeds (kept in WORK/runs-speed-…)")
 
 
 def model_recipe(name: str) -> TrainSettings:
@@ -273,8 +280,10 @@ def main() -> None:
                         "actors validating), kept in WORK/runs-train-folds")
     parser.add_argument("--weights", type=Path, default=None,
                         help="the speech encoders' weights (a CTranslate2 model folder for Whisper)")
+    add_speed_perturbation_argument(parser)
     args = parser.parse_args()
-    overrides, variant = training_overrides(args.weights, args.seed, args.epochs, args.lr)
+    overrides, variant = training_overrides(args.weights, args.seed, args.epochs, args.lr,
+                                            args.speed_perturbation)
     variant += "-train-folds" if args.split == "train-folds" else ""
     runs, results_name = args.work / f"runs{variant}", f"real_speech{variant}"
 
