@@ -89,6 +89,17 @@ def test_a_still_face_model_gets_its_recipe_and_starts_from_scratch_unless_told(
     assert paper.model.pretrained and not paper.jitter_frames  # the paper's models keep theirs
 
 
+def test_speed_perturbation_is_off_unless_given_and_takes_its_factors_from_the_command_line():
+    from avemotion.cli import _train_settings
+
+    arguments = ["train", "--model", "whisper_base_layers_audio_only", "--metadata", "m.csv", "--cache", "c",
+                 "--out", "o"]
+    assert _train_settings(build_parser().parse_args(arguments)).speed_perturbation == ()
+    given = _train_settings(build_parser().parse_args([*arguments, "--speed-perturbation", "0.9", "1.1"]))
+    assert given.speed_perturbation == (0.9, 1.1) and given.linear_probe
+    assert _train_settings(build_parser().parse_args([*arguments, "--speed-perturbation"])).speed_perturbation == ()
+
+
 @pytest.mark.slow
 @pytest.mark.heavy
 def test_demo_end_to_end_on_bundled_clips_and_a_small_synthetic_corpus(tmp_path):

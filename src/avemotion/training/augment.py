@@ -8,8 +8,8 @@
   in view.
 - Speed perturbation of training voices (Ko et al., 2015): each voice played a little faster or
   slower, its pitch and formants moved with its tempo, as a speaker with a shorter or longer vocal
-  tract who talks faster or slower would sound. The frozen speech encoders' SVM probe is fitted on
-  the voices and these copies (README: "Speed perturbation").
+  tract who talks faster or slower would sound. `--speed-perturbation` fits the frozen speech
+  encoders' probe on the voices and these copies (README: "Speed perturbation").
 """
 
 from __future__ import annotations

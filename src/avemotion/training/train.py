@@ -311,7 +311,7 @@ def _probe_clips(model: EmotionNet, datasets: dict[str, Embeddings], parts: dict
                  settings: TrainSettings) -> tuple[list[Embeddings], list[pd.DataFrame]]:
     """What the probe is fitted on: the training and validation clips' embeddings (there is no early
     stopping to keep the validation speakers for), and those of their voices played at each speed
-    of the recipe's speed perturbation; and the table of each."""
+    in `speed_perturbation`; and the table of each."""
     fitted_on = {name: parts[name] for name in ("train", "val")}
     embedded = [datasets[name] for name in fitted_on]
     for speed in settings.speed_perturbation:
