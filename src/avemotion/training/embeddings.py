@@ -180,14 +180,20 @@ def prepare_frozen_backbones(model: EmotionNet, parts: dict[str, pd.DataFrame], 
 
 
 def speed_perturbed_embeddings(model: EmotionNet, parts: dict[str, pd.DataFrame], features: FeatureCache,
-                               labels: list[str], speed: float, progress: bool = True) -> dict[str, Embeddings]:
-    """Each part's embeddings of its clips' voices played at `speed`, computed once and cached
-    beside the clips' own: the copies a probe is also fitted on (speed perturbation)."""
+                               labels: list[str], speeds: tuple[float, ...],
+                               progress: bool = True) -> dict[float, dict[str, Embeddings]]:
+    """At each speed, each part's embeddings of its clips' voices played at that speed, computed
+    once and cached beside the clips' own: the copies a probe is also fitted on (speed
+    perturbation)."""
     embeddings = EmbeddingCache(features.folder, model, features)
-    keys = {name: entry_keys(part) for name, part in parts.items()}
-    embeddings.fill(sorted(set().union(*map(set, keys.values()))), progress, speed)
-    return {name: Embeddings(embeddings.load(keys[name], speed), _targets(part, labels))
-            for name, part in parts.items()}
+    keys = {name: entry_keys(part) for name, part in parts.items()}  # each clip's files looked at once
+    every_key = sorted(set().union(*map(set, keys.values())))
+    copies = {}
+    for speed in speeds:
+        embeddings.fill(every_key, progress, speed)
+        copies[speed] = {name: Embeddings(embeddings.load(keys[name], speed), _targets(part, labels))
+                         for name, part in parts.items()}
+    return copies
 
 
 def _targets(part: pd.DataFrame, labels: list[str]) -> torch.Tensor:

@@ -314,9 +314,10 @@ def _probe_clips(model: EmotionNet, datasets: dict[str, Embeddings], parts: dict
     in `speed_perturbation`; and the table of each."""
     fitted_on = {name: parts[name] for name in ("train", "val")}
     embedded = [datasets[name] for name in fitted_on]
-    for speed in settings.speed_perturbation:
-        copies = speed_perturbed_embeddings(model, fitted_on, cache, labels, speed, settings.progress)
-        embedded += [copies[name] for name in fitted_on]
+    if settings.speed_perturbation:
+        copies = speed_perturbed_embeddings(model, fitted_on, cache, labels, settings.speed_perturbation,
+                                            settings.progress)
+        embedded += [at_speed[name] for at_speed in copies.values() for name in fitted_on]
     return embedded, list(fitted_on.values()) * (1 + len(settings.speed_perturbation))
 
 
