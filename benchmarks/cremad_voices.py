@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -113,25 +113,34 @@ def corpus_folds(table: pd.DataFrame, corpus: str, numbers: list[int]) -> dict[i
     return {number: fold_split(table, number) for number in numbers}
 
 
-def corpus_voices(paths: Iterable[str]) -> Iterator[np.ndarray | None]:
-    """Each clip's voice as the product's speech encoders read it (16 kHz, its first
-    `--waveform-seconds`, the silence around it trimmed), with a progress bar; None, reported, for a
-    clip that cannot be decoded."""
-    longest = FeatureSettings().waveform_samples
-    for audio_path in tqdm(paths, desc="encode", unit="clip"):
+def voice_features(table: pd.DataFrame, path: Path, names: list[str],
+                   features_of: Callable[[], Callable[[np.ndarray], dict[str, np.ndarray]]],
+                   script: str) -> dict[str, np.ndarray]:
+    """Each clip's features by name, computed from its voice as the product's speech encoders read
+    it (16 kHz, its first `--waveform-seconds`, the silence around it trimmed) and kept in `path`,
+    so that a second run only reads them. `features_of()` gives the function from a voice to its
+    features (called only when they are not kept: a run that only fits loads no encoder). A clip
+    that cannot be decoded is reported, and its row is marked False in `decoded`."""
+    if path.exists() and {*names, "decoded"} <= set(kept := dict(np.load(path))):
+        return kept
+    of_voice, longest = features_of(), FeatureSettings().waveform_samples
+    rows: dict[str, list] = {name: [] for name in names}
+    decoded = []
+    for audio_path in tqdm(table["audio_path"], desc="encode", unit="clip"):
         try:
-            yield voiced(load_audio(audio_path, SPEECH_RATE)[:longest])
+            voice = voiced(load_audio(audio_path, SPEECH_RATE)[:longest])
         except MediaError as error:
             tqdm.write(f"left out: {error}")
-            yield None
-
-
-def kept_arrays(path: Path, names: Iterable[str]) -> dict[str, np.ndarray] | None:
-    """The arrays a benchmark kept in `path`, if it holds all these."""
-    if not path.exists():
-        return None
-    kept = dict(np.load(path))
-    return kept if set(names) <= set(kept) else None
+            decoded.append(False)
+            continue
+        decoded.append(True)
+        for name, value in of_voice(voice).items():
+            rows[name].append(value)
+    if not any(decoded):
+        raise SystemExit(f"{script}: none of the corpus's clips could be decoded")
+    arrays = {name: np.stack(values) for name, values in rows.items()} | {"decoded": np.asarray(decoded)}
+    np.savez(path, **arrays)
+    return arrays
 
 
 def crowd_agreement(table: pd.DataFrame, split: pd.Series, predicted: list[str]) -> float | None:

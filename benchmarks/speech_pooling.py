@@ -25,14 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from cremad_voices import (
-    CORPUS_FOLDS,
-    add_corpus_arguments,
-    corpus_folds,
-    corpus_table,
-    corpus_voices,
-    kept_arrays,
-)
+from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table, voice_features
 
 from avemotion.media.speech import load_speech_encoder, mean_and_std
 from avemotion.media.voice_activity import FRAME, VoiceActivity
@@ -64,31 +57,26 @@ def speech_frames(speech: np.ndarray, samples: int, frames: int, margin: int) ->
 
 
 def pooled_features(table: pd.DataFrame, weights: Path, margins: list[int], path: Path) -> dict[str, np.ndarray]:
-    """Each clip's pooled hidden states, over all frames and over its speech with each margin; a
-    clip that cannot be decoded is reported, and its row is marked in `decoded`."""
-    names = ["all"] + [pooling_name(margin) for margin in margins]
-    if kept := kept_arrays(path, [*names, "decoded"]):
-        return kept
-    encoder = load_speech_encoder(*ENCODER, weights=weights)
-    pooled: dict[str, list] = {name: [] for name in names}
-    speech_share, decoded = [], []
-    for voice in corpus_voices(table["audio_path"]):
-        decoded.append(voice is not None)
-        if voice is None:
-            continue
-        hidden, speech = encoder.hidden_states(voice), detected_speech(voice)
-        chosen = {margin: speech_frames(speech, len(voice), hidden.shape[1], margin) for margin in {0, *margins}}
-        pooled["all"].append(mean_and_std(hidden))
-        for margin in margins:
-            enough = chosen[margin].sum() >= MIN_SPEECH_FRAMES
-            pooled[pooling_name(margin)].append(mean_and_std(hidden[:, chosen[margin]] if enough else hidden))
-        speech_share.append(chosen[0].mean())
-    if not any(decoded):
-        raise SystemExit("speech_pooling.py: none of the corpus's clips could be decoded")
-    arrays = {name: np.stack(rows) for name, rows in pooled.items()}
-    arrays |= {"speech_share": np.asarray(speech_share), "decoded": np.asarray(decoded)}
-    np.savez(path, **arrays)
-    return arrays
+    """Each clip's pooled hidden states, over all frames and over its speech with each margin, and
+    the share of its frames that are speech; a clip that cannot be decoded is reported, and its row
+    is marked in `decoded`."""
+
+    def features_of():
+        encoder = load_speech_encoder(*ENCODER, weights=weights)
+
+        def of_voice(voice: np.ndarray) -> dict[str, np.ndarray]:
+            hidden, speech = encoder.hidden_states(voice), detected_speech(voice)
+            chosen = {margin: speech_frames(speech, len(voice), hidden.shape[1], margin) for margin in {0, *margins}}
+            pooled = {"all": mean_and_std(hidden), "speech_share": chosen[0].mean()}
+            for margin in margins:
+                enough = chosen[margin].sum() >= MIN_SPEECH_FRAMES
+                pooled[pooling_name(margin)] = mean_and_std(hidden[:, chosen[margin]] if enough else hidden)
+            return pooled
+
+        return of_voice
+
+    names = ["all", *(pooling_name(margin) for margin in margins), "speech_share"]
+    return voice_features(table, path, names, features_of, "speech_pooling.py")
 
 
 def fold_accuracies(table: pd.DataFrame, splits: dict[int, pd.Series], features: np.ndarray) -> list[float]:

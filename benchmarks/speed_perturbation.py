@@ -31,14 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soxr
-from cremad_voices import (
-    CORPUS_FOLDS,
-    add_corpus_arguments,
-    corpus_folds,
-    corpus_table,
-    corpus_voices,
-    kept_arrays,
-)
+from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table, voice_features
 
 from avemotion.media.inputs import FeatureSettings
 from avemotion.media.speech import SPEECH_RATE, load_speech_encoder, mean_and_std
@@ -60,24 +53,15 @@ def sped(voice: np.ndarray, speed: float) -> np.ndarray:
 def pooled_features(table: pd.DataFrame, weights: Path, speeds: list[float], path: Path) -> dict[str, np.ndarray]:
     """Each clip's pooled hidden states at each speed (1 included); a clip that cannot be decoded is
     reported, and its row is marked in `decoded`."""
-    names = [speed_name(speed) for speed in speeds]
-    if kept := kept_arrays(path, [*names, "decoded"]):
-        return kept
-    encoder = load_speech_encoder(*ENCODER, weights=weights)
-    longest = FeatureSettings().waveform_samples  # the voice the product's encoders read
-    pooled: dict[str, list] = {name: [] for name in names}
-    decoded = []
-    for voice in corpus_voices(table["audio_path"]):
-        decoded.append(voice is not None)
-        if voice is None:
-            continue
-        for speed in speeds:
-            pooled[speed_name(speed)].append(mean_and_std(encoder.hidden_states(sped(voice, speed)[:longest])))
-    if not any(decoded):
-        raise SystemExit("speed_perturbation.py: none of the corpus's clips could be decoded")
-    arrays = {name: np.stack(rows) for name, rows in pooled.items()} | {"decoded": np.asarray(decoded)}
-    np.savez(path, **arrays)
-    return arrays
+
+    def features_of():
+        encoder = load_speech_encoder(*ENCODER, weights=weights)
+        longest = FeatureSettings().waveform_samples  # the voice the product's encoders read
+        return lambda voice: {speed_name(speed): mean_and_std(encoder.hidden_states(sped(voice, speed)[:longest]))
+                              for speed in speeds}
+
+    return voice_features(table, path, [speed_name(speed) for speed in speeds], features_of,
+                          "speed_perturbation.py")
 
 
 def fold_accuracies(table: pd.DataFrame, splits: dict[int, pd.Series], original: np.ndarray,
