@@ -12,14 +12,16 @@ few hundred voices. Here each training voice is resampled by each factor (soxr) 
 `whisper_base_layers_audio_only`'s encoder (every layer, mean and std over the whole voice), and the
 product's SVM probe (:func:`avemotion.runtime.svm_probe.fit_svm_layer`) is fitted on the original
 voices alone and on the originals with their perturbed copies (each copy grouped with its speaker
-for the probe's cross-validation), on the actor-independent folds of benchmarks/real_speech.py
-(RAVDESS) or benchmarks/cremad_voices.py (CREMA-D). Test voices are judged as recorded.
+for the probe's cross-validation; past the kernel's 12,000 rows the originals are kept first), on
+the actor-independent folds of benchmarks/real_speech.py (RAVDESS) or benchmarks/cremad_voices.py
+(CREMA-D). Test voices are judged as recorded, and also by their probabilities averaged over them
+and their copies at the same factors (test-time augmentation, which the product does not do).
 
 DIR holds the transformers `whisper-base/` that benchmarks/whisper_to_transformers.py makes (or a
 hub name's folder). The pooled features are kept in WORK/speeds-<corpus>.npz, so a second run only
 fits. Printed: the probe's accuracy fitted on the voices as recorded and with all their copies (and
-with each factor's alone, --each-speed) clip by clip, mean ± sd over the folds and fold by fold,
-and the seconds its fits took.
+with each factor's alone, --each-speed), each judged both ways, clip by clip, mean ± sd over the
+folds and fold by fold, and the seconds its fits took.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corp
 
 from avemotion.media.inputs import FeatureSettings
 from avemotion.media.speech import SPEECH_RATE, load_speech_encoder, mean_and_std
+from avemotion.runtime.probabilities import softmax
 from avemotion.runtime.svm_probe import fit_svm_layer
 
 ENCODER = ("transformers", "openai/whisper-base")  # whisper_base_layers_audio_only's
@@ -65,20 +68,26 @@ def pooled_features(table: pd.DataFrame, weights: Path, speeds: list[float], pat
 
 
 def fold_accuracies(table: pd.DataFrame, splits: dict[int, pd.Series], original: np.ndarray,
-                    copies: list[np.ndarray]) -> tuple[list[float], float]:
+                    copies: list[np.ndarray], at_speeds: list[np.ndarray]) -> tuple[dict[str, list[float]], float]:
     """The SVM probe's test accuracy on each fold, fitted on the fold's other speakers' voices and
-    their `copies`; and the seconds the fits took."""
+    their `copies`, judging each test voice as recorded and by its probabilities averaged over it
+    and its copies `at_speeds` (test-time augmentation); and the seconds the fits took."""
     labels = sorted(table["emotion"].unique())
     targets = table["emotion"].map(labels.index).to_numpy()
     speakers = table["actor_id"].astype(str).to_numpy()
     flat = [features.reshape(len(table), -1) for features in [original, *copies]]
-    accuracies, started = [], time.perf_counter()
+    judged_at = [features.reshape(len(table), -1) for features in at_speeds]
+    accuracies, started = {"as recorded": [], "averaged over the speeds": []}, time.perf_counter()
     for split in splits.values():
         train = (split != "test").to_numpy()
+        test = ~train
+        copied = np.arange(train.sum() * len(flat)) >= train.sum()  # the rows after the originals
         layer = fit_svm_layer(np.concatenate([features[train] for features in flat]),
-                              np.tile(targets[train], len(flat)), len(labels), np.tile(speakers[train], len(flat)))
-        test_decisions = layer.logits(flat[0][~train])
-        accuracies.append(float((test_decisions.argmax(axis=1) == targets[~train]).mean()))
+                              np.tile(targets[train], len(flat)), len(labels), np.tile(speakers[train], len(flat)),
+                              copies=copied)
+        averaged = np.mean([softmax(layer.logits(features[test])) for features in [flat[0], *judged_at]], axis=0)
+        for name, decisions in (("as recorded", layer.logits(flat[0][test])), ("averaged over the speeds", averaged)):
+            accuracies[name].append(float((decisions.argmax(axis=1) == targets[test]).mean()))
     return accuracies, time.perf_counter() - started
 
 
@@ -106,10 +115,13 @@ def main() -> None:
         arrays[speed_name(speed)] for speed in perturbed]}
     if args.each_speed and len(perturbed) > 1:
         trainings |= {f"+ {speed_name(speed)}": [arrays[speed_name(speed)]] for speed in perturbed}
+    at_speeds = [arrays[speed_name(speed)] for speed in perturbed]
     for name, copies in trainings.items():
-        accuracies, seconds = fold_accuracies(table, splits, original, copies)
-        print(f"{name}: {np.mean(accuracies):.3f} ± {np.std(accuracies):.3f} "
-              f"({', '.join(f'{accuracy:.3f}' for accuracy in accuracies)}); fits {seconds:.0f} s", flush=True)
+        accuracies, seconds = fold_accuracies(table, splits, original, copies, at_speeds)
+        for judged, folds in accuracies.items():
+            print(f"{name}, judged {judged}: {np.mean(folds):.3f} ± {np.std(folds):.3f} "
+                  f"({', '.join(f'{accuracy:.3f}' for accuracy in folds)})", flush=True)
+        print(f"{name}: fits {seconds:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

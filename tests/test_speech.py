@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -415,6 +416,22 @@ def test_the_svm_probe_is_also_fitted_on_its_training_voices_played_slower_and_f
     cache = trained["svm"].parent / "cache"
     for speed in (0.9, 1.1):
         assert len(list(cache.glob(f"**/embeddings-*/*.speed-{speed:g}.npz"))) >= fitted_on
+
+
+@pytest.mark.slow
+def test_the_svm_probe_is_told_which_of_its_clips_are_the_copies(models, sample_table, tmp_path):
+    """Where the kernel cannot hold every row it keeps the voices as recorded: the probe must know
+    which rows those are (the training and validation clips first, then their copies)."""
+    from avemotion.runtime.svm_probe import fit_svm_layer
+    from avemotion.training import train as training
+
+    plan = replace(recipe(TrainSettings(model=models["svm"], split="random", progress=False)),
+                   speed_perturbation=(0.9, 1.1))
+    with mock.patch.object(training, "fit_svm_layer", wraps=fit_svm_layer) as fitting:
+        train(sample_table, FeatureCache.open(tmp_path / "cache", FEATURES), tmp_path / "run", plan)
+    copies = fitting.call_args.kwargs["copies"]
+    recorded = (pd.read_csv(tmp_path / "run" / "split.csv")["split"] != "test").sum()
+    assert len(copies) == 3 * recorded and not copies[:recorded].any() and copies[recorded:].all()
 
 
 def test_speed_perturbation_is_for_a_probe_on_a_voice(models, sample_table, tmp_path):

@@ -30,7 +30,8 @@ SVM_CS = (0.3, 1.0, 3.0, 10.0)
 CV_FOLDS = 5  # speaker-grouped folds of the training clips that choose C and the temperature
 TEMPERATURES = np.geomspace(0.02, 50.0, 81)  # the temperatures tried on the held-out decisions
 # The kernel is N x N float64: 12,000 clips are 1.2 GB, and a cross-validation fold's part of it
-# 0.7 GB more. A larger training set is subsampled (stratified by emotion) to this many clips.
+# 0.7 GB more. A larger training set is subsampled (stratified by emotion) to this many clips, the
+# voices as recorded kept before any augmented copy of them.
 MAX_KERNEL_CLIPS = 12_000
 MIN_STD = 1e-6  # a feature (nearly) constant over the training clips is centred, not scaled
 
@@ -91,12 +92,14 @@ class KernelLayer:
 
 
 def fit_svm_layer(features: np.ndarray, targets: np.ndarray, num_classes: int, speakers=None,
-                  seed: int = 0) -> KernelLayer:
+                  seed: int = 0, copies=None) -> KernelLayer:
     """A one-vs-rest RBF SVM from features (N, D) to class indices, its C and temperature chosen
     on speaker-grouped folds of these clips (`speakers` names each row's; None: folds of clips),
-    folded into one kernel layer."""
+    folded into one kernel layer. `copies` marks the rows that are augmented copies of others
+    (speed perturbation's): where the kernel cannot hold every row, they are the ones left out."""
     features, targets = np.asarray(features, np.float64), np.asarray(targets)
-    rows = _bounded(targets, seed)
+    copies = np.zeros(len(targets), bool) if copies is None else np.asarray(copies, bool)
+    rows = _bounded(targets, copies, seed)
     features, targets = features[rows], targets[rows]
     groups = np.arange(len(targets)) if speakers is None else np.asarray([str(s) for s in speakers])[rows]
     mean, scale = features.mean(axis=0), features.std(axis=0)
@@ -197,14 +200,27 @@ def _rbf_kernel(standardised: np.ndarray, gamma: float) -> np.ndarray:
     return rbf_kernel(standardised, gamma=gamma)
 
 
-def _bounded(targets: np.ndarray, seed: int) -> np.ndarray:
-    """The rows the kernel is computed on: all of them, or a class-stratified sample of
-    MAX_KERNEL_CLIPS where there are more (in their order)."""
+def _bounded(targets: np.ndarray, copies: np.ndarray, seed: int) -> np.ndarray:
+    """The rows the kernel is computed on (in their order): all of them where they fit in
+    MAX_KERNEL_CLIPS; else every original row and a class-stratified sample of the copies that fills
+    the rest, since the voices as recorded are what the test voices are like; else, with more
+    originals than that, a class-stratified sample of the originals alone."""
     if len(targets) <= MAX_KERNEL_CLIPS:
         return np.arange(len(targets))
+    originals, copied = np.flatnonzero(~copies), np.flatnonzero(copies)
+    if len(originals) >= MAX_KERNEL_CLIPS:
+        return _stratified_sample(originals, targets, MAX_KERNEL_CLIPS, seed)
+    room = MAX_KERNEL_CLIPS - len(originals)
+    return np.sort(np.concatenate([originals, _stratified_sample(copied, targets, room, seed)]))
+
+
+def _stratified_sample(rows: np.ndarray, targets: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """`size` of these rows (fewer than they are), sorted: each class in its share where both the
+    sample and what it leaves have room for every class, a plain random sample otherwise."""
     from sklearn.model_selection import train_test_split
 
-    _, counts = np.unique(targets, return_counts=True)
-    kept, _ = train_test_split(np.arange(len(targets)), train_size=MAX_KERNEL_CLIPS, random_state=seed,
-                               stratify=targets if counts.min() >= 2 else None)
+    _, counts = np.unique(targets[rows], return_counts=True)
+    stratified = counts.min() >= 2 and min(size, len(rows) - size) >= len(counts)
+    kept, _ = train_test_split(rows, train_size=size, random_state=seed,
+                               stratify=targets[rows] if stratified else None)
     return np.sort(kept)

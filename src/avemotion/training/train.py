@@ -308,31 +308,37 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
 
 def _probe_clips(model: EmotionNet, datasets: dict[str, Embeddings], parts: dict[str, pd.DataFrame],
                  cache: FeatureCache, labels: list[str],
-                 settings: TrainSettings) -> tuple[list[Embeddings], list[pd.DataFrame]]:
+                 settings: TrainSettings) -> tuple[list[Embeddings], list[pd.DataFrame], list[bool]]:
     """What the probe is fitted on: the training and validation clips' embeddings (there is no early
     stopping to keep the validation speakers for), and those of their voices played at each speed
-    in `speed_perturbation`; and the table of each."""
+    in `speed_perturbation`; the table of each, and whether each is such a copy."""
     fitted_on = {name: parts[name] for name in ("train", "val")}
     embedded = [datasets[name] for name in fitted_on]
     if settings.speed_perturbation:
         copies = speed_perturbed_embeddings(model, fitted_on, cache, labels, settings.speed_perturbation,
                                             settings.progress)
         embedded += [at_speed[name] for at_speed in copies.values() for name in fitted_on]
-    return embedded, list(fitted_on.values()) * (1 + len(settings.speed_perturbation))
+    copied = [False] * len(fitted_on) + [True] * len(fitted_on) * len(settings.speed_perturbation)
+    return embedded, list(fitted_on.values()) * (1 + len(settings.speed_perturbation)), copied
 
 
 @torch.no_grad()
-def fit_probe(model: EmotionNet, parts: list[Embeddings], tables: list[pd.DataFrame], num_classes: int) -> None:
+def fit_probe(model: EmotionNet, parts: list[Embeddings], tables: list[pd.DataFrame], copied: list[bool],
+              num_classes: int) -> None:
     """Fit the model's last layer in closed form on the clip features of these parts' cached
-    embeddings (their clips are the tables' rows): an RBF support-vector machine where the model's
-    classifier is one (:mod:`avemotion.runtime.svm_probe`, its penalty chosen on held-out speakers),
-    a logistic regression otherwise (:mod:`avemotion.runtime.linear_probe`)."""
+    embeddings (their clips are the tables' rows; `copied` says which parts are augmented copies of
+    others): an RBF support-vector machine where the model's classifier is one
+    (:mod:`avemotion.runtime.svm_probe`, its penalty chosen on held-out speakers, the clips as
+    recorded kept first where it must leave some out), a logistic regression otherwise
+    (:mod:`avemotion.runtime.linear_probe`)."""
     model.eval()
     features = torch.cat([model.clip_features_from_embeddings(part.embeddings) for part in parts]).numpy()
     targets = torch.cat([part.targets for part in parts]).numpy()
     classifier = model.head.classifier
     if isinstance(classifier, KernelClassifier):
-        classifier.load_layer(fit_svm_layer(features, targets, num_classes, _speakers(pd.concat(tables))))
+        copies = np.repeat(copied, [len(part) for part in parts])
+        classifier.load_layer(fit_svm_layer(features, targets, num_classes, _speakers(pd.concat(tables)),
+                                            copies=copies))
         return
     layer = fit_logistic_layer(features, targets, num_classes, PROBE_C)
     classifier.weight.copy_(torch.from_numpy(layer.weight))
