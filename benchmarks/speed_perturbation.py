@@ -85,8 +85,9 @@ def fold_accuracies(table: pd.DataFrame, splits: dict[int, pd.Series], original:
         layer = fit_svm_layer(np.concatenate([features[train] for features in flat]),
                               np.tile(targets[train], len(flat)), len(labels), np.tile(speakers[train], len(flat)),
                               copies=copied)
-        averaged = np.mean([softmax(layer.logits(features[test])) for features in [flat[0], *judged_at]], axis=0)
-        for name, decisions in (("as recorded", layer.logits(flat[0][test])), ("averaged over the speeds", averaged)):
+        judged = [layer.logits(features[test]) for features in [flat[0], *judged_at]]  # as recorded first
+        averaged = np.mean([softmax(decisions) for decisions in judged], axis=0)
+        for name, decisions in (("as recorded", judged[0]), ("averaged over the speeds", averaged)):
             accuracies[name].append(float((decisions.argmax(axis=1) == targets[test]).mean()))
     return accuracies, time.perf_counter() - started
 
@@ -111,11 +112,10 @@ def main() -> None:
     table = table[decoded].reset_index(drop=True)
     splits = {fold: split[decoded].reset_index(drop=True) for fold, split in splits.items()}
     original, perturbed = arrays[speed_name(1.0)], [speed for speed in speeds if speed != 1]
-    trainings = {"as recorded": [], f"+ {' '.join(map(speed_name, perturbed))}": [
-        arrays[speed_name(speed)] for speed in perturbed]}
+    at_speeds = [arrays[speed_name(speed)] for speed in perturbed]
+    trainings = {"as recorded": [], f"+ {' '.join(map(speed_name, perturbed))}": at_speeds}
     if args.each_speed and len(perturbed) > 1:
         trainings |= {f"+ {speed_name(speed)}": [arrays[speed_name(speed)]] for speed in perturbed}
-    at_speeds = [arrays[speed_name(speed)] for speed in perturbed]
     for name, copies in trainings.items():
         accuracies, seconds = fold_accuracies(table, splits, original, copies, at_speeds)
         for judged, folds in accuracies.items():
