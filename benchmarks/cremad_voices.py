@@ -3,7 +3,7 @@
     pip install -e '.[train,speech,bench]'
     python benchmarks/cremad_voices.py CREMAD_DIR --documents CREMAD_METADATA_DIR [--work DIR]
         [--models whisper_base_audio_only …] [--weights WHISPER_BASE_DIR] [--splits actor random]
-        [--folds 1 2 …] [--lr X]
+        [--folds 1 2 …] [--lr X] [--speed-perturbation 0.9 1.1] [--test-time-speeds 0.9 1.1]
 
 CREMAD_DIR holds the WAVs (any layout, linked folders too); CREMAD_METADATA_DIR the release's
 VideoDemographics.csv and summaryTable.csv (genders and the crowd's votes). CREMA-D is ODbL / DbCL:
@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from real_speech import (
     BASELINE,
-    add_speed_perturbation_argument,
+    add_speed_arguments,
     baseline_fold,
     egemaps_features,
     fold_split,
@@ -219,9 +219,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None,
                         help="override the recipe's peak learning rate (kept in WORK/runs-lr-X)")
     parser.add_argument("--weights", type=Path, default=None, help="the speech encoders' weights folder")
-    add_speed_perturbation_argument(parser)
+    add_speed_arguments(parser)
     args = parser.parse_args()
-    overrides, variant = training_overrides(args.weights, lr=args.lr, speeds=args.speed_perturbation)
+    overrides, variant = training_overrides(args.weights, lr=args.lr, speeds=args.speed_perturbation,
+                                            test_speeds=args.test_time_speeds)
     runs = args.work / f"runs{variant}"
 
     table = voices_table(args.corpus, args.documents)

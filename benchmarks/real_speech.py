@@ -2,7 +2,7 @@
 
     pip install -e '.[train,speech,bench]'
     python benchmarks/real_speech.py RAVDESS_DIR [--work DIR] [--models …] [--folds 1 2 …]
-        [--weights WHISPER_BASE_DIR]
+        [--weights WHISPER_BASE_DIR] [--speed-perturbation 0.9 1.1] [--test-time-speeds 0.9 1.1]
 
 RAVDESS_DIR holds the RAVDESS speech audio (``Actor_01/03-01-05-01-02-01-01.wav`` …, or the same
 files flat; CC BY-NC-SA 4.0, never shipped with avemotion). Fold k holds out actors 4k-3 … 4k; two
@@ -31,7 +31,9 @@ layer on the encoder's features, computed once per clip and cached, with `train`
 recipe, from its weights in `--weights DIR` (a CTranslate2 model folder) or the hub. Beside the
 scores it times the encoder alone on the first clips (seconds per clip, one thread and two).
 `--seed N` trains them again with another seed, an independent run that shows how much a score
-owes to one training run. Each fold's result is kept in WORK, so an interrupted run resumes where
+owes to one training run. `--speed-perturbation` and `--test-time-speeds` pass `train`'s options of
+those names to the frozen speech encoders' runs (kept apart in WORK/runs-speed-…, runs-test-speed-…;
+each fold's metrics.json then also holds its accuracy with the voices judged as recorded). Each fold's result is kept in WORK, so an interrupted run resumes where
 it stopped, a fold cut short from its last completed epoch. Prints and writes
 (WORK/real_speech.json, .md) accuracy, unweighted accuracy (mean per-class recall) and macro F1,
 mean ± std over the folds, and the training seconds per fold.
@@ -141,21 +143,27 @@ def seconds_spent_before(run: RunFolder) -> float:
 
 
 def training_overrides(weights: Path | None, seed: int = 0, epochs: int | None = None,
-                       lr: float | None = None, speeds: tuple[float, ...] = ()) -> tuple[dict, str]:
+                       lr: float | None = None, speeds: tuple[float, ...] = (),
+                       test_speeds: tuple[float, ...] = ()) -> tuple[dict, str]:
     """The settings a run changes in the recipe, and the suffix of the folders and files that keep
     its results: another seed or a quick look never reads (or overwrites) the recipe's own runs."""
     overrides = {"seed": seed, "weights": str(weights) if weights else None,
                  **({"max_epochs": epochs} if epochs else {}), **({"learning_rate": lr} if lr else {}),
-                 **({"speed_perturbation": tuple(speeds)} if speeds else {})}
+                 **({"speed_perturbation": tuple(speeds)} if speeds else {}),
+                 **({"test_time_speeds": tuple(test_speeds)} if test_speeds else {})}
     variant = ((f"-seed-{seed}" if seed else "") + (f"-epochs-{epochs}" if epochs else "")
-               + (f"-lr-{lr:g}" if lr else "") + "".join(f"-speed-{speed:g}" for speed in speeds))
+               + (f"-lr-{lr:g}" if lr else "") + "".join(f"-speed-{speed:g}" for speed in speeds)
+               + "".join(f"-test-speed-{speed:g}" for speed in test_speeds))
     return overrides, variant
 
 
-def add_speed_perturbation_argument(parser: argparse.ArgumentParser) -> None:
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed-perturbation", nargs="+", type=float, default=(), metavar="SPEED",
                         help="fit the frozen speech encoders' probe also on the training voices played "
                         "at these speeds (kept in WORK/runs-speed-…)")
+    parser.add_argument("--test-time-speeds", nargs="+", type=float, default=(), metavar="SPEED",
+                        help="judge each test voice also played at these speeds, its probabilities "
+                        "averaged (kept in WORK/runs-test-speed-…)")
 
 
 def model_recipe(name: str) -> TrainSettings:
@@ -280,10 +288,10 @@ def main() -> None:
                         "actors validating), kept in WORK/runs-train-folds")
     parser.add_argument("--weights", type=Path, default=None,
                         help="the speech encoders' weights (a CTranslate2 model folder for Whisper)")
-    add_speed_perturbation_argument(parser)
+    add_speed_arguments(parser)
     args = parser.parse_args()
     overrides, variant = training_overrides(args.weights, args.seed, args.epochs, args.lr,
-                                            args.speed_perturbation)
+                                            args.speed_perturbation, args.test_time_speeds)
     variant += "-train-folds" if args.split == "train-folds" else ""
     runs, results_name = args.work / f"runs{variant}", f"real_speech{variant}"
 

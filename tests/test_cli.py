@@ -89,7 +89,7 @@ def test_a_still_face_model_gets_its_recipe_and_starts_from_scratch_unless_told(
     assert paper.model.pretrained and not paper.jitter_frames  # the paper's models keep theirs
 
 
-def test_speed_perturbation_is_off_unless_given_and_takes_its_factors_from_the_command_line():
+def test_speed_perturbation_and_test_time_speeds_are_off_unless_given_and_take_their_factors_from_the_command_line():
     from avemotion.cli import _train_settings
 
     arguments = ["train", "--model", "whisper_base_layers_audio_only", "--metadata", "m.csv", "--cache", "c",
@@ -98,6 +98,9 @@ def test_speed_perturbation_is_off_unless_given_and_takes_its_factors_from_the_c
     given = _train_settings(build_parser().parse_args([*arguments, "--speed-perturbation", "0.9", "1.1"]))
     assert given.speed_perturbation == (0.9, 1.1) and given.linear_probe
     assert _train_settings(build_parser().parse_args([*arguments, "--speed-perturbation"])).speed_perturbation == ()
+    assert _train_settings(build_parser().parse_args(arguments)).test_time_speeds == ()
+    judged = _train_settings(build_parser().parse_args([*arguments, "--test-time-speeds", "0.9", "1.1"]))
+    assert judged.test_time_speeds == (0.9, 1.1) and judged.speed_perturbation == ()
 
 
 @pytest.mark.slow

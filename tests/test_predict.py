@@ -169,7 +169,7 @@ def test_an_exported_model_alone_predicts_and_serves_without_torch(exported, cla
     assert csv_output.splitlines()[0] == "path,label," + ",".join(EMOTIONS)
 
 
-@pytest.mark.slow  # writes and loads four ONNX files
+@pytest.mark.slow  # writes and loads six ONNX files
 def test_a_shared_model_file_whose_card_could_not_be_true_is_refused_clearly(exported, tmp_path, capsys):
     import onnx
 
@@ -183,6 +183,10 @@ def test_a_shared_model_file_whose_card_could_not_be_true_is_refused_clearly(exp
                         "has 4 labels but the network gives 6 outputs"),
         "huge-frames": (json.dumps({**card, "feature_settings": {**card["feature_settings"], "frame_size": 10**6}}),
                         "frame_size = 1000000 is outside 16-1024"),
+        "many-speeds": (json.dumps({**card, "test_time_speeds": [0.8, 0.9, 1.1, 1.2, 1.3]}),
+                        "test-time speeds [0.8, 0.9, 1.1, 1.2, 1.3] are not at most 4 factors within 0.5-2"),
+        "speeds-of-a-face": (json.dumps({**card, "test_time_speeds": [0.9]}),
+                             "test-time speeds play a voice faster or slower, but the model reads frames, mel"),
     }
     for name, (text, words) in cases.items():
         bad = onnx.load(str(exported))

@@ -16,6 +16,7 @@ pytest.importorskip("transformers", reason="speech encoders need the speech inst
 
 from avemotion.config import TrainSettings, recipe
 from avemotion.datasets.cremad import EMOTIONS
+from avemotion.datasets.index import write_metadata
 from avemotion.errors import UsageError, WeightsUnavailable
 from avemotion.media.inputs import FeatureSettings
 from avemotion.media.preprocess import FeatureCache
@@ -25,13 +26,15 @@ from avemotion.media.speech import (
     WeightsMismatch,
     load_speech_encoder,
     mean_and_std,
+    speed_perturbed,
     voiced,
 )
 from avemotion.registry import MODELS, ModelSettings, model_settings
-from avemotion.runtime.predict import load
+from avemotion.runtime.predict import averaged_over_speeds, load
+from avemotion.runtime.probabilities import softmax
 from avemotion.samples import sample_videos
-from avemotion.training.augment import speed_perturbed
 from avemotion.training.checkpoint import load_checkpoint
+from avemotion.training.evaluate import evaluate_run
 from avemotion.training.export import export_onnx
 from avemotion.training.models import create_model
 from avemotion.training.train import train
@@ -272,8 +275,9 @@ def trained(tmp_path_factory, sample_table, models):
             plan = replace(plan, linear_probe=False)
         if key == "fused":  # the video branch's embeddings cached too, the LSTM and head trained
             plan = replace(plan, freeze_backbones=True, max_epochs=2)
-        if key == "svm":  # its probe also fitted on the training voices played slower and faster
-            plan = replace(plan, speed_perturbation=(0.9, 1.1))
+        if key == "svm":  # its probe also fitted on the training voices played slower and faster, and
+            # each voice it judges heard at those speeds too
+            plan = replace(plan, speed_perturbation=(0.9, 1.1), test_time_speeds=(0.9, 1.1))
         if key == "speaker_norm":  # the SVM probe, then a speaker head that is an SVM too
             plan = replace(plan, speaker_norm=True)
         if key == "tuned":  # the fine-tuning recipe, shortened
@@ -419,6 +423,31 @@ def test_the_svm_probe_is_also_fitted_on_its_training_voices_played_slower_and_f
 
 
 @pytest.mark.slow
+def test_a_model_that_hears_each_voice_at_its_test_time_speeds_predicts_as_it_was_evaluated(trained, sample_table,
+                                                                                             tmp_path):
+    run = trained["svm"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["accuracy_as_recorded"] <= 1  # beside the accuracy the speeds gave
+    classifier = load(run / "model.ckpt")
+    assert classifier.card.test_time_speeds == (0.9, 1.1)
+    assert load(export_onnx(run / "model.ckpt", tmp_path / "model.onnx")).card.test_time_speeds == (0.9, 1.1)
+    write_metadata(sample_table, tmp_path / "clips.csv")
+    _, folder = evaluate_run(run, metadata=tmp_path / "clips.csv", progress=False)
+    evaluated = pd.read_csv(folder / "predictions.csv").set_index("clip").filter(like="p_")
+
+    def probabilities(classifier):
+        return pd.DataFrame([{f"p_{label}": p for label, p in result.probabilities.items()}
+                             for result in classifier.predict_batch(list(sample_table["video_path"]))],
+                            index=sample_table["clip"])
+
+    # the evaluation reads the cached float16 voices, a prediction decodes them again
+    assert (probabilities(classifier) - evaluated).abs().max().max() < 2e-3
+    with mock.patch("avemotion.runtime.predict.averaged_over_speeds", lambda network, speeds: network):
+        as_recorded = load(run / "model.ckpt")
+    assert (probabilities(as_recorded) - evaluated).abs().max().max() > 1e-2
+
+
+@pytest.mark.slow
 def test_the_svm_probe_is_told_which_of_its_clips_are_the_copies(models, sample_table, tmp_path):
     """Where the kernel cannot hold every row it keeps the voices as recorded: the probe must know
     which rows those are (the training and validation clips first, then their copies)."""
@@ -437,12 +466,48 @@ def test_the_svm_probe_is_told_which_of_its_clips_are_the_copies(models, sample_
 def test_speed_perturbation_is_for_a_probe_on_a_voice(models, sample_table, tmp_path):
     plan = recipe(TrainSettings(model=models["whisper"], split="random", progress=False))
     fused = recipe(TrainSettings(model=models["fused"], split="random", progress=False, freeze_backbones=True))
-    for wrong, message in [(replace(plan, speed_perturbation=(0.0,)), "a speed is a positive factor"),
+    for wrong, message in [(replace(plan, speed_perturbation=(0.0,)), "a speed is a factor between 0.5 and 2"),
                            (replace(plan, linear_probe=False), "needs --linear-probe"),
                            (replace(fused, linear_probe=True), "reads frames, waveform, not the waveform alone")]:
         with pytest.raises(UsageError, match=message):
             train(sample_table, FeatureCache.open(tmp_path, FEATURES), tmp_path / "run",
                   replace(wrong, speed_perturbation=wrong.speed_perturbation or (1.1,)))
+
+
+def test_test_time_speeds_are_for_a_frozen_encoder_on_a_voice_judged_clip_by_clip(models, sample_table, tmp_path):
+    plan = recipe(TrainSettings(model=models["whisper"], split="random", progress=False))
+    fused = recipe(TrainSettings(model=models["fused"], split="random", progress=False, freeze_backbones=True))
+    tuned = recipe(TrainSettings(model=models["tuned"], split="random", progress=False))
+    for wrong, message in [(replace(plan, test_time_speeds=(3.0,)), "--test-time-speeds: a speed is a factor"),
+                           (replace(plan, test_time_speeds=(0.8, 0.9, 1.1, 1.2, 1.3)), "at most 4 speeds"),
+                           (replace(plan, speaker_norm=True), "speaker normalisation judges a speaker's clips"),
+                           (replace(fused, test_time_speeds=(0.9,)), "reads frames, waveform, not the waveform"),
+                           (replace(tuned, test_time_speeds=(0.9,)), "add --freeze-backbones")]:
+        with pytest.raises(UsageError, match=message):
+            train(sample_table, FeatureCache.open(tmp_path, FEATURES), tmp_path / "run",
+                  replace(wrong, test_time_speeds=wrong.test_time_speeds or (1.1,)))
+
+
+def test_judged_at_test_time_speeds_a_voice_gets_its_probabilities_averaged_over_them():
+    """The network hears the voice as recorded and at each speed; the classifier's softmax of the
+    result gives the mean of the three distributions."""
+    heard = []
+
+    def network(inputs):  # a voice over a second long is anger, else as likely any emotion
+        lengths = np.array([len(np.flatnonzero(voice)) for voice in inputs["waveform"]], np.float32)
+        heard.append(lengths)
+        return np.stack([3.0 * (lengths > SPEECH_RATE), np.zeros_like(lengths), np.zeros_like(lengths)], axis=1)
+
+    voices = np.zeros((2, 2 * SPEECH_RATE), np.float32)
+    voices[0, :SPEECH_RATE] = voices[1, : SPEECH_RATE // 2] = 0.5
+    judged = softmax(averaged_over_speeds(network, (0.9, 1.1))({"waveform": voices}))
+    assert [round(length) for length in heard[1]] == [round(SPEECH_RATE / 0.9), round(SPEECH_RATE / 2 / 0.9)]
+    played = [voices, speed_perturbed(voices, 0.9), speed_perturbed(voices, 1.1)]
+    expected = np.mean([softmax(network({"waveform": heard_at})) for heard_at in played], axis=0)
+    assert np.allclose(judged, expected, atol=1e-6) and np.allclose(judged.sum(axis=1), 1)
+    as_recorded = softmax(network({"waveform": voices}))
+    assert judged[0, 0] > as_recorded[0, 0] + 0.15  # a second's voice, longer than a second played slower
+    assert np.allclose(judged[1], as_recorded[1])  # half a second's, not a second long at any speed
 
 
 @pytest.mark.slow

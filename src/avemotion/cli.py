@@ -428,6 +428,7 @@ def _add_train_parser(commands) -> None:
                                 help=help_of(TrainSettings, "jitter_frames"))
     add_setting(recipe_options, TrainSettings, "label_smoothing")
     add_setting(recipe_options, TrainSettings, "speed_perturbation", type=float, nargs="*", metavar="SPEED")
+    add_setting(recipe_options, TrainSettings, "test_time_speeds", type=float, nargs="*", metavar="SPEED")
     add_setting(recipe_options, ModelSettings, "temporal_hidden", "--temporal-hidden", "--lstm-hidden")
     add_setting(recipe_options, ModelSettings, "speech_pooling", choices=SPEECH_POOLINGS)
     data = train.add_argument_group("split")

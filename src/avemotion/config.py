@@ -67,6 +67,10 @@ class TrainSettings:
                                                     "voice played at these speeds (0.9 1.1: 10 % slower "
                                                     "and faster; off unless given: README, \"Speed "
                                                     "perturbation\")")
+    test_time_speeds: tuple[float, ...] = setting((), "judge each voice also played at these speeds "
+                                                  "and average its probabilities (0.9 1.1; test-time "
+                                                  "augmentation, in evaluation and prediction alike; "
+                                                  "off unless given)")
     speaker_norm: bool = setting(False, "after training, standardise each clip's features with the "
                                  "statistics of all its speaker's clips and refit the last layer on "
                                  "them (needs several clips per speaker, also to predict)")

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 from avemotion.errors import AvemotionError, UsageError, WeightsUnavailable
 from avemotion.media.inputs import WAVEFORM
@@ -95,6 +96,22 @@ def voiced(samples: np.ndarray) -> np.ndarray:
     kept = samples[: nonzero[-1] + 1] if len(nonzero) else samples[:0]
     shortest = round(MIN_VOICE_SECONDS * SPEECH_RATE)
     return np.pad(kept, (0, max(0, shortest - len(kept))))
+
+
+def speed_perturbed(voices: np.ndarray, speed: float) -> np.ndarray:
+    """(B, samples) voices, zero-padded at the end, each played `speed` times as fast: resampled
+    to last 1/speed as long at the same rate, and zero-padded or cut to the same length again."""
+    if speed <= 0:
+        raise ValueError(f"a speed must be positive, not {speed:g}")
+    played = np.zeros_like(voices, dtype=np.float32)
+    for row, voice in enumerate(voices):
+        nonzero = np.flatnonzero(voice)
+        if len(nonzero) == 0:
+            continue
+        # a fractional input rate: soxr resamples by the exact ratio
+        faster = soxr.resample(voice[: nonzero[-1] + 1].astype(np.float32), speed, 1.0)
+        played[row, : min(len(faster), voices.shape[1])] = faster[: voices.shape[1]]
+    return played
 
 
 def even_frames(mel):

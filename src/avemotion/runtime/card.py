@@ -1,10 +1,11 @@
 """A model's card: the one record of a trained model besides its weights.
 
 It names the model and its settings, the labels its outputs stand for, the feature settings and
-inputs its clips are made with, the window a timeline judges, and whether it judges one speaker's
-clips together. A checkpoint extends it (:class:`avemotion.training.checkpoint.Checkpoint`), an ONNX export
-carries it as JSON in its metadata, and prediction, the timeline and the server read it, so
-training and inference cannot drift apart. Imports neither torch nor a decoder.
+inputs its clips are made with, the window a timeline judges, whether it judges one speaker's
+clips together, and the speeds it also hears each voice at. A checkpoint extends it
+(:class:`avemotion.training.checkpoint.Checkpoint`), an ONNX export carries it as JSON in its
+metadata, and prediction, the timeline and the server read it, so training and inference cannot
+drift apart. Imports neither torch nor a decoder.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from avemotion.config import DEFAULT_WINDOW_S
 from avemotion.datasets.listing import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from avemotion.datasets.vocabulary import canonical
 from avemotion.errors import AvemotionError
-from avemotion.media.inputs import DEFAULT_INPUTS, INPUT_MODALITY, FeatureSettings, modalities_of
+from avemotion.media.inputs import DEFAULT_INPUTS, INPUT_MODALITY, WAVEFORM, FeatureSettings, modalities_of
 from avemotion.media.speech import EncoderIdentity
 from avemotion.registry import MODELS, ModelSettings
 
-CARD_VERSION = 3
+CARD_VERSION = 4
 # Version 1 (ONNX exports before encoders had names) held the model's name and modalities only;
-# version 2 had no pretrained encoders running outside the network.
+# version 2 had no pretrained encoders running outside the network; version 3 judged each voice as
+# recorded only.
 
 
 class CardError(AvemotionError, ValueError):
@@ -41,6 +43,9 @@ class ModelCard:
     speaker_norm: bool = False  # judges one speaker's clips together (avemotion.runtime.speakers)
     # the pretrained encoders that run outside the network (speech encoders), by branch
     encoders: dict[str, EncoderIdentity] = field(default_factory=dict)
+    # test-time augmentation: each voice is also judged played at these speeds, and its
+    # probabilities are averaged over them all (train --test-time-speeds)
+    test_time_speeds: tuple[float, ...] = ()
 
     @property
     def model_name(self) -> str:
@@ -85,6 +90,7 @@ class ModelCard:
     def to_dict(self) -> dict:
         values = asdict(self.card())
         values["inputs"] = list(self.inputs)
+        values["test_time_speeds"] = list(self.test_time_speeds)
         return {"version": CARD_VERSION, **values}
 
     def to_json(self) -> str:
@@ -101,6 +107,7 @@ class ModelCard:
             card = cls(**{**values, "model_settings": ModelSettings(**values["model_settings"]),
                           "feature_settings": feature_settings(values["feature_settings"]),
                           "inputs": tuple(values["inputs"]),
+                          "test_time_speeds": tuple(values.get("test_time_speeds", ())),
                           "encoders": {branch: EncoderIdentity.from_dict(identity)
                                        for branch, identity in values.get("encoders", {}).items()}})
         except (KeyError, TypeError, AttributeError) as error:
@@ -139,12 +146,36 @@ class ModelCard:
                 raise CardError(f"model card feature setting {name} = {value!r} is outside {low}-{high}")
         if self.window_seconds is not None and not 0 < float(self.window_seconds) <= 600:
             raise CardError(f"model card window {self.window_seconds!r} s is outside 0-600 s")
+        self.check_test_time_speeds()
+
+    def check_test_time_speeds(self) -> None:
+        """Refuse test-time speeds no model could judge with: too many (each is one more pass of
+        the encoder over every voice), outside SPEED_RANGE, on a model that reads more than a
+        voice, or with speaker normalisation (whose network gives features, not logits)."""
+        speeds = self.test_time_speeds
+        low, high = SPEED_RANGE
+        if len(speeds) > MAX_TEST_TIME_SPEEDS or not all(
+                isinstance(speed, (int, float)) and not isinstance(speed, bool) and low <= speed <= high
+                for speed in speeds):
+            raise CardError(f"model card test-time speeds {list(speeds)!r:.80} are not at most "
+                            f"{MAX_TEST_TIME_SPEEDS} factors within {low:g}-{high:g}")
+        if speeds and self.inputs != (WAVEFORM,):
+            raise CardError(f"model card test-time speeds play a voice faster or slower, but the model "
+                            f"reads {', '.join(self.inputs)}, not the waveform alone")
+        if speeds and self.speaker_norm:
+            raise CardError("model card test-time speeds average probabilities, but a speaker-normalised "
+                            "model's network gives features")
 
     def check_outputs(self, width: int | None) -> None:
         """Refuse labels that are not one per output of the network (None: a width not stated)."""
         if width is not None and width != len(self.labels):
             raise CardError(f"model card has {len(self.labels)} labels but the network gives {width} outputs")
 
+
+# Test-time speeds: a few factors near 1 (0.9 1.1: 10 % slower and faster); each is a pass of the
+# encoder over every voice judged.
+SPEED_RANGE = (0.5, 2.0)
+MAX_TEST_TIME_SPEEDS = 4
 
 # The ranges a card's feature settings must lie in: wide enough for any model, narrow enough that no
 # card can make a clip's arrays (or the work to make them) unbounded.

@@ -28,7 +28,7 @@ from avemotion.datasets.vocabulary import canonical
 from avemotion.errors import MissingFileError, UsageError
 from avemotion.media.features import ClipFeatures, MediaError, extract_features, features_from_capture
 from avemotion.media.inputs import FRAMES, embedding_input, network_inputs, voice_is_silent
-from avemotion.media.speech import SPEECH_INPUT, LazySpeechEncoder
+from avemotion.media.speech import SPEECH_INPUT, LazySpeechEncoder, speed_perturbed
 from avemotion.runtime.card import CardError, ModelCard
 from avemotion.runtime.probabilities import softmax
 from avemotion.runtime.speakers import (
@@ -274,10 +274,29 @@ class SpeakerNormalisedClassifier(EmotionClassifier):
 
 def _classifier(network: Network, card: ModelCard, parts: NetworkParts | None,
                 normalisation: SpeakerNormalisation | None) -> EmotionClassifier:
-    """The classifier of a network: a speaker-normalised one where the model has a normalisation."""
+    """The classifier of a network: a speaker-normalised one where the model has a normalisation,
+    hearing each voice at the card's test-time speeds too where it names some."""
+    if card.test_time_speeds:
+        network = averaged_over_speeds(network, card.test_time_speeds)
     if normalisation is None:
         return EmotionClassifier(network, card, parts)
     return SpeakerNormalisedClassifier(network, card, normalisation, parts)
+
+
+def averaged_over_speeds(network: Network, speeds: tuple[float, ...]) -> Network:
+    """Test-time augmentation: the network judges each voice as recorded and played at each speed,
+    and the result is the log of its probabilities averaged over them all. Logits, since the
+    classifier's softmax of the log of a distribution gives the distribution back, so predict, the
+    timeline, the camera and the server all judge as the model was evaluated."""
+
+    def outputs(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        voices = inputs[SPEECH_INPUT]
+        judged = [network(inputs)] + [network({**inputs, SPEECH_INPUT: speed_perturbed(voices, speed)})
+                                      for speed in speeds]
+        with np.errstate(divide="ignore"):  # a probability of 0 is a logit of -inf, as it should be
+            return np.log(np.mean([softmax(logits) for logits in judged], axis=0))
+
+    return outputs
 
 
 def nothing_to_judge(features: ClipFeatures, modalities: tuple[str, ...]) -> str | None:

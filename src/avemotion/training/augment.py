@@ -9,15 +9,15 @@
 - Speed perturbation of training voices (Ko et al., 2015): each voice played a little faster or
   slower, its pitch and formants moved with its tempo, as a speaker with a shorter or longer vocal
   tract who talks faster or slower would sound. `--speed-perturbation` fits the frozen speech
-  encoders' probe on the voices and these copies (README: "Speed perturbation").
+  encoders' probe on the voices and these copies (README: "Speed perturbation"). The function
+  that plays them, :func:`avemotion.media.speech.speed_perturbed`, needs no torch: a model trained
+  with `--test-time-speeds` plays the voices it judges too.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-import soxr
 import torch
 from torch.nn import functional as F
 
@@ -43,19 +43,3 @@ def jitter_frames(frames: torch.Tensor, generator: torch.Generator | None = None
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     moved = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
     return moved.view(frames.shape)
-
-
-def speed_perturbed(voices: np.ndarray, speed: float) -> np.ndarray:
-    """(B, samples) voices, zero-padded at the end, each played `speed` times as fast: resampled
-    to last 1/speed as long at the same rate, and zero-padded or cut to the same length again."""
-    if speed <= 0:
-        raise ValueError(f"a speed must be positive, not {speed:g}")
-    played = np.zeros_like(voices, dtype=np.float32)
-    for row, voice in enumerate(voices):
-        nonzero = np.flatnonzero(voice)
-        if len(nonzero) == 0:
-            continue
-        # a fractional input rate: soxr resamples by the exact ratio
-        faster = soxr.resample(voice[: nonzero[-1] + 1].astype(np.float32), speed, 1.0)
-        played[row, : min(len(faster), voices.shape[1])] = faster[: voices.shape[1]]
-    return played

@@ -26,7 +26,7 @@ from avemotion.media.preprocess import (
     remove_partial_files,
     write_npz_atomically,
 )
-from avemotion.training.augment import speed_perturbed
+from avemotion.media.speech import speed_perturbed
 from avemotion.training.evaluate import device_of
 from avemotion.training.models import EmotionNet
 

@@ -23,6 +23,8 @@ from torch.utils.data import DataLoader
 
 from avemotion.csvfiles import read_csv, write_csv
 from avemotion.errors import UsageError
+from avemotion.media.inputs import WAVEFORM
+from avemotion.media.speech import speed_perturbed
 from avemotion.training.runs import RunFolder
 
 SCORES = ("accuracy", "macro_precision", "macro_recall", "macro_f1")  # Table 1's columns
@@ -64,11 +66,18 @@ def device_of(network: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_probabilities(network: torch.nn.Module, loader) -> np.ndarray:
-    """Softmax probabilities of every clip a loader yields (inputs by name, target), in order."""
+def predict_probabilities(network: torch.nn.Module, loader, speeds: tuple[float, ...] = ()) -> np.ndarray:
+    """Softmax probabilities of every clip a loader yields (inputs by name, target), in order; with
+    `speeds`, each averaged with those of its voice (the waveform input) played at each speed, as
+    a model with these test-time speeds predicts."""
     network.eval()
     device = device_of(network)
-    outputs = [torch.softmax(network(on_device(inputs, device)), dim=1).cpu() for inputs, _ in loader]
+    outputs = []
+    for inputs, _ in loader:
+        heard = [inputs] + [{**inputs, WAVEFORM: torch.from_numpy(speed_perturbed(inputs[WAVEFORM].float().numpy(), speed))}
+                            for speed in speeds]
+        outputs.append(torch.stack([torch.softmax(network(on_device(voices, device)), dim=1).cpu()
+                                    for voices in heard]).mean(dim=0))
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0))
 
 
@@ -209,7 +218,8 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
         probabilities = info.speaker_normalisation.probabilities(features, table["actor_id"],
                                                                  "the evaluated table")
     else:
-        probabilities = predict_probabilities(model, DataLoader(clips, batch_size=batch_size))
+        probabilities = predict_probabilities(model, DataLoader(clips, batch_size=batch_size),
+                                              info.test_time_speeds)
     scored = [info.labels.index(label) for label in labels]
     predictions = predictions_table(list(table["clip"]), [info.labels[t] for t in clips.targets],
                                     _renormalised(probabilities[:, scored]), labels)

@@ -38,6 +38,7 @@ from avemotion.media.features import typical_duration
 from avemotion.media.inputs import FRAMES, MEL, WAVEFORM
 from avemotion.media.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
 from avemotion.media.speech import SPEECH_RATE
+from avemotion.runtime.card import MAX_TEST_TIME_SPEEDS, SPEED_RANGE
 from avemotion.runtime.linear_probe import PROBE_C, fit_logistic_layer
 from avemotion.runtime.speakers import SPEAKER_HEAD_C, SpeakerNormalisation, require_speakers
 from avemotion.runtime.svm_probe import fit_svm_layer
@@ -254,18 +255,10 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     if settings.linear_probe and not settings.freeze_backbones:
         raise UsageError("the linear probe fits the last layer on frozen encoders' features: "
                          "add --freeze-backbones")
-    if any(speed <= 0 for speed in settings.speed_perturbation):
-        raise UsageError(f"--speed-perturbation: a speed is a positive factor (0.9: 10 % slower), not "
-                         f"{min(settings.speed_perturbation):g}")
     if settings.model.fusion == "svm" and not settings.linear_probe:
         raise UsageError(f"{settings.model.name}'s last layer is a support-vector machine, fitted in "
                          "closed form: leave out --no-linear-probe (or choose its _linear_ model)")
-    if settings.speed_perturbation and not settings.linear_probe:
-        raise UsageError("speed perturbation adds copies of the training voices to the probe's clips: "
-                         "it needs --linear-probe")
-    if settings.speed_perturbation and model.inputs != (WAVEFORM,):
-        raise UsageError(f"speed perturbation plays voices faster or slower: {settings.model.name} reads "
-                         f"{', '.join(model.inputs)}, not the waveform alone")
+    _check_speeds(settings, model)
     if is_first_process():
         _write_config(run, settings, cache, metadata_path)
     parts = {name: table[split.to_numpy() == name] for name in ("train", "val", "test")}
@@ -293,17 +286,68 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
         normalisation, probabilities = fit_speaker_normalisation(model, table, split, cache, labels,
                                                                  settings.batch_size, settings.linear_probe)
     else:
-        probabilities = predict_probabilities(module, loaders["test"])
+        probabilities, as_recorded = _test_probabilities(module, loaders["test"], parts["test"], cache, labels,
+                                                         settings)
     save_checkpoint(run.model, model, Checkpoint.of(model, cache.settings, labels, normalisation, epoch=epoch,
                                                     best_metric=best_loss,
                                                     window_seconds=_typical_length(parts["train"]),
-                                                    encoder_origins=origins))
+                                                    encoder_origins=origins,
+                                                    test_time_speeds=settings.test_time_speeds))
     test = parts["test"]
     predictions = predictions_table(list(test["clip"]), list(test["emotion"]), probabilities, labels)
     extra = {"model": settings.model.name, "best_epoch": epoch, "best_val_loss": best_loss,
              "pretrained": settings.model.pretrained, "split": settings.split,
              "speaker_norm": settings.speaker_norm}
+    if settings.test_time_speeds:  # what hearing each voice at those speeds too gained
+        extra["accuracy_as_recorded"] = float((as_recorded.argmax(axis=1) == _targets_of(test, labels)).mean())
     return write_evaluation(run, predictions, labels, metadata=table, extra=extra)
+
+
+def _check_speeds(settings: TrainSettings, model: EmotionNet) -> None:
+    """Refuse speeds that cannot play this model's voices: factors out of range, copies for a
+    last layer that is not a probe, a model that reads more than a voice or whose encoders learn
+    (its test voices' embeddings are not cached once), or averaged probabilities where speaker
+    normalisation judges."""
+    low, high = SPEED_RANGE
+    for option, speeds in (("--speed-perturbation", settings.speed_perturbation),
+                           ("--test-time-speeds", settings.test_time_speeds)):
+        if not all(low <= speed <= high for speed in speeds):
+            raise UsageError(f"{option}: a speed is a factor between {low:g} and {high:g} (0.9: 10 % "
+                             f"slower), not {', '.join(f'{speed:g}' for speed in speeds)}")
+        if speeds and model.inputs != (WAVEFORM,):
+            raise UsageError(f"{option} plays voices faster or slower: {settings.model.name} reads "
+                             f"{', '.join(model.inputs)}, not the waveform alone")
+    if settings.speed_perturbation and not settings.linear_probe:
+        raise UsageError("speed perturbation adds copies of the training voices to the probe's clips: "
+                         "it needs --linear-probe")
+    if len(settings.test_time_speeds) > MAX_TEST_TIME_SPEEDS:
+        raise UsageError(f"--test-time-speeds: at most {MAX_TEST_TIME_SPEEDS} speeds (each is one more "
+                         "pass of the encoder over every voice judged)")
+    if settings.test_time_speeds and not settings.freeze_backbones:
+        raise UsageError("--test-time-speeds judges the frozen encoders' embeddings of each voice at each "
+                         "speed: add --freeze-backbones")
+    if settings.test_time_speeds and settings.speaker_norm:
+        raise UsageError("--test-time-speeds averages each voice's probabilities; speaker normalisation "
+                         "judges a speaker's clips together from their features: choose one")
+
+
+def _test_probabilities(module: EmotionModule, loader: DataLoader, test: pd.DataFrame, cache: FeatureCache,
+                        labels: list[str], settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The test clips' probabilities: each voice's as recorded, averaged with those of the voice
+    played at each of `test_time_speeds` (their embeddings cached beside the clip's), as a
+    prediction of the trained model judges (avemotion.runtime.predict.averaged_over_speeds); and
+    those of the voices as recorded alone."""
+    judged = [predict_probabilities(module, loader)]
+    if settings.test_time_speeds:
+        copies = speed_perturbed_embeddings(module.model, {"test": test}, cache, labels,
+                                            settings.test_time_speeds, settings.progress)
+        judged += [predict_probabilities(module, DataLoader(at_speed["test"], batch_size=settings.batch_size))
+                   for at_speed in copies.values()]
+    return np.mean(judged, axis=0), judged[0]
+
+
+def _targets_of(table: pd.DataFrame, labels: list[str]) -> np.ndarray:
+    return np.array([labels.index(label) for label in table["emotion"]])
 
 
 def _probe_clips(model: EmotionNet, datasets: dict[str, Embeddings], parts: dict[str, pd.DataFrame],
@@ -368,7 +412,7 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
         features = clip_features_of_frozen(model, table, cache)
     fitted_on = ("train", "val") if linear_probe else ("train",)
     train, test = split.isin(fitted_on).to_numpy(), (split == "test").to_numpy()
-    targets = np.array([labels.index(label) for label in table["emotion"]])
+    targets = _targets_of(table, labels)
     normalisation = SpeakerNormalisation.fit(features, table["actor_id"], targets, train, len(labels),
                                              C=PROBE_C if linear_probe else SPEAKER_HEAD_C,
                                              svm=isinstance(model.head.classifier, KernelClassifier))
