@@ -30,6 +30,8 @@ EGEMAPS = "eGeMAPS + SVM (hand-crafted baseline)"
 WHISPER_SVM = "whisper_base_audio_only (frozen, SVM probe)"
 RESNET_FROM_SCRATCH = "resnet18_vit_lstm_audio_only (from scratch)"
 WHISPER_LAYERS_SVM = "whisper_base_layers_audio_only (frozen, every layer, SVM probe)"
+WHISPER_LAYERS_AT_SPEEDS = ("whisper_base_layers_audio_only (the same, fitted and judged also at 0.9 and 1.1 "
+                            "times the voice's speed: --speed-perturbation and --test-time-speeds 0.9 1.1)")
 
 CORPORA = (
     Corpus("CREMA-D voices",
@@ -44,6 +46,7 @@ CORPORA = (
             ReferenceResult("whisper_base_linear_audio_only (frozen, linear probe)", "clip", 0.636),
             ReferenceResult(WHISPER_SVM, "clip", 0.692),
             ReferenceResult(WHISPER_LAYERS_SVM, "clip", 0.745),
+            ReferenceResult(WHISPER_LAYERS_AT_SPEEDS, "clip", 0.756),
             ReferenceResult(EGEMAPS, "speaker", 0.611),
             ReferenceResult(WHISPER_SVM, "speaker", 0.750),
             ReferenceResult(WHISPER_LAYERS_SVM, "speaker", 0.826))),
@@ -55,6 +58,7 @@ CORPORA = (
             ReferenceResult("effnet_lstm_audio_only (from scratch, its own recipe)", "clip", 0.488),
             ReferenceResult(WHISPER_SVM, "clip", 0.707),
             ReferenceResult(WHISPER_LAYERS_SVM, "clip", 0.752),
+            ReferenceResult(WHISPER_LAYERS_AT_SPEEDS, "clip", 0.773),
             ReferenceResult(WHISPER_SVM, "speaker", 0.783),
             ReferenceResult(WHISPER_LAYERS_SVM, "speaker", 0.848))),
     Corpus("FER2013 faces",
