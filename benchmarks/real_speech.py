@@ -33,8 +33,9 @@ scores it times the encoder alone on the first clips (seconds per clip, one thre
 `--seed N` trains them again with another seed, an independent run that shows how much a score
 owes to one training run. `--speed-perturbation` and `--test-time-speeds` pass `train`'s options of
 those names to the frozen speech encoders' runs (kept apart in WORK/runs-speed-…, runs-test-speed-…;
-each fold's metrics.json then also holds its accuracy with the voices judged as recorded). Each fold's result is kept in WORK, so an interrupted run resumes where
-it stopped, a fold cut short from its last completed epoch. Prints and writes
+with test-time speeds each fold's metrics.json also holds its accuracy with the voices judged as
+recorded; the speaker protocol judges each voice once). Each fold's result is kept in WORK, so an
+interrupted run resumes where it stopped, a fold cut short from its last completed epoch. Prints and writes
 (WORK/real_speech.json, .md) accuracy, unweighted accuracy (mean per-class recall) and macro F1,
 mean ± std over the folds, and the training seconds per fold.
 """

@@ -15,7 +15,7 @@ voices alone and on the originals with their perturbed copies (each copy grouped
 for the probe's cross-validation; past the kernel's 12,000 rows the originals are kept first), on
 the actor-independent folds of benchmarks/real_speech.py (RAVDESS) or benchmarks/cremad_voices.py
 (CREMA-D). Test voices are judged as recorded, and also by their probabilities averaged over them
-and their copies at the same factors (test-time augmentation, which the product does not do).
+and their copies at the same factors (test-time augmentation: the product's `train --test-time-speeds`).
 
 DIR holds the transformers `whisper-base/` that benchmarks/whisper_to_transformers.py makes (or a
 hub name's folder). The pooled features are kept in WORK/speeds-<corpus>.npz, so a second run only

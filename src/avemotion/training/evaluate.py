@@ -74,11 +74,15 @@ def predict_probabilities(network: torch.nn.Module, loader, speeds: tuple[float,
     device = device_of(network)
     outputs = []
     for inputs, _ in loader:
-        heard = [inputs] + [{**inputs, WAVEFORM: torch.from_numpy(speed_perturbed(inputs[WAVEFORM].float().numpy(), speed))}
-                            for speed in speeds]
+        heard = [inputs] + [{**inputs, WAVEFORM: _played(inputs[WAVEFORM], speed)} for speed in speeds]
         outputs.append(torch.stack([torch.softmax(network(on_device(voices, device)), dim=1).cpu()
                                     for voices in heard]).mean(dim=0))
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0))
+
+
+def _played(voices: torch.Tensor, speed: float) -> torch.Tensor:
+    """(B, samples) zero-padded voices, each played `speed` times as fast."""
+    return torch.from_numpy(speed_perturbed(voices.float().numpy(), speed))
 
 
 @torch.no_grad()
