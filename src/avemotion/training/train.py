@@ -299,7 +299,8 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
              "pretrained": settings.model.pretrained, "split": settings.split,
              "speaker_norm": settings.speaker_norm}
     if settings.test_time_speeds:  # what hearing each voice at those speeds too gained
-        extra["accuracy_as_recorded"] = float((as_recorded.argmax(axis=1) == _targets_of(test, labels)).mean())
+        targets = np.asarray(datasets["test"].targets)
+        extra["accuracy_as_recorded"] = float((as_recorded.argmax(axis=1) == targets).mean())
     return write_evaluation(run, predictions, labels, metadata=table, extra=extra)
 
 
@@ -344,10 +345,6 @@ def _test_probabilities(module: EmotionModule, loader: DataLoader, test: pd.Data
         judged += [predict_probabilities(module, DataLoader(at_speed["test"], batch_size=settings.batch_size))
                    for at_speed in copies.values()]
     return np.mean(judged, axis=0), judged[0]
-
-
-def _targets_of(table: pd.DataFrame, labels: list[str]) -> np.ndarray:
-    return np.array([labels.index(label) for label in table["emotion"]])
 
 
 def _probe_clips(model: EmotionNet, datasets: dict[str, Embeddings], parts: dict[str, pd.DataFrame],
@@ -412,7 +409,7 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
         features = clip_features_of_frozen(model, table, cache)
     fitted_on = ("train", "val") if linear_probe else ("train",)
     train, test = split.isin(fitted_on).to_numpy(), (split == "test").to_numpy()
-    targets = _targets_of(table, labels)
+    targets = np.array([labels.index(label) for label in table["emotion"]])
     normalisation = SpeakerNormalisation.fit(features, table["actor_id"], targets, train, len(labels),
                                              C=PROBE_C if linear_probe else SPEAKER_HEAD_C,
                                              svm=isinstance(model.head.classifier, KernelClassifier))
