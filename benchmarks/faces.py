@@ -1,21 +1,32 @@
-"""Real faces: the three still-face models from scratch on FER2013, then real talking faces.
+"""Real faces: still-face models on FER2013, from scratch and fine-tuned from ImageNet, beside the face
+tool people install (`fer`), then real talking faces.
 
     pip install -e '.[train]'
-    python benchmarks/faces.py FER2013_DIR [--work DIR] [--models resnet18_face …] [--frame-size 64]
-        [--epochs N] [--cost-sizes 64 96 112]
+    python benchmarks/faces.py FER2013_DIR [--work DIR] [--models mobilenetv2_face resnet18_face …]
+        [--weights mobilenetv2_face=mobilenet_v2-b0353104.pth …] [--frame-size 96] [--epochs N]
+        [--precision bf16-mixed] [--channels-last] [--cost-sizes 64 96 112] [--fer-python fer-env/bin/python]
 
 FER2013_DIR holds FER2013's 48x48 faces in its part / label layout (``train/angry/Training_*.jpg``,
 ``validation/…/PublicTest_*``, ``test/…/PrivateTest_*``); augmented copies beside them are left out
 by the index. Each model is trained with `avemotion train --split given`'s recipe (the still-image
-recipe) on the Training part, the last epoch's weights kept, the model chosen on PublicTest (where
-the mirror average is also weighed against the face alone) and scored once on PrivateTest as
-`avemotion evaluate RUN` scores it: accuracy, macro F1, each emotion's F1, seconds per epoch. Anchors on the
-same test set: human raters about 0.65 (Goodfellow et al. 2013), mini-Xception 0.66
-(oarriaga/face_classification), the best single networks reported about 0.73.
+recipe, or its fine-tuning form for a model that starts from ImageNet weights: --weights gives a
+local file in torchvision's, timm's or efficientnet_pytorch's layout, else the hub) on the Training
+part, the last epoch's weights kept, the model chosen on PublicTest (where the mirror average is
+also weighed against the face alone) and scored once on PrivateTest as `avemotion evaluate RUN`
+scores it: accuracy, macro F1, each emotion's F1, seconds per epoch. Each model is then exported to
+ONNX in float32, float16 and int8 and each file scored on the same PrivateTest faces: its size, its
+accuracy, and its CPU seconds per face (one thread, one face at a time, the mirror image included).
 
-Then the cost of the frame size (seconds per epoch of each model at each of --cost-sizes, from a
-few timed training steps), and a sanity check on real talking faces: the six bundled CREMA-D clips
-of actor 1001 judged by the model best on PublicTest (face-cropped, labels matched through the
+`fer` (PyPI, MIT), the face tool people install, runs in its own environment (--fer-python: the
+Python of a venv where `pip install fer` was run; it needs TensorFlow) on the same PrivateTest faces,
+each prepared as its own code prepares a face (benchmarks/fer_peer.py): its default TensorFlow Lite
+model and its Keras one. Anchors on the same test set: human raters about 0.65 (Goodfellow et al.
+2013), mini-Xception 0.66 (oarriaga/face_classification), the best single networks reported about
+0.73.
+
+Then the cost of the frame size (seconds per training epoch of each model at each of --cost-sizes,
+from a few timed steps), and a sanity check on real talking faces: the six bundled CREMA-D clips of
+actor 1001 judged by the model best on PublicTest (face-cropped, labels matched through the
 canonical vocabulary): how many of the six emotions it names. Each run is kept in WORK and an
 interrupted one resumes from its last epoch; printed and written to WORK/faces.json and faces.md.
 """
@@ -24,25 +35,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from models import time_call
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from avemotion.config import TrainSettings, still_image
-from avemotion.datasets import canonical
+from avemotion.config import EXPORT_PRECISIONS, TrainSettings, still_image
+from avemotion.datasets import canonical, fer2013
 from avemotion.datasets.index import index_dataset, write_metadata
 from avemotion.media.inputs import FRAMES, FeatureSettings
 from avemotion.media.preprocess import CachedClips, FeatureCache
-from avemotion.registry import FACE_BACKBONES, model_settings
+from avemotion.registry import FACE_BACKBONES, PRETRAINED_FACE_BACKBONES, model_settings
 from avemotion.runtime.predict import load
 from avemotion.samples import sample_videos
 from avemotion.training.augment import jitter_frames
 from avemotion.training.checkpoint import load_checkpoint
-from avemotion.training.evaluate import evaluate_run
+from avemotion.training.evaluate import classification_metrics, evaluate_run
+from avemotion.training.export import export_onnx
 from avemotion.training.models import create_model
 from avemotion.training.train import train
 
@@ -50,6 +65,8 @@ ANCHORS = {"human raters (Goodfellow et al. 2013)": 0.65, "mini-Xception (face_c
            "best single networks reported": 0.73}
 COST_STEPS = 3  # timed training steps per model and size (after one untimed)
 TRAINING_IMAGES = 28_709  # FER2013's Training part
+FACE_MODELS = {**FACE_BACKBONES, **PRETRAINED_FACE_BACKBONES}
+PER_FACE_TIMINGS = 200  # faces timed one at a time for an exported model's CPU seconds per face
 
 
 def faces_table(folder: Path) -> pd.DataFrame:
@@ -60,22 +77,25 @@ def faces_table(folder: Path) -> pd.DataFrame:
     return result.table
 
 
-def train_model(table: pd.DataFrame, name: str, work: Path, features: FeatureSettings, epochs: int | None) -> dict:
+def train_model(table: pd.DataFrame, name: str, work: Path, features: FeatureSettings, epochs: int | None,
+                hardware: dict) -> dict:
     """One still model on the given split, resumed where an earlier run stopped; its figures: on
     PublicTest with and without the mirror average, and on PrivateTest as `avemotion evaluate RUN`
-    scores it (this code's model, whichever version trained it)."""
+    scores it (this code's model, whichever version trained it). `hardware`: the run's weights,
+    precision and memory layout."""
     run = work / "runs" / f"{name}-{features.frame_size}px"
     cache = FeatureCache.open(work / "cache", features)
     if not (run / "metrics.json").is_file():
         chosen = {"max_epochs": epochs} if epochs else {}
-        settings = still_image(TrainSettings(model=model_settings(name), split="given", progress=False, **chosen),
-                               given=frozenset(chosen))
+        settings = still_image(TrainSettings(model=model_settings(name), split="given", progress=False,
+                                             **hardware, **chosen), given=frozenset(chosen))
         metadata = work / "fer2013.csv"  # named in the run's config, as `avemotion train` does
         write_metadata(table, metadata)
         train(table, cache, run, settings, resume=True, metadata_path=str(metadata))
     metrics, _ = evaluate_run(run, progress=False)
     history = pd.read_csv(run / "history.csv")
-    return {"model": name, "frame_size": features.frame_size, "epochs": len(history),
+    return {"model": name, "frame_size": features.frame_size, "epochs": len(history), "run": str(run),
+            "parameters": sum(parameter.numel() for parameter in load_checkpoint(run / "model.ckpt")[0].parameters()),
             "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "per_emotion_f1": {label: scores["f1"] for label, scores in metrics["per_class"].items()},
             **publictest_accuracy(run, table, cache),
@@ -99,16 +119,83 @@ def publictest_accuracy(run: Path, table: pd.DataFrame, cache: FeatureCache) -> 
     return {"val_accuracy": hits[True] / len(clips), "val_accuracy_unmirrored": hits[False] / len(clips)}
 
 
-def seconds_per_epoch(name: str, size: int, batch: int = 64) -> float:
+def test_faces(run: Path, table: pd.DataFrame, cache: FeatureCache) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The PrivateTest faces as the run's model reads them (cached uint8 frames), their label
+    indices, and the labels."""
+    _, info = load_checkpoint(run / "model.ckpt")
+    test = table[table["split"] == "test"]
+    clips = CachedClips(test, cache.with_inputs(info.inputs), info.labels, info.inputs)
+    frames, targets = zip(*((inputs[FRAMES].numpy(), int(target)) for inputs, target in clips))
+    return np.stack(frames), np.array(targets), list(info.labels)
+
+
+def exported(run: Path, table: pd.DataFrame, cache: FeatureCache, work: Path) -> dict[str, dict]:
+    """The run's model exported at each precision and scored on the PrivateTest faces: the file's
+    megabytes, its accuracy, and its CPU seconds per face (one thread, one face at a time)."""
+    frames, targets, _ = test_faces(run, table, cache)
+    rows = {}
+    for precision in EXPORT_PRECISIONS:
+        path = export_onnx(run / "model.ckpt", work / "onnx" / f"{run.name}-{precision}.onnx", precision=precision)
+        session = onnx_session(path, threads=2)
+        logits = np.concatenate([session.run(None, {FRAMES: frames[start:start + 256]})[0]
+                                 for start in range(0, len(frames), 256)])
+        one_thread = onnx_session(path, threads=1)
+        seconds = []
+        for face in frames[:PER_FACE_TIMINGS]:
+            started = time.process_time()
+            one_thread.run(None, {FRAMES: face[None]})
+            seconds.append(time.process_time() - started)
+        rows[precision] = {"megabytes": path.stat().st_size / 1e6,
+                           "accuracy": float((logits.argmax(axis=1) == targets).mean()),
+                           "seconds_per_face": float(np.median(seconds))}
+    return rows
+
+
+def onnx_session(path: Path, threads: int):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def fer_rows(python: Path, table: pd.DataFrame, work: Path) -> list[dict]:
+    """`fer`'s models on the PrivateTest faces, run in fer's own environment (fer_peer.py), scored
+    as avemotion's are; kept in WORK/fer."""
+    test = table[table["split"] == "test"]
+    folder = work / "fer"
+    folder.mkdir(parents=True, exist_ok=True)
+    faces = folder / "faces.json"
+    faces.write_text(json.dumps(list(test["video_path"])))
+    rows = []
+    for variant in ("tflite", "keras"):
+        out = folder / f"{variant}.json"
+        if not out.is_file():
+            subprocess.run([str(python), str(Path(__file__).with_name("fer_peer.py")), str(faces), str(out),
+                            *(["--keras"] if variant == "keras" else [])], check=True)
+        judged = json.loads(out.read_text())
+        predicted = [canonical(judged["labels"][int(np.argmax(scores))]) for scores in judged["scores"]]
+        metrics = classification_metrics(list(test["emotion"]), predicted, list(fer2013.LABELS))
+        rows.append({"model": judged["model"], "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+                     "per_emotion_f1": {label: scores["f1"] for label, scores in metrics["per_class"].items()},
+                     "megabytes": judged["bytes"] / 1e6, "seconds_per_face": judged["seconds_per_face"]})
+    return rows
+
+
+def seconds_per_epoch(name: str, size: int, hardware: dict, batch: int = 64) -> float:
     """A training epoch's seconds on FER2013's Training part, from a few timed steps of random images
-    (the median, after one untimed)."""
-    model = create_model(name, image_size=size, num_classes=7).train()
+    (the median, after one untimed), in the run's precision and memory layout."""
+    model = create_model(name, image_size=size, num_classes=7, pretrained=False).train()
+    if hardware["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
     frames = torch.randint(0, 256, (batch, 1, 3, size, size), dtype=torch.uint8)
     target = torch.randint(0, 7, (batch,))
+    halved = hardware["precision"].startswith("bf16")
 
     def step() -> None:
-        loss = F.cross_entropy(model({FRAMES: jitter_frames(frames)}), target)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=halved):
+            loss = F.cross_entropy(model({FRAMES: jitter_frames(frames)}), target)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -126,16 +213,35 @@ def talking_faces(checkpoint: str) -> dict:
     return {"clips": judged, "named": sum(row["truth"] == row["predicted"] for row in judged.values())}
 
 
-def report(results: list[dict], costs: dict, sanity: dict | None) -> str:
-    labels = list(results[0]["per_emotion_f1"]) if results else []
+def report(results: list[dict], peers: list[dict], costs: dict, sanity: dict | None) -> str:
+    labels = list((results or peers)[0]["per_emotion_f1"]) if results or peers else []
     lines = ["| model | px | epochs | s/epoch | PublicTest acc (face alone) | PrivateTest acc | macro F1 | "
-             + " | ".join(labels) + " |", "|---" * (7 + len(labels)) + "|"]
+             + " | ".join(labels) + " | M parameters | ONNX MB | CPU ms/face |", "|---" * (10 + len(labels)) + "|"]
     for row in results:
+        onnx = row.get("exported", {}).get("float32")
         lines.append(f"| {row['model']} | {row['frame_size']} | {row['epochs']} | {row['seconds_per_epoch']:.0f} | "
                      f"{row['val_accuracy']:.3f} ({row['val_accuracy_unmirrored']:.3f}) | {row['accuracy']:.3f} | "
                      f"{row['macro_f1']:.3f} | "
-                     + " | ".join(f"{row['per_emotion_f1'][label]:.2f}" for label in labels) + " |")
-    lines += [f"| {anchor} | | | | | {value:.2f} | |" + " |" * len(labels) for anchor, value in ANCHORS.items()]
+                     + " | ".join(f"{row['per_emotion_f1'][label]:.2f}" for label in labels)
+                     + f" | {row['parameters'] / 1e6:.2f} | "
+                     + (f"{onnx['megabytes']:.1f} | {onnx['seconds_per_face'] * 1e3:.1f} |" if onnx else " | |"))
+    for row in peers:
+        lines.append(f"| {row['model']} | 64 | | | | {row['accuracy']:.3f} | {row['macro_f1']:.3f} | "
+                     + " | ".join(f"{row['per_emotion_f1'][label]:.2f}" for label in labels)
+                     + f" | | {row['megabytes']:.1f} | {row['seconds_per_face'] * 1e3:.1f} |")
+    lines += [f"| {anchor} | | | | | {value:.2f} | |" + " |" * (len(labels) + 3) for anchor, value in ANCHORS.items()]
+    if results and peers:
+        best = max(results, key=lambda row: row["val_accuracy"])
+        lines += ["", (f"Chosen on PublicTest: {best['model']} at {best['frame_size']} px, "
+                  f"{best['accuracy'] - peers[0]['accuracy']:+.3f} on PrivateTest beside {peers[0]['model']}.")]
+    exports = [row for row in results if row.get("exported")]
+    if exports:
+        lines += ["", "| model | px | " + " | ".join(f"{precision} MB / PrivateTest acc / ms a face"
+                                                     for precision in EXPORT_PRECISIONS) + " |",
+                  "|---" * (2 + len(EXPORT_PRECISIONS)) + "|"]
+        lines += [f"| {row['model']} | {row['frame_size']} | " + " | ".join(
+            f"{row['exported'][p]['megabytes']:.1f} / {row['exported'][p]['accuracy']:.3f} / "
+            f"{row['exported'][p]['seconds_per_face'] * 1e3:.1f}" for p in EXPORT_PRECISIONS) + " |" for row in exports]
     if costs:
         sizes = sorted({size for costs_of in costs.values() for size in costs_of})
         lines += ["", "| model | " + " | ".join(f"s/epoch at {size} px" for size in sizes) + " |",
@@ -152,26 +258,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("faces", type=Path, help="FER2013's folder (part / label / image)")
     parser.add_argument("--work", type=Path, default=Path("faces-bench"))
-    parser.add_argument("--models", nargs="+", default=list(FACE_BACKBONES), choices=list(FACE_BACKBONES))
-    parser.add_argument("--frame-size", type=int, default=64, help="pixels the 48 px faces are enlarged to")
+    parser.add_argument("--models", nargs="+", default=list(FACE_MODELS), choices=list(FACE_MODELS))
+    parser.add_argument("--weights", nargs="*", default=[], metavar="MODEL=PATH",
+                        help="a pretrained model's ImageNet weights file (torchvision's, timm's or "
+                        "efficientnet_pytorch's layout); without it, the hub")
+    parser.add_argument("--frame-size", type=int, nargs="+", default=[64],
+                        help="pixels the 48 px faces are enlarged to (each model is trained at each)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the recipe's)")
+    parser.add_argument("--precision", default="32-true", help="Lightning precision (bf16-mixed: faster "
+                        "on a CPU with bf16 instructions)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last image tensors")
     parser.add_argument("--cost-sizes", type=int, nargs="*", default=[64, 96, 112])
+    parser.add_argument("--fer-python", type=Path, help="the Python of an environment where `pip install "
+                        "fer` was run: the fer package's models beside ours")
     args = parser.parse_args()
     torch.manual_seed(0)
-    costs = {name: {size: seconds_per_epoch(name, size) for size in args.cost_sizes} for name in args.models}
+    weights = dict(pair.split("=", 1) for pair in args.weights)
+    hardware = {"precision": args.precision, "channels_last": args.channels_last}
+    costs = {name: {size: seconds_per_epoch(name, size, hardware) for size in args.cost_sizes}
+             for name in args.models}
     table = faces_table(args.faces)
-    features = FeatureSettings(frame_size=args.frame_size)
+    peers = fer_rows(args.fer_python, table, args.work) if args.fer_python else []
     results = []
     for name in args.models:
-        results.append(train_model(table, name, args.work, features, args.epochs))
-        print(report(results, costs, None), flush=True)
+        for size in args.frame_size:
+            features = FeatureSettings(frame_size=size)
+            row = train_model(table, name, args.work, features, args.epochs, {**hardware, "weights": weights.get(name)})
+            row["exported"] = exported(Path(row["run"]), table, FeatureCache.open(args.work / "cache", features),
+                                       args.work)
+            results.append(row)
+            print(report(results, peers, costs, None), flush=True)
     best = max(results, key=lambda row: row["val_accuracy"])
     sanity = {"model": best["model"], **talking_faces(best["checkpoint"])}
-    text = report(results, costs, sanity)
+    text = report(results, peers, costs, sanity)
     print(text)
     (args.work / "faces.md").write_text(text + "\n")
-    (args.work / "faces.json").write_text(json.dumps({"results": results, "costs": costs, "talking_faces": sanity},
-                                                     indent=2) + "\n")
+    (args.work / "faces.json").write_text(json.dumps({"results": results, "fer": peers, "costs": costs,
+                                                      "talking_faces": sanity}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

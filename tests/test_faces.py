@@ -268,3 +268,60 @@ def test_eda_counts_each_emotion_in_each_part_of_the_given_split(tmp_path):
     assert summary["emotion_by_split"] == {"train": {"anger": 2, "happiness": 1}, "test": {"anger": 0, "happiness": 1}}
     assert (tmp_path / "eda" / "emotion_by_split_bar.png").stat().st_size > 0
     assert "emotion by split" in (tmp_path / "eda" / "report.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def pretrained_faces(faces, tmp_path_factory):
+    """A MobileNetV2 still model fine-tuned one epoch on the face corpus from a weights file in
+    torchvision's own layout (random weights, saved as torchvision saves mobilenet_v2), through the CLI."""
+    torchvision = pytest.importorskip("torchvision", reason="torchvision (with timm) makes the layout")
+    from avemotion.cli import main
+
+    root = tmp_path_factory.mktemp("pretrained-faces")
+    torch.manual_seed(0)
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), root / "mobilenet_v2-b0353104.pth")
+    code = main(["train", "--model", "mobilenetv2_face", "--metadata", str(faces["root"] / "faces.csv"),
+                 "--cache", str(root / "cache"), "--out", str(root / "run"), "--split", "given",
+                 "--weights", str(root / "mobilenet_v2-b0353104.pth"), "--epochs", "1", "--batch-size", "8",
+                 "--frame-size", str(FACE_SIZE)])
+    assert code == 0
+    return {"root": root, "checkpoint": root / "run" / "model.ckpt", "weights": root / "mobilenet_v2-b0353104.pth"}
+
+
+@pytest.mark.slow
+def test_a_pretrained_face_model_trains_from_a_torchvision_file_and_exports_smaller(pretrained_faces, faces,
+                                                                                     tmp_path):
+    from avemotion.runtime.predict import load
+    from avemotion.training.checkpoint import load_checkpoint
+    from avemotion.training.export import export_onnx
+
+    config = json.loads((pretrained_faces["root"] / "run" / "config.json").read_text())["train"]
+    assert config["model"]["pretrained"] and config["backbone_lr_scale"] == 0.25  # the fine-tuning recipe
+    model, _ = load_checkpoint(pretrained_faces["checkpoint"])  # rebuilt without the weights file
+    assert model.settings.video_backbone == "mobilenetv2_100"
+    images = sorted((faces["root"] / "fer" / "test").rglob("PrivateTest_*[0-9].jpg"))
+    probabilities = {}
+    for precision in ("float32", "float16", "int8"):
+        path = export_onnx(pretrained_faces["checkpoint"], tmp_path / f"{precision}.onnx", precision=precision)
+        results = load(path).predict_batch(images)
+        assert all(result.ok for result in results), [result.error for result in results]
+        probabilities[precision] = np.array([list(result.probabilities.values()) for result in results])
+    sizes = {precision: (tmp_path / f"{precision}.onnx").stat().st_size for precision in probabilities}
+    assert sizes["float16"] < 0.6 * sizes["float32"] and sizes["int8"] < 0.4 * sizes["float32"]
+    assert np.abs(probabilities["float16"] - probabilities["float32"]).max() < 0.02
+
+
+@pytest.mark.slow
+def test_a_pretrained_face_model_starts_the_mobilenet_video_branch(pretrained_faces, sample_table, tmp_path):
+    from avemotion.media.preprocess import FeatureCache
+    from avemotion.training.train import train
+
+    cache = FeatureCache.open(tmp_path / "cache", FeatureSettings(frame_size=FACE_SIZE))
+    settings = TrainSettings(model=model_settings("mobilenetv2_lstm_video_only", pretrained=False, temporal_hidden=16),
+                             split="random", max_epochs=1, batch_size=4, freeze_backbones=True, progress=False,
+                             init_from=str(pretrained_faces["checkpoint"]))
+    train(sample_table, cache, tmp_path / "run", settings)
+    started, info = frame_encoder_weights(tmp_path / "run" / "model.ckpt")
+    face, _ = frame_encoder_weights(pretrained_faces["checkpoint"])
+    assert all(torch.equal(started[key], face[key]) for key in face)
+    assert "mobilenetv2_face" in info.encoder_origins["video"]

@@ -24,8 +24,10 @@ from conftest import TEST_IMAGE_SIZE
 # the models of timm backbones (those of pretrained speech encoders need weights: test_speech.py)
 MODELS = [name for name in list_models() if not model_settings(name).speech_encoder]
 # Published sizes of the backbones without their classifiers (ResNet-18 with one input channel).
-BACKBONE_PARAMETERS = {"resnet18": 11.17e6, "vit_tiny_patch16_224": 5.52e6, "efficientnet_b0": 4.01e6}
-FEATURE_DIMS = {"resnet18": 512, "vit_tiny_patch16_224": 192, "efficientnet_b0": 1280}
+BACKBONE_PARAMETERS = {"resnet18": 11.17e6, "vit_tiny_patch16_224": 5.52e6, "efficientnet_b0": 4.01e6,
+                       "mobilenetv2_100": 2.22e6, "tf_efficientnet_lite0": 3.37e6}
+FEATURE_DIMS = {"resnet18": 512, "vit_tiny_patch16_224": 192, "efficientnet_b0": 1280, "mobilenetv2_100": 1280,
+                "tf_efficientnet_lite0": 1280}
 
 
 def small_model(name: str, **overrides):

@@ -1,6 +1,9 @@
-"""The from-scratch recipe's parts: speaker normalisation, spectrogram masks, mixup, the recipe choice."""
+"""The from-scratch recipe's parts: speaker normalisation, spectrogram masks, mixup, the recipe choice;
+the pretrained still-face recipe's slower backbone."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -8,7 +11,13 @@ import pytest
 import torch
 
 from avemotion.cli import _train_settings, build_parser
-from avemotion.config import FROM_SCRATCH, FROM_SCRATCH_EFFICIENTNET, TrainSettings
+from avemotion.config import (
+    FROM_SCRATCH,
+    FROM_SCRATCH_EFFICIENTNET,
+    PRETRAINED_STILL_IMAGE,
+    STILL_IMAGE,
+    TrainSettings,
+)
 from avemotion.runtime.probabilities import softmax
 from avemotion.runtime.speakers import (
     SpeakerNormError,
@@ -158,3 +167,27 @@ def test_an_efficientnet_on_the_spectrogram_from_scratch_gets_its_max_pooled_ste
     assert given.learning_rate == 1e-3 and given.model.stem_max_pool  # what a user gives wins
     paper = _train_settings(build_parser().parse_args([*base[:-1], "--model", "effnet_lstm_audio_only"]))
     assert not paper.model.stem_max_pool  # ImageNet weights keep the backbone they were trained as
+
+
+def test_a_pretrained_face_model_is_fine_tuned_with_its_backbone_slower_than_its_head():
+    base = ["train", "--metadata", "m.csv", "--cache", "c", "--out", "o", "--model"]
+    pretrained = _train_settings(build_parser().parse_args([*base, "mobilenetv2_face"]))
+    scratch = _train_settings(build_parser().parse_args([*base, "resnet18_face"]))
+    assert (pretrained.learning_rate, pretrained.backbone_lr_scale, pretrained.max_epochs) == (
+        PRETRAINED_STILL_IMAGE["learning_rate"], PRETRAINED_STILL_IMAGE["backbone_lr_scale"],
+        PRETRAINED_STILL_IMAGE["max_epochs"])
+    assert pretrained.schedule == "onecycle" and pretrained.jitter_frames  # its warm-up, its augmentation
+    assert (scratch.learning_rate, scratch.backbone_lr_scale) == (STILL_IMAGE["learning_rate"], 1.0)
+    asked = _train_settings(build_parser().parse_args([*base, "efficientnet_b0_face", "--pretrained"]))
+    assert (asked.learning_rate, asked.backbone_lr_scale) == (2e-3, 0.25)  # any face model from ImageNet
+    given = _train_settings(build_parser().parse_args([*base, "mobilenetv2_face", "--backbone-lr-scale", "1"]))
+    assert given.backbone_lr_scale == 1.0  # what a user gives wins
+
+    model = create_model("mobilenetv2_face", pretrained=False, image_size=32)
+    model.settings = replace(model.settings, pretrained=True)  # as if from ImageNet, without the hub
+    groups = EmotionModule(model, pretrained)._parameter_groups()  # what AdamW and the one cycle peak at
+    backbone = {id(parameter) for parameter in model.encoders["video"].backbone.parameters()}
+    rates = {("backbone" if id(parameter) in backbone else "head"): group["lr"]
+             for group in groups for parameter in group["params"]}
+    assert rates == {"head": 2e-3, "backbone": 2e-3 * 0.25}
+    assert sum(len(group["params"]) for group in groups) == len(list(model.parameters()))

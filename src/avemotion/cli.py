@@ -11,8 +11,10 @@ from pathlib import Path
 
 from avemotion import __version__
 from avemotion.config import (
+    EXPORT_PRECISIONS,
     FROM_SCRATCH,
     FROZEN_SPEECH,
+    PRETRAINED_STILL_IMAGE,
     SCHEDULES,
     SPLIT_KINDS,
     STILL_IMAGE,
@@ -112,13 +114,14 @@ def _train_settings(args: argparse.Namespace) -> TrainSettings:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from avemotion.datasets.index import read_metadata
+    from avemotion.datasets.index import read_metadata_tables
     from avemotion.media.preprocess import FeatureCache
     from avemotion.training.train import train
 
     settings = _train_settings(args)
     if settings.model.still_image and not settings.freeze_backbones:
-        print(f"still-image recipe: lr {settings.learning_rate:g} ({settings.schedule}), "
+        print(f"still-image recipe: lr {settings.learning_rate:g} ({settings.schedule}; backbone at "
+              f"{settings.backbone_lr_scale:g} of it), "
               f"{settings.max_epochs} epochs, batch {settings.batch_size}, label smoothing "
               f"{settings.label_smoothing:g}, jittered frames {settings.jitter_frames}")
     elif not settings.model.pretrained and settings.init_from is None:
@@ -129,13 +132,30 @@ def _train(args: argparse.Namespace) -> int:
                   f"{settings.spec_masks} spectrogram masks"
                   + (", the spectrogram backbone's stem max-pooled" if settings.model.stem_max_pool else ""))
     cache = FeatureCache.open(args.cache, _feature_settings(args))
-    metrics = train(read_metadata(args.metadata), cache, args.out, settings, resume=args.resume,
-                    metadata_path=str(args.metadata.resolve()))
+    table = read_metadata_tables(args.metadata)
+    _say_label_coverage(table, settings.common_labels)
+    paths = [str(path.resolve()) for path in args.metadata]
+    metrics = train(table, cache, args.out, settings, resume=args.resume,
+                    metadata_path=paths[0] if len(paths) == 1 else paths)
     if not metrics:  # an extra DDP process: the first one reports
         return 0
     print(_metrics_line(metrics))
     print(f"run folder: {args.out}")
     return 0
+
+
+def _say_label_coverage(table, common_only: bool) -> None:
+    """Trained on several corpora: which labels only some of them have, and what becomes of them."""
+    from avemotion.datasets.index import label_coverage
+
+    corpora = sorted(set(table["dataset"]))
+    partial = {label: having for label, having in label_coverage(table).items() if len(having) < len(corpora)}
+    if len(corpora) < 2:
+        return
+    print(f"{len(table)} clips of {len(corpora)} corpora: {', '.join(corpora)}")
+    for label, having in partial.items():
+        fate = "left out (--common-labels)" if common_only else "trained where present"
+        print(f"  {label}: only in {', '.join(having)}; {fate}")
 
 
 def _metrics_line(metrics: dict) -> str:
@@ -234,7 +254,7 @@ def _timeline(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from avemotion.training.export import export_onnx
 
-    print(f"wrote {export_onnx(args.checkpoint, args.output)}")
+    print(f"wrote {export_onnx(args.checkpoint, args.output, precision=args.precision)}")
     return 0
 
 
@@ -405,7 +425,9 @@ def _add_train_parser(commands) -> None:
     train.add_argument("--model", dest="model_name", choices=list_models(), default=default_model.name,
                        metavar="NAME", help=f"{help_of(TrainSettings, 'model')}: "
                        f"{', '.join(list_models())} ({default_model.name})")
-    train.add_argument("--metadata", type=Path, required=True, help="table written by `index`")
+    train.add_argument("--metadata", type=Path, nargs="+", required=True, metavar="METADATA",
+                       help="table written by `index`, or several (one per corpus): trained on as one, "
+                       "each clip keeping its corpus and each speaker distinct")
     train.add_argument("--cache", type=Path, required=True, help="feature cache folder")
     train.add_argument("--out", type=Path, required=True, help="run folder to write")
     recipe_options = train.add_argument_group(
@@ -414,7 +436,10 @@ def _add_train_parser(commands) -> None:
         + "; for a frozen speech encoder (whisper_base_audio_only …): "
         + ", ".join(f"{name} {value}" for name, value in FROZEN_SPEECH.items())
         + "; for a still-face model (resnet18_face …): "
-        + ", ".join(f"{name} {value}" for name, value in STILL_IMAGE.items()) + ")")
+        + ", ".join(f"{name} {value}" for name, value in STILL_IMAGE.items())
+        + "; for a pretrained one (mobilenetv2_face …) the same but "
+        + ", ".join(f"{name} {value}" for name, value in PRETRAINED_STILL_IMAGE.items()
+                    if STILL_IMAGE.get(name) != value) + ")")
     add_setting(recipe_options, TrainSettings, "learning_rate", "--lr")
     add_setting(recipe_options, TrainSettings, "weight_decay")
     add_setting(recipe_options, TrainSettings, "batch_size")
@@ -427,6 +452,7 @@ def _add_train_parser(commands) -> None:
                                 default=default_of(TrainSettings, "jitter_frames"),
                                 help=help_of(TrainSettings, "jitter_frames"))
     add_setting(recipe_options, TrainSettings, "label_smoothing")
+    add_setting(recipe_options, TrainSettings, "backbone_lr_scale")
     add_setting(recipe_options, TrainSettings, "speed_perturbation", type=float, nargs="*", metavar="SPEED")
     add_setting(recipe_options, TrainSettings, "test_time_speeds", type=float, nargs="*", metavar="SPEED")
     add_setting(recipe_options, ModelSettings, "temporal_hidden", "--temporal-hidden", "--lstm-hidden")
@@ -447,9 +473,10 @@ def _add_train_parser(commands) -> None:
     add_setting(modes, TrainSettings, "weights")
     add_setting(modes, TrainSettings, "init_from")
     add_setting(modes, TrainSettings, "speaker_norm")
+    add_setting(data, TrainSettings, "common_labels")
     modes.add_argument("--resume", action="store_true", help="continue from OUT's last epoch")
     hardware = train.add_argument_group("hardware (Lightning)")
-    for name in ("accelerator", "devices", "strategy", "num_nodes", "precision", "num_workers"):
+    for name in ("accelerator", "devices", "strategy", "num_nodes", "precision", "num_workers", "channels_last"):
         add_setting(hardware, TrainSettings, name)
     _add_feature_arguments(train)
     train.set_defaults(run=_train)
@@ -539,6 +566,9 @@ def _add_export_parser(commands) -> None:
     export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="model.ckpt of a run")
     export.add_argument("-o", "--output", type=Path, default=Path("model.onnx"),
                         help="ONNX file to write (model.onnx)")
+    export.add_argument("--precision", choices=EXPORT_PRECISIONS, default="float32",
+                        help="how the weights are stored: as trained (float32), float16 (half the size) "
+                        "or int8 (ONNX Runtime's dynamic quantisation, about a quarter)")
     export.set_defaults(run=_export)
 
 

@@ -71,9 +71,17 @@ class TrainSettings:
                                                   "and average its probabilities (0.9 1.1; test-time "
                                                   "augmentation, in evaluation and prediction alike; "
                                                   "off unless given)")
+    common_labels: bool = setting(False, "trained on several corpora: keep only the labels every one "
+                                  "of them has (else each label is trained where it is present)")
     speaker_norm: bool = setting(False, "after training, standardise each clip's features with the "
                                  "statistics of all its speaker's clips and refit the last layer on "
                                  "them (needs several clips per speaker, also to predict)")
+    backbone_lr_scale: float = setting(1.0, "pretrained image backbones learn at this fraction of the "
+                                       "learning rate, the freshly made layers after them at the whole "
+                                       "of it (1: all alike, the paper's recipe)")
+    channels_last: bool = setting(False, "lay the image backbones' tensors out channels-last: with "
+                                  "--precision bf16-mixed, faster convolutions on a CPU that has bf16 "
+                                  "instructions (1.7x a MobileNetV2 training step here)")
     progress: bool = True  # progress bars
 
     @property
@@ -102,6 +110,11 @@ class ServeSettings:
         """The number of predictions run at once, with 0 meaning one per core."""
         return self.concurrency or os.cpu_count() or 1
 
+
+# How an exported model's weights are stored: as trained, halved (float16 weights and arithmetic, the
+# inputs and outputs as before) or as 8-bit integers (ONNX Runtime's dynamic quantisation: int8
+# weights, activations quantised on the fly; about a quarter of the size)
+EXPORT_PRECISIONS = ("float32", "float16", "int8")
 
 DEFAULT_WINDOW_S = 2.5  # a timeline's window when the model does not know its training clips' length
 
@@ -177,9 +190,18 @@ STILL_IMAGE = {"learning_rate": 1e-3, "weight_decay": 0.05, "batch_size": 64, "m
                "schedule": "onecycle", "jitter_frames": True, "label_smoothing": 0.1}
 
 
+# A still-face model that starts from ImageNet weights (mobilenetv2_face …) is fine-tuned with the same
+# augmentation and schedule (its first 30 % a warm-up from 1/25 of the peak), the freshly made head
+# at 2e-3 and the pretrained backbone at a quarter of it, so that the first steps' large gradients
+# from a random head do not wash out what ImageNet taught it; 15 epochs (README: "Pretrained faces").
+PRETRAINED_STILL_IMAGE = {**STILL_IMAGE, "learning_rate": 2e-3, "backbone_lr_scale": 0.25, "max_epochs": 15}
+
+
 def still_image(settings: TrainSettings, given: frozenset[str] = frozenset()) -> TrainSettings:
-    """The still-image recipe, keeping the settings a user gave explicitly (`given`)."""
-    return replace(settings, **{name: value for name, value in STILL_IMAGE.items() if name not in given})
+    """The still-image recipe, from scratch or fine-tuning ImageNet weights, keeping the settings a
+    user gave explicitly (`given`)."""
+    chosen = PRETRAINED_STILL_IMAGE if settings.model.pretrained else STILL_IMAGE
+    return replace(settings, **{name: value for name, value in chosen.items() if name not in given})
 
 
 # Fine-tuning a pretrained speech encoder inside the network (a *_tuned_* model), the shape of

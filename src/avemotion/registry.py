@@ -11,7 +11,7 @@ are registered as audio-only models, frozen, under an RBF support-vector machine
 branch of the paper's video branches (``vit_lstm_whisper_base`` …); the transformers ones also
 inside the network, fine-tuned (``wavlm_base_plus_tuned_audio_only`` …). Still-face models
 (``resnet18_face`` …) are the paper's frame encoders on one face image, trained from scratch on a
-face corpus.
+face corpus; the pretrained ones (``mobilenetv2_face`` …) start from ImageNet weights.
 """
 
 from __future__ import annotations
@@ -105,7 +105,11 @@ SPEECH_ENCODERS = {
     "whisper_base_layers": ("transformers", "openai/whisper-base"),
 }
 # The paper's video branches beside a speech encoder: (fused model's prefix, frame backbone)
-_SPEECH_HYBRID_VIDEO = {"vit_lstm": "vit_tiny_patch16_224", "effnet_lstm": "efficientnet_b0"}
+_SPEECH_HYBRID_VIDEO = {"vit_lstm": "vit_tiny_patch16_224", "effnet_lstm": "efficientnet_b0",
+                        "mobilenetv2_lstm": "mobilenetv2_100"}
+# The paper's video branch on a pretrained face model's frame encoder (--init-from mobilenetv2_face's
+# checkpoint), alone: (model name, frame backbone)
+_FACE_VIDEO_BRANCHES = {"mobilenetv2_lstm_video_only": "mobilenetv2_100"}
 _SPEECH_HYBRID_ENCODERS = ("whisper_base", "wavlm_base_plus")
 _SPEECH_HIDDEN_LAYER_HEADS = ("whisper_base", "wavlm_base_plus")
 _TUNED_SPEECH_ENCODERS = ("wavlm_base_plus", "hubert_base", "wav2vec2_base")  # fine-tuned (a GPU's job)
@@ -113,6 +117,11 @@ _TUNED_SPEECH_ENCODERS = ("wavlm_base_plus", "hubert_base", "wav2vec2_base")  # 
 # trained from scratch on a face corpus (FER2013) and a start for any video branch (--init-from).
 FACE_BACKBONES = {"resnet18_face": "resnet18", "vit_tiny_face": "vit_tiny_patch16_224",
                   "efficientnet_b0_face": "efficientnet_b0"}
+# Still-face models that start from ImageNet weights (the hub, or --weights in timm's, torchvision's or
+# efficientnet_pytorch's layout) and are fine-tuned on a face corpus (config.PRETRAINED_STILL_IMAGE),
+# as the others do with --pretrained. EfficientNet-Lite0's published weights were trained with
+# TensorFlow's "same" padding: timm's tf_ variant.
+PRETRAINED_FACE_BACKBONES = {"mobilenetv2_face": "mobilenetv2_100", "efficientnet_lite0_face": "tf_efficientnet_lite0"}
 # The settings a user may change without changing which registered model it is.
 TUNABLE_FIELDS = ("temporal_hidden", "lstm_layers", "bidirectional", "dropout", "pretrained", "speech_pooling",
                   "stem_max_pool")
@@ -146,13 +155,16 @@ def _registry() -> dict[str, ModelSettings]:
         name = f"{short}_tuned_audio_only"
         models[name] = ModelSettings(name, None, SPEECH_ENCODERS[short][1], video_encoder=None,
                                      audio_encoder=TUNED_SPEECH_ENCODER)
+    for name, video in _FACE_VIDEO_BRANCHES.items():
+        models[name] = ModelSettings(name, video, None, audio_encoder=None)
     for prefix, video in _SPEECH_HYBRID_VIDEO.items():
         for short in _SPEECH_HYBRID_ENCODERS:
             encoder, name = SPEECH_ENCODERS[short]
             models[f"{prefix}_{short}"] = ModelSettings(f"{prefix}_{short}", video, name, audio_encoder=encoder)
-    for name, backbone in FACE_BACKBONES.items():
-        models[name] = ModelSettings(name, backbone, None, temporal="mean", audio_encoder=None,
-                                     dropout=0.0, pretrained=False)
+    for faces, pretrained in ((FACE_BACKBONES, False), (PRETRAINED_FACE_BACKBONES, True)):
+        for name, backbone in faces.items():
+            models[name] = ModelSettings(name, backbone, None, temporal="mean", audio_encoder=None,
+                                         dropout=0.0, pretrained=pretrained)
     return models
 
 

@@ -1,5 +1,5 @@
 """The corpora avemotion reads, one module each: its names, its label vocabulary, its metadata
-(CREMA-D and RAVDESS clips, FER2013 face images).
+(CREMA-D and RAVDESS clips, FER2013 face images, the voices of TESS, URDU, ASED and TurEV-DB).
 
 A corpus is recognised from its file names (the one whose name pattern most media files match), or
 from its layout (a folder per label) when no corpus's names match; ``--dataset NAME`` forces one. A
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from avemotion.datasets import cremad, fer2013, manifest, ravdess
+from avemotion.datasets import ased, cremad, fer2013, manifest, ravdess, tess, turevdb, urdu
 from avemotion.datasets.listing import Listing
 from avemotion.datasets.vocabulary import CANONICAL_EMOTIONS, canonical, shared_labels
 from avemotion.errors import UsageError
@@ -36,6 +36,8 @@ CORPORA = {
     cremad.NAME: Corpus(cremad.NAME, cremad.LABELS, cremad.recognises, cremad.index_listing),
     ravdess.NAME: Corpus(ravdess.NAME, ravdess.LABELS, ravdess.recognises, ravdess.index_listing),
     fer2013.NAME: Corpus(fer2013.NAME, fer2013.LABELS, fer2013.recognises, fer2013.index_listing),
+    **{module.NAME: Corpus(module.NAME, module.LABELS, module.recognises, module.index_listing)
+       for module in (tess, urdu, ased, turevdb)},  # voices alone
     manifest.FOLDERS: Corpus(manifest.FOLDERS, None, lambda stem: False, manifest.index_folders),
 }
 

@@ -135,3 +135,40 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     if missing:
         raise UsageError(f"{path}: not an avemotion metadata table, missing columns {missing}")
     return table.astype({"clip": str, "emotion": str})
+
+
+def read_metadata_tables(paths: list[str | Path] | str | Path) -> pd.DataFrame:
+    """One or several metadata tables as one: each clip keeps its corpus (the `dataset` column, the
+    file's name where a table has none), and where the tables hold several corpora each speaker
+    becomes ``<corpus>:<speaker>``, so that two corpora's speaker 1 are two speakers. Clip names
+    must not repeat across tables (runs name their clips)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    tables = [_with_corpus(read_metadata(path), Path(path)) for path in paths]
+    combined = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+    repeated = sorted(set(combined.loc[combined["clip"].duplicated(), "clip"]))
+    if len(tables) > 1 and repeated:
+        raise UsageError(f"{len(repeated)} clip names are in more than one of the tables "
+                         f"({', '.join(repeated[:3])}…); each clip must have one name")
+    if combined["dataset"].nunique() > 1:
+        named = combined["actor_id"].astype(str).replace("nan", "")
+        combined["actor_id"] = (combined["dataset"].astype(str) + ":" + named).where(named != "", "")
+    return combined
+
+
+def _with_corpus(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The table with its corpus named on every row (its file's name where a row names none)."""
+    corpus = table["dataset"] if "dataset" in table else pd.Series("", index=table.index)
+    return table.assign(dataset=corpus.fillna("").astype(str).replace("", path.stem))
+
+
+def label_coverage(table: pd.DataFrame) -> dict[str, list[str]]:
+    """Each label, with the corpora whose clips carry it."""
+    pairs = table[["emotion", "dataset"]].drop_duplicates()
+    return {label: sorted(group["dataset"]) for label, group in pairs.groupby("emotion")}
+
+
+def common_labels_only(table: pd.DataFrame) -> pd.DataFrame:
+    """The clips whose label every corpus of the table has."""
+    corpora = set(table["dataset"])
+    common = [label for label, having in label_coverage(table).items() if set(having) == corpora]
+    return table[table["emotion"].isin(common)]

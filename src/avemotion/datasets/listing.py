@@ -6,7 +6,8 @@ module and the index can import it without importing each other.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -149,3 +150,39 @@ def table_columns(rows: list[dict]) -> list[str]:
     return list(seen)
 
 
+
+
+def index_by_name(listing: Listing, parse: Callable[[str], dict | None], hint: str,
+                  row: Callable[[str, Path, dict], dict]) -> list[dict]:
+    """The rows of a corpus whose file names carry every field: `parse` reads a name (without its
+    extension) into the row's fields, None when it is not one of the corpus's names, or
+    ``{"unknown": [...]}`` naming the codes outside its vocabulary; `row` makes the row of a name,
+    its file and its fields. Names it cannot read and second copies of a clip (WAV kept before MP3)
+    are reported, not indexed."""
+    chosen: dict[str, tuple[Path, dict]] = {}
+    for path in sorted(listing.media, key=media_preference):
+        parsed = parse(path.stem)
+        if parsed is None:
+            listing.problems.append(Problem(str(path), "unparseable_name", f"expected {hint}"))
+        elif "unknown" in parsed:
+            listing.problems.append(Problem(str(path), "unknown_code", "unknown " + ", ".join(parsed["unknown"])))
+        elif path.stem in chosen:
+            listing.problems.append(Problem(str(path), "duplicate", f"{path.stem} already indexed as "
+                                            f"{chosen[path.stem][0]}"))
+        else:
+            chosen[path.stem] = path, parsed
+    return [row(stem, *chosen[stem]) for stem in sorted(chosen)]
+
+
+def index_voices(listing: Listing, dataset: str, parse: Callable[[str], dict | None], hint: str) -> list[dict]:
+    """The rows of a corpus of voices alone (index_by_name), each audio file an audio-only clip; an
+    image or a video among them is reported, not indexed."""
+    voices = [path for path in listing.media if modality_of_file(path) == "audio"]
+    listing.problems += [Problem(str(path), "stray_file", f"{dataset} holds voices alone")
+                         for path in listing.media if modality_of_file(path) != "audio"]
+
+    def row(stem: str, path: Path, fields: dict) -> dict:
+        return {"clip": stem, "dataset": dataset, "modality": "audio", "video_path": "", "audio_path": str(path),
+                **fields}
+
+    return index_by_name(replace(listing, media=voices), parse, hint, row)

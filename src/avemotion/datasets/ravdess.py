@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from avemotion.datasets.listing import Listing, Problem, media_preference
+from avemotion.datasets.listing import Listing, index_by_name
 
 NAME = "ravdess"
 # Emotion codes -> canonical names (avemotion.datasets.vocabulary), which are the table's labels.
@@ -68,20 +68,7 @@ def parse_clip_name(stem: str) -> dict | None:
 def index_listing(listing: Listing) -> list[dict]:
     """One row per recording: the audio-video, video-only and audio-only files of one performance
     are three clips (each has its own modality)."""
-    chosen: dict[str, Path] = {}
-    fields: dict[str, dict] = {}
-    for path in sorted(listing.media, key=media_preference):
-        parsed = parse_clip_name(path.stem)
-        if parsed is None:
-            listing.problems.append(Problem(str(path), "unparseable_name", f"expected {NAME_HINT}"))
-        elif "unknown" in parsed:
-            listing.problems.append(Problem(str(path), "unknown_code", "unknown " + ", ".join(parsed["unknown"])))
-        elif path.stem in chosen:
-            listing.problems.append(Problem(str(path), "duplicate",
-                                            f"{path.stem} already indexed as {chosen[path.stem]}"))
-        else:
-            chosen[path.stem], fields[path.stem] = path, parsed
-    return [_row(stem, chosen[stem], fields[stem]) for stem in sorted(chosen)]
+    return index_by_name(listing, parse_clip_name, NAME_HINT, _row)
 
 
 def _row(stem: str, path: Path, parsed: dict) -> dict:

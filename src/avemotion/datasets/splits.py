@@ -24,8 +24,9 @@ class SplitError(AvemotionError, ValueError):
 def actor_split(
     table: pd.DataFrame, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, seed: int = 0
 ) -> pd.Series:
-    """Assign whole actors to train/val/test in the given proportions, separately per gender."""
-    actors = table.groupby("actor_id")["gender"].first()
+    """Assign whole actors to train/val/test in the given proportions, separately per gender (and
+    per corpus, where the table holds several)."""
+    actors = actor_strata(table)
     if len(actors) < 3:
         raise SplitError(
             f"an actor-independent split needs at least 3 actors, this table has {len(actors)}; "
@@ -39,6 +40,15 @@ def actor_split(
             assignment[actor] = split
     _ensure_every_split_has_an_actor(assignment, actors, rng)
     return table["actor_id"].map(assignment).rename("split")
+
+
+def actor_strata(table: pd.DataFrame) -> pd.Series:
+    """Each actor's stratum, which splits keep in proportion: the actor's gender, and corpus too
+    where the table holds several (so that every corpus is trained, validated and tested on)."""
+    strata = table["gender"].astype(str)
+    if "dataset" in table and table["dataset"].nunique() > 1:
+        strata = table["dataset"].astype(str) + "/" + strata
+    return strata.groupby(table["actor_id"]).first()
 
 
 def _allocate(count: int, fractions: tuple[float, float, float]) -> list[str]:
@@ -88,8 +98,9 @@ def _stratify(labels: np.ndarray, held_out: int) -> np.ndarray | None:
 
 def actor_folds(table: pd.DataFrame, folds: int, seed: int = 0) -> list[pd.Series]:
     """Actor-grouped K-fold: each actor is in the test split of exactly one fold; the other actors
-    are split into train and val (val about 15 % of all actors), gender-balanced throughout."""
-    actors = table.groupby("actor_id")["gender"].first()
+    are split into train and val (val about 15 % of all actors), gender-balanced throughout (and
+    corpus-balanced, where the table holds several)."""
+    actors = actor_strata(table)
     if len(actors) < folds + 1:
         raise SplitError(f"{folds}-fold cross-validation needs at least {folds + 1} actors, "
                          f"this table has {len(actors)}")

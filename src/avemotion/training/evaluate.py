@@ -80,6 +80,24 @@ def predict_probabilities(network: torch.nn.Module, loader, speeds: tuple[float,
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0))
 
 
+@torch.no_grad()
+def cached_probabilities(model, table: pd.DataFrame, cache, speeds: tuple[float, ...] = (),
+                         progress: bool = True) -> np.ndarray:
+    """predict_probabilities for a model whose encoders never change (a frozen speech encoder's),
+    from their embeddings in the embedding cache, computed first where missing (with a progress
+    bar), at each test-time speed too."""
+    from avemotion.media.preprocess import entry_keys
+    from avemotion.training.embeddings import EmbeddingCache
+
+    embeddings, keys = EmbeddingCache(cache.folder, model, cache), entry_keys(table)
+    model.eval()
+    heard = []
+    for speed in (1.0, *speeds):
+        embeddings.fill(sorted(set(keys)), progress, speed)
+        heard.append(torch.softmax(model.forward_embeddings(embeddings.load(keys, speed)), dim=1))
+    return torch.stack(heard).mean(dim=0).numpy()
+
+
 def _played(voices: torch.Tensor, speed: float) -> torch.Tensor:
     """(B, samples) zero-padded voices, each played `speed` times as fast."""
     return torch.from_numpy(speed_perturbed(voices.float().numpy(), speed))
@@ -192,10 +210,11 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     """Recompute a run's metrics from its checkpoint alone: on its test split, or on every clip of
     another metadata table. Returns the metrics and the folder they were written to. `weights`: a
     pretrained speech encoder's local folder (default: the one the run was trained with)."""
-    from avemotion.datasets.index import read_metadata
+    from avemotion.datasets.index import read_metadata, read_metadata_tables
     from avemotion.media.preprocess import CachedClips, FeatureCache, clips_with_inputs, ensure_cached
     from avemotion.runtime.speakers import require_speakers
     from avemotion.training.checkpoint import load_checkpoint
+    from avemotion.training.embeddings import clip_features_of_frozen
 
     run = RunFolder(run_dir)
     config = run.read_config()
@@ -203,7 +222,7 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     if metadata is None:
         if not config.get("metadata"):
             raise UsageError(f"{run.root}: config.json names no metadata table; pass --metadata")
-        table = read_metadata(config["metadata"])
+        table = read_metadata_tables(config["metadata"])  # one table's path, or several tables'
         test_clips = read_csv(run.split).query("split == 'test'")["clip"]
         table = table[table["clip"].isin(set(test_clips))]
         settings = info.feature_settings  # the run's own, so that its metrics are recomputed
@@ -216,11 +235,17 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     table, labels, extra = _shared_label_clips(table, info.labels)
     table = ensure_cached(clips_with_inputs(table, info.model_settings), cache, progress)
     clips = CachedClips(table, cache, info.labels, info.inputs)
+    # a frozen speech encoder's embeddings never change: read from (or added to) the embedding
+    # cache that training filled, instead of encoding every clip again
+    frozen = info.model_settings.frozen_speech
     if info.speaker_norm:
         require_speakers(table)
-        features = clip_features(model, DataLoader(clips, batch_size=batch_size))
+        features = (clip_features_of_frozen(model, table, cache, progress) if frozen
+                    else clip_features(model, DataLoader(clips, batch_size=batch_size)))
         probabilities = info.speaker_normalisation.probabilities(features, table["actor_id"],
                                                                  "the evaluated table")
+    elif frozen:
+        probabilities = cached_probabilities(model, table, cache, info.test_time_speeds, progress)
     else:
         probabilities = predict_probabilities(model, DataLoader(clips, batch_size=batch_size),
                                               info.test_time_speeds)

@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 import torch
 
+from avemotion.config import EXPORT_PRECISIONS
+from avemotion.errors import UsageError
 from avemotion.media.inputs import FRAMES, INPUT_DTYPES, embedding_input, input_shape
 from avemotion.runtime.predict import ONNX_METADATA_KEY, ONNX_SPEAKER_HEAD_KEY
 from avemotion.training.checkpoint import load_checkpoint
@@ -18,7 +20,7 @@ from avemotion.training.models import ByName, network_inputs_of
 EXAMPLE_BATCH = 2  # the traced batch; the batch axis is declared dynamic
 
 
-def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> Path:
+def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17, precision: str = "float32") -> Path:
     """Write the network as ONNX: one input per input the model reads, by name (`frames` uint8,
     `mel` and `waveform` float32), output `logits`, with a dynamic batch dimension (and number of
     frames), and in its
@@ -29,7 +31,9 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     reads its branch's embedding (`audio_embedding`, float32 (B, layers, 2 × width)) instead of
     the waveform, and the card names the encoder (family, name, weights digest), which the runtime
     loads beside ONNX Runtime: Whisper in CTranslate2 (no PyTorch), a transformers encoder in
-    PyTorch with transformers."""
+    PyTorch with transformers.
+
+    `precision` stores the weights as trained (float32), in float16 or in int8 (config.EXPORT_PRECISIONS)."""
     model, info = load_checkpoint(checkpoint)
     output_name = "features" if info.speaker_norm else "logits"
     names = network_inputs_of(model)
@@ -47,13 +51,29 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
         torch.onnx.export(network, examples, str(output), input_names=list(names),
                           output_names=[output_name], opset_version=opset, dynamo=False,
                           dynamic_axes=dynamic)
-    exported = onnx.load(str(output))
+    exported = _stored_as(onnx.load(str(output)), precision, output)
     properties = {ONNX_METADATA_KEY: info.card().to_json()}
     if info.speaker_norm:
         properties[ONNX_SPEAKER_HEAD_KEY] = info.speaker_normalisation.head.to_json()
     onnx.helper.set_model_props(exported, properties)
     onnx.save(exported, str(output))
     return output
+
+
+def _stored_as(exported: onnx.ModelProto, precision: str, path: Path) -> onnx.ModelProto:
+    """The exported graph with its weights stored at `precision` (one of EXPORT_PRECISIONS)."""
+    if precision == "float16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        return convert_float_to_float16(exported, keep_io_types=True)
+    if precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(path, path, weight_type=QuantType.QInt8)
+        return onnx.load(str(path))
+    if precision != "float32":
+        raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(EXPORT_PRECISIONS)}")
+    return exported
 
 
 def _example(name: str, model, features) -> torch.Tensor:

@@ -39,6 +39,7 @@ from avemotion.registry import (
     model_settings,
 )
 from avemotion.runtime.svm_probe import KernelLayer
+from avemotion.training.backbone_weights import local_weights_overlay
 
 __all__ = ["ENCODERS", "FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings",
            "WeightsUnavailable", "create_model", "list_models", "model_settings"]
@@ -725,10 +726,13 @@ def network_inputs_of(model: EmotionNet) -> tuple[str, ...]:
 def create_backbone(
     name: str, pretrained: bool, weights: Path | None, in_chans: int, **kwargs
 ) -> nn.Module:
-    """A timm backbone without its classifier; ImageNet weights from timm's hub/cache or a local file."""
+    """A timm backbone without its classifier; ImageNet weights from timm's hub/cache or a local file
+    (in timm's, torchvision's or efficientnet_pytorch's layout: backbone_weights.py)."""
     if not pretrained:
         return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
-    overlay = {"file": str(_local_weights(name, weights))} if weights is not None else None
+    # a local file's weights are read, renamed and checked first, so that a file that does not fit
+    # is named with what does not fit rather than the hub's help
+    overlay = local_weights_overlay(name, _local_weights(name, weights)) if weights is not None else None
     try:
         return timm.create_model(name, pretrained=True, num_classes=0, in_chans=in_chans,
                                  pretrained_cfg_overlay=overlay, **kwargs)

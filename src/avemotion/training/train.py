@@ -25,12 +25,14 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from avemotion.config import TrainSettings
 from avemotion.csvfiles import read_csv, write_csv
 from avemotion.datasets import corpus_labels
+from avemotion.datasets.index import common_labels_only
 from avemotion.datasets.listing import is_image
 from avemotion.datasets.splits import actor_folds, make_split
 from avemotion.errors import UsageError
@@ -58,7 +60,13 @@ from avemotion.training.evaluate import (
     summarise_folds,
     write_evaluation,
 )
-from avemotion.training.models import EmotionNet, KernelClassifier, model_inputs
+from avemotion.training.models import (
+    EmotionNet,
+    FrameEncoder,
+    KernelClassifier,
+    SpectrogramEncoder,
+    model_inputs,
+)
 from avemotion.training.runs import RunFolder
 from avemotion.training.transfer import BRANCH, init_frame_encoder
 
@@ -153,14 +161,24 @@ class EmotionModule(L.LightningModule):
 
 
     def _parameter_groups(self) -> list[dict]:
-        """The trainable weights at the learning rate, a fine-tuned pretrained encoder's at its
-        encoder's fraction of it."""
+        """The trainable weights at the learning rate; a fine-tuned pretrained speech encoder's at
+        its encoder's fraction of it, pretrained image backbones' at --backbone-lr-scale of it."""
         rate = self.settings.learning_rate
         slow_groups = [{"params": tuned, "lr": rate * encoder.PRETRAINED_LR_SCALE}
                        for encoder in self.model.encoders.values() if (tuned := encoder.fine_tuned_parameters())]
+        if self.settings.backbone_lr_scale != 1 and (pretrained := self._pretrained_image_parameters()):
+            slow_groups.append({"params": pretrained, "lr": rate * self.settings.backbone_lr_scale})
         slow = {id(parameter) for group in slow_groups for parameter in group["params"]}
         rest = [parameter for parameter in self.parameters() if parameter.requires_grad and id(parameter) not in slow]
         return [{"params": rest, "lr": rate}, *slow_groups]
+
+
+    def _pretrained_image_parameters(self) -> list[nn.Parameter]:
+        """The trainable weights of the image backbones that started from ImageNet."""
+        if not self.model.settings.pretrained:
+            return []
+        return [parameter for encoder in self.model.encoders.values() if isinstance(encoder, (FrameEncoder, SpectrogramEncoder))
+                for parameter in encoder.backbone.parameters() if parameter.requires_grad]
 
 
 class EpochTimer(L.Callback):
@@ -175,12 +193,16 @@ class EpochTimer(L.Callback):
 
 
 def train(table: pd.DataFrame, cache: FeatureCache, out_dir: str | Path, settings: TrainSettings,
-          resume: bool = False, metadata_path: str | None = None) -> dict:
+          resume: bool = False, metadata_path: str | list[str] | None = None) -> dict:
     """Train (or K-fold cross-validate) into out_dir; return the test metrics (or their summary).
 
     Clips missing from the feature cache are preprocessed first; clips that fail to decode are
-    left out, with their reasons in the cache's failures.csv."""
+    left out, with their reasons in the cache's failures.csv. A table of several corpora
+    (datasets.index.read_metadata_tables) is trained on every label where it is present, or on the
+    labels every corpus has with `common_labels`."""
     run = RunFolder(out_dir)
+    if settings.common_labels:
+        table = common_labels_only(table)
     if settings.model.speech_encoder and cache.settings.sample_rate != SPEECH_RATE:
         raise UsageError(f"{settings.model.name}: its speech encoder reads voices at {SPEECH_RATE} Hz, "
                          f"not the {cache.settings.sample_rate} Hz these feature settings make")
@@ -247,6 +269,8 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     labels = corpus_labels(table)
     settings = replace(settings, model=replace(settings.model, num_classes=len(labels)))
     model = EmotionNet(settings.model, image_size=cache.settings.frame_size, weights=settings.weights)
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     origins = {}
     if settings.init_from is not None:
         origins[BRANCH] = init_frame_encoder(model, settings.init_from, cache.settings.frame_size)
