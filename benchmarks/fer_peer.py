@@ -30,7 +30,7 @@ def main() -> None:
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     import cv2
     import numpy as np
-    from fer import FER
+    from fer.fer import FER  # fer 25.10 no longer re-exports it from the package
 
     detector = FER(use_tflite=not args.keras)
     size = detector._FER__emotion_target_size  # the model's own input size (64 x 64)

@@ -141,6 +141,20 @@ def test_still_face_models_are_a_frame_encoder_averaged_over_frames():
     assert recipe.jitter_frames and recipe.label_smoothing > 0 and recipe.max_epochs == 10
 
 
+def test_grayscale_reading_gives_each_frames_luma_in_every_channel_and_keeps_old_cache_names():
+    from avemotion.media.features import as_read
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 4), dtype=np.uint8)
+    gray = as_read(frames, FeatureSettings(grayscale=True))
+    luma = 0.299 * frames[:, 0] + 0.587 * frames[:, 1] + 0.114 * frames[:, 2]
+    assert gray.shape == frames.shape and gray.dtype == np.uint8
+    assert all(np.abs(gray[:, channel] - luma).max() <= 0.5 for channel in range(3))
+    assert np.array_equal(as_read(frames, FeatureSettings()), frames)
+    # a cache made before the setting existed keeps its name; the setting, when on, names another
+    assert FeatureSettings(frame_size=96).digest() == "287dfd32844c"  # its name before the setting existed
+    assert FeatureSettings(frame_size=96, grayscale=True).digest() != "287dfd32844c"
+
+
 def test_jittered_frames_move_each_clip_alike_and_keep_shapes():
     from avemotion.training.augment import jitter_frames
 
@@ -181,6 +195,10 @@ def test_a_still_model_trains_on_the_given_split_and_judges_images_and_videos(fa
     images = sorted((faces["root"] / "fer" / "test").rglob("PrivateTest_*[0-9].jpg"))
     classifier = load(faces["checkpoint"])
     assert ".jpg" in classifier.card.extensions and classifier.card.reading_settings.face_crop
+    # it learned from grayscale faces alone: it reads colour frames in grayscale too
+    assert classifier.card.grayscale_frames and classifier.card.reading_settings.grayscale
+    frames = classifier.features(sample_videos()[0])[FRAMES]
+    assert np.array_equal(frames[:, 0], frames[:, 1]) and np.array_equal(frames[:, 1], frames[:, 2])
     exported = load(export_onnx(faces["checkpoint"], tmp_path / "faces.onnx"))
     for judge in (classifier, exported):  # images and videos in one batch: one frame and eight
         results = judge.predict_batch([*images, *sample_videos()[:2]])
@@ -325,3 +343,4 @@ def test_a_pretrained_face_model_starts_the_mobilenet_video_branch(pretrained_fa
     face, _ = frame_encoder_weights(pretrained_faces["checkpoint"])
     assert all(torch.equal(started[key], face[key]) for key in face)
     assert "mobilenetv2_face" in info.encoder_origins["video"]
+    assert not info.grayscale_frames  # trained on colour clips: it reads them in colour

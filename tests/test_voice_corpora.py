@@ -119,6 +119,10 @@ def test_several_tables_read_as_one_keep_corpora_and_speakers_apart(two_corpora,
     split = actor_split(table)
     for corpus in ("urdu", "turevdb"):  # every corpus trained, validated and tested on
         assert set(split[table["dataset"] == corpus]) == {"train", "val", "test"}
+    coded = pd.DataFrame({"clip": ["1001_DFA_ANG_XX"], "dataset": ["crema-d"], "modality": ["audio"],
+                          "video_path": [""], "actor_id": [1001], "gender": ["male"], "emotion": ["ANG"]})
+    write_metadata(coded, tmp_path / "cremad.csv")  # CREMA-D's own codes meet the others' names
+    assert read_metadata_tables([two_corpora[0], tmp_path / "cremad.csv"]).iloc[-1]["emotion"] == "anger"
     shutil.copy(two_corpora[0], tmp_path / "again.csv")
     with pytest.raises(UsageError, match="32 clip names are in more than one of the tables"):
         read_metadata_tables([two_corpora[0], tmp_path / "again.csv"])

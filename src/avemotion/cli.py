@@ -149,13 +149,13 @@ def _say_label_coverage(table, common_only: bool) -> None:
     from avemotion.datasets.index import label_coverage
 
     corpora = sorted(set(table["dataset"]))
-    partial = {label: having for label, having in label_coverage(table).items() if len(having) < len(corpora)}
     if len(corpora) < 2:
         return
     print(f"{len(table)} clips of {len(corpora)} corpora: {', '.join(corpora)}")
-    for label, having in partial.items():
-        fate = "left out (--common-labels)" if common_only else "trained where present"
-        print(f"  {label}: only in {', '.join(having)}; {fate}")
+    fate = "left out (--common-labels)" if common_only else "trained where present"
+    for label, having in label_coverage(table).items():
+        if len(having) < len(corpora):
+            print(f"  {label}: only in {', '.join(having)}; {fate}")
 
 
 def _metrics_line(metrics: dict) -> str:
@@ -461,6 +461,7 @@ def _add_train_parser(commands) -> None:
     add_setting(data, TrainSettings, "split", choices=SPLIT_KINDS)
     add_setting(data, TrainSettings, "folds")
     add_setting(data, TrainSettings, "seed")
+    add_setting(data, TrainSettings, "common_labels")
     modes = train.add_argument_group("modes")
     add_setting(modes, TrainSettings, "freeze_backbones")
     modes.add_argument("--linear-probe", dest="linear_probe", action=_GivenSwitch,
@@ -473,7 +474,6 @@ def _add_train_parser(commands) -> None:
     add_setting(modes, TrainSettings, "weights")
     add_setting(modes, TrainSettings, "init_from")
     add_setting(modes, TrainSettings, "speaker_norm")
-    add_setting(data, TrainSettings, "common_labels")
     modes.add_argument("--resume", action="store_true", help="continue from OUT's last epoch")
     hardware = train.add_argument_group("hardware (Lightning)")
     for name in ("accelerator", "devices", "strategy", "num_nodes", "precision", "num_workers", "channels_last"):

@@ -33,13 +33,12 @@ def parse_clip_name(stem: str) -> dict | None:
     match = _CLIP_NAME.match(stem)
     if match is None:
         return None
-    emotion, sentence, repetition, gender, speaker = match[1].lower(), *match.groups()[2:]
+    letter, _, sentence, repetition, gender, speaker = match.groups()
     unknown = [f"{what} {code!r}" for what, code, known in
-               (("emotion", match[1], EMOTION_CODES), ("gender", gender, GENDER_CODES))
-               if code.lower() not in known]
+               (("emotion", letter, EMOTION_CODES), ("gender", gender, GENDER_CODES)) if code.lower() not in known]
     if unknown:
         return {"unknown": unknown}
-    return {"actor_id": int(speaker), "gender": GENDER_CODES[gender], "emotion": EMOTION_CODES[emotion],
+    return {"actor_id": int(speaker), "gender": GENDER_CODES[gender], "emotion": EMOTION_CODES[letter.lower()],
             "sentence": int(sentence), "repetition": int(repetition)}
 
 

@@ -140,8 +140,9 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
 def read_metadata_tables(paths: list[str | Path] | str | Path) -> pd.DataFrame:
     """One or several metadata tables as one: each clip keeps its corpus (the `dataset` column, the
     file's name where a table has none), and where the tables hold several corpora each speaker
-    becomes ``<corpus>:<speaker>``, so that two corpora's speaker 1 are two speakers. Clip names
-    must not repeat across tables (runs name their clips)."""
+    becomes ``<corpus>:<speaker>``, so that two corpora's speaker 1 are two speakers, and every
+    label its canonical name (CREMA-D's ANG and TESS's angry are both anger). Clip names must not
+    repeat across tables (runs name their clips)."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     tables = [_with_corpus(read_metadata(path), Path(path)) for path in paths]
     combined = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
@@ -149,9 +150,10 @@ def read_metadata_tables(paths: list[str | Path] | str | Path) -> pd.DataFrame:
     if len(tables) > 1 and repeated:
         raise UsageError(f"{len(repeated)} clip names are in more than one of the tables "
                          f"({', '.join(repeated[:3])}…); each clip must have one name")
-    if combined["dataset"].nunique() > 1:
+    if combined["dataset"].nunique() > 1:  # labels meet in the canonical vocabulary ('ANG' -> 'anger')
         named = combined["actor_id"].astype(str).replace("nan", "")
         combined["actor_id"] = (combined["dataset"].astype(str) + ":" + named).where(named != "", "")
+        combined["emotion"] = combined["emotion"].map(datasets.canonical)
     return combined
 
 

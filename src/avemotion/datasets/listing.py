@@ -150,8 +150,6 @@ def table_columns(rows: list[dict]) -> list[str]:
     return list(seen)
 
 
-
-
 def index_by_name(listing: Listing, parse: Callable[[str], dict | None], hint: str,
                   row: Callable[[str, Path, dict], dict]) -> list[dict]:
     """The rows of a corpus whose file names carry every field: `parse` reads a name (without its

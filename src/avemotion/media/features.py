@@ -563,7 +563,7 @@ def _frames_to_array(
     chosen = [_held_image(frame, settings) if isinstance(frame, av.VideoFrame) else frame for frame in chosen]
     if settings.face_crop:
         return model_frames(chosen, settings)
-    return np.stack(chosen).transpose(0, 3, 1, 2).copy(), None
+    return as_read(np.stack(chosen).transpose(0, 3, 1, 2), settings), None
 
 
 def model_frames(images: list[np.ndarray], settings: FeatureSettings) -> tuple[np.ndarray, bool | None]:
@@ -573,7 +573,21 @@ def model_frames(images: list[np.ndarray], settings: FeatureSettings) -> tuple[n
     if settings.face_crop:
         images, face_found = crop_faces(images)
     squares = [square(image, settings.frame_size) for image in images]
-    return np.stack(squares).transpose(0, 3, 1, 2).copy(), face_found
+    return as_read(np.stack(squares).transpose(0, 3, 1, 2), settings), face_found
+
+
+# ITU-R BT.601 luma: how grayscale images such as FER2013's are made from colour ones
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def as_read(frames: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """Frames (..., 3, H, W) uint8 in the colours the settings read: as they are, or in grayscale
+    (their luma in all three channels); a contiguous copy."""
+    if not settings.grayscale:
+        return np.ascontiguousarray(frames)
+    luma = np.tensordot(LUMA_WEIGHTS, np.moveaxis(frames, -3, 0).astype(np.float32), axes=1)
+    gray = np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+    return np.repeat(np.expand_dims(gray, -3), 3, axis=-3)
 
 
 def square(image: np.ndarray, size: int) -> np.ndarray:

@@ -43,6 +43,10 @@ CLIP_MODALITIES = {"audio-video": ("video", "audio"), "audio": ("audio",), "vide
                    "image": ("video",)}
 
 
+# Feature settings added after caches were made, with their defaults (off): see FeatureSettings.digest.
+LATER_SETTINGS = {"grayscale": False}
+
+
 @dataclass(frozen=True)
 class FeatureSettings:
     """Everything that determines a clip's arrays; its hash names the cache."""
@@ -58,15 +62,19 @@ class FeatureSettings:
     face_crop: bool = setting(False, "crop a square around the detected face before resizing")
     waveform_seconds: float = setting(WAVEFORM_SECONDS, "voice kept for waveform encoders, seconds "
                                       "from the start (shorter voices are zero-padded)")
+    grayscale: bool = setting(False, "frames in grayscale, replicated to the three channels (how a model "
+                              "trained on grayscale faces reads colour video)")
 
     @property
     def waveform_samples(self) -> int:
         return round(self.waveform_seconds * self.sample_rate)
 
     def digest(self) -> str:
-        """A short hash of the settings: equal settings, equal digest; any change, a new one."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        """A short hash of the settings: equal settings, equal digest; any change, a new one. A
+        setting added after caches existed counts only when it is set, so that they keep their names."""
+        values = {name: value for name, value in asdict(self).items()
+                  if name not in LATER_SETTINGS or value != LATER_SETTINGS[name]}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
     def describe(self) -> str:
         """The inputs these settings make, in words (for --help and `avemotion models`)."""

@@ -21,10 +21,10 @@ from avemotion.media.inputs import DEFAULT_INPUTS, INPUT_MODALITY, WAVEFORM, Fea
 from avemotion.media.speech import EncoderIdentity
 from avemotion.registry import MODELS, ModelSettings
 
-CARD_VERSION = 4
+CARD_VERSION = 5
 # Version 1 (ONNX exports before encoders had names) held the model's name and modalities only;
 # version 2 had no pretrained encoders running outside the network; version 3 judged each voice as
-# recorded only.
+# recorded only; version 4 read every frame in colour.
 
 
 class CardError(AvemotionError, ValueError):
@@ -46,6 +46,9 @@ class ModelCard:
     # test-time augmentation: each voice is also judged played at these speeds, and its
     # probabilities are averaged over them all (train --test-time-speeds)
     test_time_speeds: tuple[float, ...] = ()
+    # every training frame was grayscale (a face corpus such as FER2013): new frames are read in
+    # grayscale too, as the model learned them
+    grayscale_frames: bool = False
 
     @property
     def model_name(self) -> str:
@@ -69,10 +72,14 @@ class ModelCard:
         """The feature settings a new clip, image or camera window is read with: the training
         clips', and for a still-face model always with the face cropped, since it learned from faces
         alone (a face image already cropped, as FER2013's are, stays whole: no face is found in it, or
-        the crop with its margin is the whole image)."""
-        if self.model_settings.still_image and not self.feature_settings.face_crop:
-            return replace(self.feature_settings, face_crop=True)
-        return self.feature_settings
+        the crop with its margin is the whole image); in grayscale for a model that learned from
+        grayscale frames alone."""
+        settings = self.feature_settings
+        if self.model_settings.still_image and not settings.face_crop:
+            settings = replace(settings, face_crop=True)
+        if self.grayscale_frames and not settings.grayscale:
+            settings = replace(settings, grayscale=True)
+        return settings
 
     def label_names(self) -> dict[str, str]:
         """Each label's canonical emotion name ('ANG' -> 'anger')."""

@@ -42,6 +42,7 @@ from avemotion.media.features import (
     FeatureSettings,
     MediaError,
     MediaReader,
+    as_read,
     square,
     to_rgb,
     voice_inputs,
@@ -235,11 +236,11 @@ class _Timeline:
         """One frame as the model reads it: RGB, (3, size, size), face-cropped if the model was."""
         size = self.features.frame_size
         if not self.features.face_crop:
-            return to_rgb(frame, size).transpose(2, 0, 1)
+            return as_read(to_rgb(frame, size).transpose(2, 0, 1), self.features)
         image = to_rgb(frame)
         if self.face_boxes.see(image):
             self.faces.add(slot)
-        return square(self.face_boxes.crop(image), size).transpose(2, 0, 1)
+        return as_read(square(self.face_boxes.crop(image), size).transpose(2, 0, 1), self.features)
 
     def _ready(self, index: int) -> bool:
         """Whether every grid frame and audio sample the window reads is there; at the end of the

@@ -47,8 +47,9 @@ def read_weights(path: Path) -> StateDict:
     try:
         return timm.models.load_state_dict(str(path))
     except Exception as error:  # unpickling and safetensors raise many kinds; all mean "not weights"
+        reason = (str(error).splitlines() or [""])[0][:200]
         raise WeightsUnavailable(f"{path}: not a weights file timm or PyTorch can read "
-                                 f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})") from error
+                                 f"({type(error).__name__}: {reason})") from error
 
 
 def layout(state_dict: StateDict) -> str:
@@ -99,12 +100,13 @@ def _torchvision_name(key: str, blocks: list[tuple[str, bool]]) -> str | None:
     if not (match := re.fullmatch(r"features\.(\d+)\.(.+)\.(\w+)", key)):
         return None
     number, path, tensor = int(match[1]), match[2], match[3]
-    if number in (0, len(blocks) + 1):
-        ends = {(0, "0"): "conv_stem", (0, "1"): "bn1"} if number == 0 else {(number, "0"): "conv_head",
-                                                                               (number, "1"): "bn2"}
-        module = ends.get((number, path))
-        return None if module is None else f"{module}.{tensor}"
-    return _block_name(number - 1, path.removeprefix("conv."), tensor, blocks, _TORCHVISION_BLOCK)
+    if number == 0:
+        module = {"0": "conv_stem", "1": "bn1"}.get(path)
+    elif number == len(blocks) + 1:
+        module = {"0": "conv_head", "1": "bn2"}.get(path)
+    else:
+        return _block_name(number - 1, path.removeprefix("conv."), tensor, blocks, _TORCHVISION_BLOCK)
+    return None if module is None else f"{module}.{tensor}"
 
 
 def _efficientnet_pytorch_name(key: str, blocks: list[tuple[str, bool]]) -> str | None:
@@ -147,4 +149,3 @@ def _some(keys: list[str], shown: int = 3) -> str:
 def local_weights_overlay(backbone: str, path: Path) -> dict:
     """timm's pretrained-configuration overlay that loads `path`'s weights, in timm's layout."""
     return {"state_dict": to_timm_layout(read_weights(path), backbone, path)}
-

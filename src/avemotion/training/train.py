@@ -38,7 +38,14 @@ from avemotion.datasets.splits import actor_folds, make_split
 from avemotion.errors import UsageError
 from avemotion.media.features import typical_duration
 from avemotion.media.inputs import FRAMES, MEL, WAVEFORM
-from avemotion.media.preprocess import CachedClips, FeatureCache, clip_media, clips_with_inputs, ensure_cached
+from avemotion.media.preprocess import (
+    CachedClips,
+    FeatureCache,
+    clip_media,
+    clips_with_inputs,
+    ensure_cached,
+    entry_keys,
+)
 from avemotion.media.speech import SPEECH_RATE
 from avemotion.runtime.card import MAX_TEST_TIME_SPEEDS, SPEED_RANGE
 from avemotion.runtime.linear_probe import PROBE_C, fit_logistic_layer
@@ -172,13 +179,14 @@ class EmotionModule(L.LightningModule):
         rest = [parameter for parameter in self.parameters() if parameter.requires_grad and id(parameter) not in slow]
         return [{"params": rest, "lr": rate}, *slow_groups]
 
-
     def _pretrained_image_parameters(self) -> list[nn.Parameter]:
         """The trainable weights of the image backbones that started from ImageNet."""
         if not self.model.settings.pretrained:
             return []
-        return [parameter for encoder in self.model.encoders.values() if isinstance(encoder, (FrameEncoder, SpectrogramEncoder))
-                for parameter in encoder.backbone.parameters() if parameter.requires_grad]
+        image_encoders = [encoder for encoder in self.model.encoders.values()
+                          if isinstance(encoder, (FrameEncoder, SpectrogramEncoder))]
+        return [parameter for encoder in image_encoders for parameter in encoder.backbone.parameters()
+                if parameter.requires_grad]
 
 
 class EpochTimer(L.Callback):
@@ -316,7 +324,8 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
                                                     best_metric=best_loss,
                                                     window_seconds=_typical_length(parts["train"]),
                                                     encoder_origins=origins,
-                                                    test_time_speeds=settings.test_time_speeds))
+                                                    test_time_speeds=settings.test_time_speeds,
+                                                    grayscale_frames=grayscale_frames(parts["train"], cache)))
     test = parts["test"]
     predictions = predictions_table(list(test["clip"]), list(test["emotion"]), probabilities, labels)
     extra = {"model": settings.model.name, "best_epoch": epoch, "best_val_loss": best_loss,
@@ -438,6 +447,23 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
                                              C=PROBE_C if linear_probe else SPEAKER_HEAD_C,
                                              svm=isinstance(model.head.classifier, KernelClassifier))
     return normalisation, normalisation.probabilities(features, table["actor_id"])[test]
+
+
+GRAYSCALE_CHECKED = 64  # training clips, evenly spread, whose frames decide whether the corpus is grayscale
+
+
+def grayscale_frames(table: pd.DataFrame, cache: FeatureCache) -> bool:
+    """Whether the training clips' frames are grayscale (their three channels equal, in every one
+    of GRAYSCALE_CHECKED clips spread over the table): a face corpus such as FER2013, whose model
+    then reads new frames in grayscale too (ModelCard.reading_settings)."""
+    if FRAMES not in cache.inputs or table.empty:
+        return False
+    rows = np.unique(np.linspace(0, len(table) - 1, min(len(table), GRAYSCALE_CHECKED)).astype(int))
+    for key in entry_keys(table.iloc[rows]):
+        frames = cache.read(key, (FRAMES,))[FRAMES]
+        if not (np.array_equal(frames[:, 0], frames[:, 1]) and np.array_equal(frames[:, 1], frames[:, 2])):
+            return False
+    return True
 
 
 def _typical_length(table: pd.DataFrame) -> float | None:
