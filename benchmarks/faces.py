@@ -125,7 +125,7 @@ def test_faces(run: Path, table: pd.DataFrame, cache: FeatureCache) -> tuple[np.
     _, info = load_checkpoint(run / "model.ckpt")
     test = table[table["split"] == "test"]
     clips = CachedClips(test, cache.with_inputs(info.inputs), info.labels, info.inputs)
-    frames, targets = zip(*((inputs[FRAMES].numpy(), int(target)) for inputs, target in clips))
+    frames, targets = zip(*((np.asarray(inputs[FRAMES]), int(target)) for inputs, target in clips))
     return np.stack(frames), np.array(targets), list(info.labels)
 
 
