@@ -303,7 +303,7 @@ def test_models_command_lists_every_model(capsys):
     output = capsys.readouterr().out
     rows = output.strip().splitlines()[1:]
     assert [row.split()[0] for row in rows] == list_models()
-    assert all(float(columns_of(rows, name).split()[5][:-1]) > 4 for name in MODELS)
+    assert all(float(columns_of(rows, name).split()[5][:-1]) > 2 for name in MODELS)  # millions (MobileNetV2: 2.2)
     whisper = columns_of(rows, "whisper_base_audio_only")
     assert "whisper-base" in whisper and "waveform (B, 96000) float16" in whisper
     assert "74 M parameters" in whisper and "'base'" in whisper  # where its weights come from
