@@ -119,20 +119,20 @@ def publictest_accuracy(run: Path, table: pd.DataFrame, cache: FeatureCache) -> 
     return {"val_accuracy": hits[True] / len(clips), "val_accuracy_unmirrored": hits[False] / len(clips)}
 
 
-def test_faces(run: Path, table: pd.DataFrame, cache: FeatureCache) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The PrivateTest faces as the run's model reads them (cached uint8 frames), their label
-    indices, and the labels."""
+def private_test_faces(run: Path, table: pd.DataFrame, cache: FeatureCache) -> tuple[np.ndarray, np.ndarray]:
+    """The PrivateTest faces as the run's model reads them (cached uint8 frames), and their label
+    indices in the model's labels."""
     _, info = load_checkpoint(run / "model.ckpt")
     test = table[table["split"] == "test"]
     clips = CachedClips(test, cache.with_inputs(info.inputs), info.labels, info.inputs)
     frames, targets = zip(*((np.asarray(inputs[FRAMES]), int(target)) for inputs, target in clips))
-    return np.stack(frames), np.array(targets), list(info.labels)
+    return np.stack(frames), np.array(targets)
 
 
 def exported(run: Path, table: pd.DataFrame, cache: FeatureCache, work: Path) -> dict[str, dict]:
     """The run's model exported at each precision and scored on the PrivateTest faces: the file's
     megabytes, its accuracy, and its CPU seconds per face (one thread, one face at a time)."""
-    frames, targets, _ = test_faces(run, table, cache)
+    frames, targets = private_test_faces(run, table, cache)
     rows = {}
     for precision in EXPORT_PRECISIONS:
         path = export_onnx(run / "model.ckpt", work / "onnx" / f"{run.name}-{precision}.onnx", precision=precision)

@@ -151,7 +151,7 @@ def test_grayscale_reading_gives_each_frames_luma_in_every_channel_and_keeps_old
     assert all(np.abs(gray[:, channel] - luma).max() <= 0.5 for channel in range(3))
     assert np.array_equal(as_read(frames, FeatureSettings()), frames)
     # a cache made before the setting existed keeps its name; the setting, when on, names another
-    assert FeatureSettings(frame_size=96).digest() == "287dfd32844c"  # its name before the setting existed
+    assert FeatureSettings(frame_size=96).digest() == "287dfd32844c"
     assert FeatureSettings(frame_size=96, grayscale=True).digest() != "287dfd32844c"
 
 
@@ -303,7 +303,7 @@ def pretrained_faces(faces, tmp_path_factory):
                  "--weights", str(root / "mobilenet_v2-b0353104.pth"), "--epochs", "1", "--batch-size", "8",
                  "--frame-size", str(FACE_SIZE)])
     assert code == 0
-    return {"root": root, "checkpoint": root / "run" / "model.ckpt", "weights": root / "mobilenet_v2-b0353104.pth"}
+    return {"root": root, "checkpoint": root / "run" / "model.ckpt"}
 
 
 @pytest.mark.slow
