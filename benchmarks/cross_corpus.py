@@ -23,7 +23,11 @@ corpus standardised with its own clips' statistics, the held-out one with its ow
 
 - leaving one corpus out: trained on the other five, judged on every clip of the held-out one whose
   label the training had, the choice restricted to the labels the held-out corpus has (as `evaluate
-  --metadata` scores another corpus);
+  --metadata` scores another corpus); and judged again on the clips CREMA-D alone is judged on
+  (those of CREMA-D's six labels), choosing among those labels as CREMA-D alone does: the same
+  clips and the same choice, where the two are compared;
+- the shareable corpora (CREMA-D and RAVDESS, whose terms let a model trained on them be shared:
+  the ready model's voice) together, judged on each of the four others;
 - trained on one corpus alone, judged on each other one the same way (the train x test matrix,
   and WORK/heatmap-*.png);
 - in-corpus on CREMA-D, its five actor-independent folds of `train --folds 5`: trained on the
@@ -65,11 +69,18 @@ from avemotion.training.models import create_model, model_inputs
 
 CORPORA = ("crema-d", "ravdess", "tess", "urdu", "ased", "turevdb")
 OTHERS = CORPORA[1:]  # the corpora a model trained on CREMA-D alone is judged on
+# the corpora whose terms let a trained model be shared (the ready model's voice): CREMA-D (ODbL /
+# DbCL) and RAVDESS (CC BY-NC-SA: the model is non-commercial too); TESS and TurEV-DB say "no
+# derivatives", URDU "research use", ASED nothing
+SHAREABLE = ("crema-d", "ravdess")
 FEATURES = ("whisper", "egemaps")
 HEADS = ("logistic", "svm")
 NORMS = ("none", "corpus", "speaker")
 WHISPER_MODEL = "whisper_base_layers_audio_only"
 CREMAD_FOLDS = 5
+# leave one corpus out, the shareable corpora on the others, each corpus alone on each other, CREMA-D's folds
+EXPERIMENTS = ("loco", "shareable", "alone", "cremad-fold")
+KIND_OF = {"same": "loco"}  # leaving one out, judged on the clips and labels CREMA-D alone is judged on
 
 
 def corpus_voices(name: str, folder: Path, documents: Path | None, limit: int | None) -> pd.DataFrame:
@@ -124,9 +135,8 @@ def normalised(values: np.ndarray, table: pd.DataFrame, norm: str) -> np.ndarray
     return values
 
 
-def judged(values: np.ndarray, table: pd.DataFrame, train: np.ndarray, test: np.ndarray, head: str) -> dict:
-    """A head fitted on the training rows, judging the test rows whose label it knows among the
-    labels the test rows have; the scores and the fit's seconds."""
+def fitted(values: np.ndarray, table: pd.DataFrame, train: np.ndarray, head: str):
+    """A head fitted on the training rows: its layer, its labels and the fit's seconds."""
     labels = sorted(set(table["emotion"][train]))
     targets = np.array([labels.index(label) for label in table["emotion"][train]])
     started = time.perf_counter()
@@ -134,7 +144,13 @@ def judged(values: np.ndarray, table: pd.DataFrame, train: np.ndarray, test: np.
         layer = fit_svm_layer(values[train], targets, len(labels), speakers=table["actor_id"][train])
     else:
         layer = fit_logistic_layer(values[train], targets, len(labels), PROBE_C)
-    seconds = time.perf_counter() - started
+    return layer, labels, time.perf_counter() - started
+
+
+def judged(values: np.ndarray, table: pd.DataFrame, fit, test: np.ndarray) -> dict:
+    """A fitted head judging the test rows whose label it knows, among the labels the test rows
+    have; the scores and the fit's seconds."""
+    layer, labels, seconds = fit
     test = test & table["emotion"].isin(labels).to_numpy()
     if not test.any():
         return {"clips": 0, "fit_seconds": seconds}
@@ -147,11 +163,19 @@ def judged(values: np.ndarray, table: pd.DataFrame, train: np.ndarray, test: np.
 
 
 def experiments(table: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every (training rows, test rows) pair by name: leave one corpus out, one corpus alone on
-    each other, and CREMA-D's folds alone and beside the other corpora."""
+    """Every (training rows, test rows) pair by name: leave one corpus out, the shareable corpora
+    together on each other one, one corpus alone on each other, and CREMA-D's folds alone and
+    beside the other corpora."""
     corpus = table["dataset"].to_numpy()
     present = [name for name in CORPORA if name in set(corpus)]
-    pairs = {f"loco/{held}": (corpus != held, corpus == held) for held in present}
+    pairs = {}
+    cremad_labels = table["emotion"][corpus == "crema-d"].unique()
+    for held in present:
+        pairs[f"loco/{held}"] = (corpus != held, corpus == held)
+        if held != "crema-d" and len(cremad_labels):  # the clips CREMA-D alone is judged on, as it judges them
+            pairs[f"same/{held}"] = (corpus != held, (corpus == held) & table["emotion"].isin(cremad_labels).to_numpy())
+    shareable = np.isin(corpus, SHAREABLE)
+    pairs |= {f"shareable/{target}": (shareable, corpus == target) for target in present if target not in SHAREABLE}
     pairs |= {f"alone/{source}/{target}": (corpus == source, corpus == target)
               for source in present for target in present if source != target}
     if "crema-d" in present:
@@ -164,17 +188,24 @@ def experiments(table: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]
     return pairs
 
 
-def run_recipe(table: pd.DataFrame, values: np.ndarray, recipe: str, work: Path) -> dict[str, dict]:
-    """Every experiment of one recipe ("features/head/norm"), each kept in WORK/results when made."""
+def run_recipe(table: pd.DataFrame, values: np.ndarray, recipe: str, work: Path,
+               kinds: tuple[str, ...] = EXPERIMENTS) -> dict[str, dict]:
+    """The experiments of one recipe ("features/head/norm") of the given kinds (EXPERIMENTS), each
+    kept in WORK/results when made."""
     _, head, norm = recipe.split("/")
     folder = work / "results" / recipe.replace("/", "-")
     folder.mkdir(parents=True, exist_ok=True)
     values = normalised(values, table, norm)
-    results = {}
+    results, fits = {}, {}  # one fit per training set (CREMA-D alone is judged on five corpora)
     for name, (train, test) in experiments(table).items():
+        if KIND_OF.get(name.split("/")[0], name.split("/")[0]) not in kinds:
+            continue
         kept = folder / f"{name.replace('/', '-')}.json"
         if not kept.is_file():
-            outcome = judged(values, table, train, test, head)
+            key = train.tobytes()
+            if key not in fits:
+                fits = {key: fitted(values, table, train, head)}  # the last one alone is held
+            outcome = judged(values, table, fits[key], test)
             kept.write_text(json.dumps(outcome))
             print(f"{recipe} {name}: accuracy {outcome.get('accuracy', float('nan')):.3f} on {outcome['clips']} "
                   f"clips ({outcome['fit_seconds']:.0f} s)", flush=True)
@@ -187,6 +218,8 @@ def summary(results: dict[str, dict]) -> dict:
     in-corpus CREMA-D folds."""
     loco = {name.split("/")[1]: result for name, result in results.items() if name.startswith("loco/")}
     alone = {name.split("/", 1)[1]: result for name, result in results.items() if name.startswith("alone/")}
+    shareable = {name.split("/")[1]: result for name, result in results.items() if name.startswith("shareable/")}
+    same = {name.split("/")[1]: result for name, result in results.items() if name.startswith("same/")}
     folds = {kind: [result["accuracy"] for name, result in results.items()
                     if name.startswith("cremad-fold/") and name.endswith(kind)] for kind in ("alone", "beside")}
 
@@ -195,10 +228,13 @@ def summary(results: dict[str, dict]) -> dict:
         return float(np.mean(present)) if present else None
 
     return {"loco": loco, "loco_mean_others": mean_over(OTHERS, loco), "loco_mean_all": mean_over(CORPORA, loco),
+            "same": same, "loco_mean_others_cremad_labels": mean_over(OTHERS, same),
             "loco_ua_mean_others": mean_over(OTHERS, loco, "unweighted_accuracy"),
             "cremad_alone_on_others": mean_over(OTHERS, {target.split("/")[1]: result for target, result
                                                          in alone.items() if target.startswith("crema-d/")}),
-            "alone": alone,
+            "alone": alone, "shareable": shareable,
+            # what training on the shareable corpora alone costs, on the corpora it leaves out
+            "shareable_mean": mean_over(CORPORA, shareable), "loco_mean_unshareable": mean_over(shareable, loco),
             "cremad_folds": {kind: (float(np.mean(values)), float(np.std(values))) if values else None
                              for kind, values in folds.items()}}
 
@@ -231,13 +267,16 @@ def heatmap(summary_of: dict, recipe: str, path: Path) -> None:
 def markdown(summaries: dict[str, dict]) -> str:
     present = [name for name in CORPORA if any(name in row["loco"] for row in summaries.values())]
     lines = ["| recipe | " + " | ".join(f"{name} (UA)" for name in present)
-             + " | mean of the five | mean of six | CREMA-D alone on the five | CREMA-D 5-fold alone | "
-             "CREMA-D 5-fold beside the others |", "|---" * (len(present) + 6) + "|"]
+             + " | mean of the five | mean of six | on CREMA-D's labels: the others, CREMA-D alone | "
+             f"{' + '.join(SHAREABLE)} on the other four (the others on them) | CREMA-D 5-fold alone | "
+             "CREMA-D 5-fold beside the others |", "|---" * (len(present) + 7) + "|"]
     for recipe, row in summaries.items():
         cells = [f"{row['loco'][name]['accuracy']:.3f} ({row['loco'][name]['unweighted_accuracy']:.3f})"
                  if name in row["loco"] else "-" for name in present]
         lines.append(f"| {recipe} | " + " | ".join(cells) + f" | {_figure(row['loco_mean_others'])} | "
-                     f"{_figure(row['loco_mean_all'])} | {_figure(row['cremad_alone_on_others'])} | "
+                     f"{_figure(row['loco_mean_all'])} | {_figure(row['loco_mean_others_cremad_labels'])}, "
+                     f"{_figure(row['cremad_alone_on_others'])} | "
+                     f"{_figure(row['shareable_mean'])} ({_figure(row['loco_mean_unshareable'])}) | "
                      f"{_spread(row['cremad_folds']['alone'])} | {_spread(row['cremad_folds']['beside'])} |")
     return "\n".join(lines)
 
@@ -261,6 +300,8 @@ def main() -> None:
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
     parser.add_argument("--norms", nargs="+", default=list(NORMS), choices=NORMS)
     parser.add_argument("--limit", type=int, help="keep this many clips a corpus (a quick look)")
+    parser.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS), choices=EXPERIMENTS,
+                        help="which kinds of experiment to run (all)")
     args = parser.parse_args()
     corpora = {name: Path(folder) for name, folder in (pair.split("=", 1) for pair in args.corpus)}
     unknown = set(corpora) - set(CORPORA)
@@ -277,7 +318,8 @@ def main() -> None:
         for head in args.heads:
             for norm in args.norms:
                 recipe = f"{features}/{head}/{norm}"
-                summaries[recipe] = summary(run_recipe(table, arrays[features], recipe, work))
+                summaries[recipe] = summary(run_recipe(table, arrays[features], recipe, work,
+                                                       tuple(args.experiments)))
                 heatmap(summaries[recipe], recipe, work / f"heatmap-{recipe.replace('/', '-')}.png")
     text = markdown(summaries)
     chosen = max(summaries, key=lambda recipe: summaries[recipe]["loco_mean_all"] or 0)

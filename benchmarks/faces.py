@@ -16,6 +16,9 @@ also weighed against the face alone) and scored once on PrivateTest as `avemotio
 scores it: accuracy, macro F1, each emotion's F1, seconds per epoch. Each model is then exported to
 ONNX in float32, float16 and int8 and each file scored on the same PrivateTest faces: its size, its
 accuracy, and its CPU seconds per face (one thread, one face at a time, the mirror image included).
+A model trained at several --frame-size values is also judged as their ensemble (one ONNX file
+reading the largest size, the mean of their probabilities: `export_face_ensemble`), a candidate
+chosen on PublicTest like the others.
 
 `fer` (PyPI, MIT), the face tool people install, runs in its own environment (--fer-python: the
 Python of a venv where `pip install fer` was run; it needs TensorFlow) on the same PrivateTest faces,
@@ -57,7 +60,7 @@ from avemotion.samples import sample_videos
 from avemotion.training.augment import jitter_frames
 from avemotion.training.checkpoint import load_checkpoint
 from avemotion.training.evaluate import classification_metrics, evaluate_run
-from avemotion.training.export import export_onnx
+from avemotion.training.export import export_face_ensemble, export_onnx
 from avemotion.training.models import create_model
 from avemotion.training.train import train
 
@@ -119,26 +122,32 @@ def publictest_accuracy(run: Path, table: pd.DataFrame, cache: FeatureCache) -> 
     return {"val_accuracy": hits[True] / len(clips), "val_accuracy_unmirrored": hits[False] / len(clips)}
 
 
-def private_test_faces(run: Path, table: pd.DataFrame, cache: FeatureCache) -> tuple[np.ndarray, np.ndarray]:
-    """The PrivateTest faces as the run's model reads them (cached uint8 frames), and their label
-    indices in the model's labels."""
+def cached_faces(run: Path, table: pd.DataFrame, cache: FeatureCache, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """A part's faces (PrivateTest: test; PublicTest: val) as the run's model reads them (cached
+    uint8 frames), and their label indices in the model's labels."""
     _, info = load_checkpoint(run / "model.ckpt")
-    test = table[table["split"] == "test"]
-    clips = CachedClips(test, cache.with_inputs(info.inputs), info.labels, info.inputs)
+    part = table[table["split"] == split]
+    clips = CachedClips(part, cache.with_inputs(info.inputs), info.labels, info.inputs)
     frames, targets = zip(*((np.asarray(inputs[FRAMES]), int(target)) for inputs, target in clips))
     return np.stack(frames), np.array(targets)
 
 
 def exported(run: Path, table: pd.DataFrame, cache: FeatureCache, work: Path) -> dict[str, dict]:
-    """The run's model exported at each precision and scored on the PrivateTest faces: the file's
-    megabytes, its accuracy, and its CPU seconds per face (one thread, one face at a time)."""
-    frames, targets = private_test_faces(run, table, cache)
-    rows = {}
+    """The run's model exported at each precision and scored on the PrivateTest faces."""
+    rows, _ = scored_exports(lambda precision, path: export_onnx(run / "model.ckpt", path, precision=precision),
+                             run.name, *cached_faces(run, table, cache), work)
+    return rows
+
+
+def scored_exports(export, stem: str, frames: np.ndarray, targets: np.ndarray,
+                   work: Path) -> tuple[dict[str, dict], np.ndarray]:
+    """A model exported at each precision (`export(precision, path)`) and scored on these faces: the
+    file's megabytes, its accuracy, and its CPU seconds per face (one thread, one face at a time);
+    and the float32 file's logits."""
+    rows, logits_of = {}, {}
     for precision in EXPORT_PRECISIONS:
-        path = export_onnx(run / "model.ckpt", work / "onnx" / f"{run.name}-{precision}.onnx", precision=precision)
-        session = onnx_session(path, threads=2)
-        logits = np.concatenate([session.run(None, {FRAMES: frames[start:start + 256]})[0]
-                                 for start in range(0, len(frames), 256)])
+        path = export(precision, work / "onnx" / f"{stem}-{precision}.onnx")
+        logits_of[precision] = onnx_logits(path, frames)
         one_thread = onnx_session(path, threads=1)
         seconds = []
         for face in frames[:PER_FACE_TIMINGS]:
@@ -146,9 +155,43 @@ def exported(run: Path, table: pd.DataFrame, cache: FeatureCache, work: Path) ->
             one_thread.run(None, {FRAMES: face[None]})
             seconds.append(time.process_time() - started)
         rows[precision] = {"megabytes": path.stat().st_size / 1e6,
-                           "accuracy": float((logits.argmax(axis=1) == targets).mean()),
+                           "accuracy": float((logits_of[precision].argmax(axis=1) == targets).mean()),
                            "seconds_per_face": float(np.median(seconds))}
-    return rows
+    return rows, logits_of["float32"]
+
+
+def onnx_logits(path: Path, frames: np.ndarray) -> np.ndarray:
+    session = onnx_session(path, threads=2)
+    return np.concatenate([session.run(None, {FRAMES: frames[start:start + 256]})[0]
+                           for start in range(0, len(frames), 256)])
+
+
+def ensemble_row(rows: list[dict], table: pd.DataFrame, work: Path) -> dict:
+    """One model's runs at every frame size judged together as one file (export_face_ensemble,
+    reading the largest size), scored as each run is, on PublicTest and PrivateTest faces cached at
+    that size."""
+    largest = max(rows, key=lambda row: row["frame_size"])
+    run = Path(largest["run"])
+    cache = FeatureCache.open(work / "cache", FeatureSettings(frame_size=largest["frame_size"]))
+    checkpoints = [row["checkpoint"] for row in rows]
+    sizes = "+".join(str(row["frame_size"]) for row in rows)
+    test_frames, test_targets = cached_faces(run, table, cache)
+    exports, logits = scored_exports(
+        lambda precision, path: export_face_ensemble(checkpoints, path, precision=precision),
+        f"{largest['model']}-{sizes}px", test_frames, test_targets, work)
+    val_frames, val_targets = cached_faces(run, table, cache, split="val")
+    val_accuracy = float((onnx_logits(work / "onnx" / f"{largest['model']}-{sizes}px-float32.onnx", val_frames)
+                          .argmax(axis=1) == val_targets).mean())
+    labels = load_checkpoint(run / "model.ckpt")[1].labels
+    metrics = classification_metrics([labels[i] for i in test_targets], [labels[i] for i in logits.argmax(axis=1)],
+                                     labels)
+    return {"model": f"{largest['model']} ensemble", "frame_size": sizes, "epochs": sum(row["epochs"] for row in rows),
+            "seconds_per_epoch": sum(row["seconds_per_epoch"] for row in rows), "run": str(run),
+            "parameters": sum(row["parameters"] for row in rows), "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"],
+            "per_emotion_f1": {label: scores["f1"] for label, scores in metrics["per_class"].items()},
+            "val_accuracy": val_accuracy, "val_accuracy_unmirrored": float("nan"),
+            "checkpoint": str(work / "onnx" / f"{largest['model']}-{sizes}px-float16.onnx"), "exported": exports}
 
 
 def onnx_session(path: Path, threads: int):
@@ -220,7 +263,7 @@ def report(results: list[dict], peers: list[dict], costs: dict, sanity: dict | N
     for row in results:
         onnx = row.get("exported", {}).get("float32")
         lines.append(f"| {row['model']} | {row['frame_size']} | {row['epochs']} | {row['seconds_per_epoch']:.0f} | "
-                     f"{row['val_accuracy']:.3f} ({row['val_accuracy_unmirrored']:.3f}) | {row['accuracy']:.3f} | "
+                     f"{row['val_accuracy']:.3f} ({_unmirrored(row)}) | {row['accuracy']:.3f} | "
                      f"{row['macro_f1']:.3f} | "
                      + " | ".join(f"{row['per_emotion_f1'][label]:.2f}" for label in labels)
                      + f" | {row['parameters'] / 1e6:.2f} | "
@@ -252,6 +295,12 @@ def report(results: list[dict], peers: list[dict], costs: dict, sanity: dict | N
                   "emotions named: " + ", ".join(f"{row['truth']}→{row['predicted']}"
                                                   for row in sanity["clips"].values())]
     return "\n".join(lines)
+
+
+def _unmirrored(row: dict) -> str:
+    """The face-alone PublicTest accuracy, where measured (an ensemble's file mirrors inside)."""
+    value = row["val_accuracy_unmirrored"]
+    return "-" if np.isnan(value) else f"{value:.3f}"
 
 
 def main() -> None:
@@ -287,6 +336,10 @@ def main() -> None:
             row["exported"] = exported(Path(row["run"]), table, FeatureCache.open(args.work / "cache", features),
                                        args.work)
             results.append(row)
+            print(report(results, peers, costs, None), flush=True)
+        sizes = [row for row in results if row["model"] == name]
+        if len(sizes) > 1:  # the model at every size judging together: a candidate like the others
+            results.append(ensemble_row(sizes, table, args.work))
             print(report(results, peers, costs, None), flush=True)
     best = max(results, key=lambda row: row["val_accuracy"])
     sanity = {"model": best["model"], **talking_faces(best["checkpoint"])}

@@ -13,7 +13,7 @@ validation speakers) on each pooling, on the actor-independent folds of benchmar
 (RAVDESS) or benchmarks/cremad_voices.py (CREMA-D), clip by clip. A clip with less than
 MIN_SPEECH_FRAMES frames of speech is pooled over all its frames.
 
-DIR holds the transformers `whisper-base/` that benchmarks/whisper_to_transformers.py makes (or a
+DIR holds the transformers `whisper-base/` that tools/whisper_to_transformers.py makes (or a
 hub name's folder). The pooled features are kept in WORK/pooled-<corpus>.npz, so a second run only
 fits. Printed: each pooling's accuracy, mean ± sd over the folds and fold by fold.
 """

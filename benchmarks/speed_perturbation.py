@@ -17,7 +17,7 @@ the actor-independent folds of benchmarks/real_speech.py (RAVDESS) or benchmarks
 (CREMA-D). Test voices are judged as recorded, and also by their probabilities averaged over them
 and their copies at the same factors (test-time augmentation: the product's `train --test-time-speeds`).
 
-DIR holds the transformers `whisper-base/` that benchmarks/whisper_to_transformers.py makes (or a
+DIR holds the transformers `whisper-base/` that tools/whisper_to_transformers.py makes (or a
 hub name's folder). The pooled features are kept in WORK/speeds-<corpus>.npz, so a second run only
 fits. Printed: the probe's accuracy fitted on the voices as recorded and with all their copies (and
 with each factor's alone, --each-speed), each judged both ways, clip by clip, mean ± sd over the

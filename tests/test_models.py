@@ -301,7 +301,9 @@ def test_missing_pretrained_weights_fail_with_one_paragraph(tmp_path):
 def test_models_command_lists_every_model(capsys):
     assert main(["models", "--frame-size", "64"]) == 0
     output = capsys.readouterr().out
-    rows = output.strip().splitlines()[1:]
+    ready, table = output.split("\nmodel ", 1)  # the ready models first, then the registered ones' table
+    assert "avemotion-base-1" in ready and "CC BY-NC-SA 4.0" in ready
+    rows = table.strip().splitlines()[1:]
     assert [row.split()[0] for row in rows] == list_models()
     assert all(float(columns_of(rows, name).split()[5][:-1]) > 2 for name in MODELS)  # millions (MobileNetV2: 2.2)
     whisper = columns_of(rows, "whisper_base_audio_only")

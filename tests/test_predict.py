@@ -208,14 +208,19 @@ def test_an_onnx_model_without_its_card_is_refused_clearly(exported, tmp_path, c
     assert "bare.onnx: this ONNX model carries no avemotion metadata" in error and error.count("\n") == 1
 
 
-def test_training_commands_without_torch_say_which_install_they_need():
-    code = "import sys; sys.modules['torch'] = None\nfrom avemotion.cli import main\nsys.exit(main(['models']))"
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                               check=False)
+def test_training_commands_without_torch_say_which_install_they_need(tmp_path):
+    def without_torch(*arguments):
+        code = f"import sys; sys.modules['torch'] = None\nfrom avemotion.cli import main\nsys.exit(main({list(arguments)}))"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+
+    completed = without_torch("export", str(tmp_path / "model.ckpt"))
     assert completed.returncode == 2
     assert completed.stderr.strip() == (
-        "avemotion models: error: this needs torch, part of the training install: pip install "
+        "avemotion export: error: this needs torch, part of the training install: pip install "
         "'avemotion[train]' (an exported ONNX model predicts and serves without it)")
+    listed = without_torch("models")  # the ready models need no training install; the others do
+    assert listed.returncode == 0 and "avemotion-base-1" in listed.stdout
+    assert "need the training install: this needs torch" in listed.stdout
 
 
 @pytest.fixture(scope="module")

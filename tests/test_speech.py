@@ -184,6 +184,23 @@ def test_whisper_through_transformers_on_its_whole_window_equals_its_own_forward
     assert np.allclose(layered._hidden(window)[-1], expected[0].numpy(), atol=1e-4)
 
 
+@pytest.mark.slow  # builds a tiny Whisper and exports it
+def test_whisper_in_onnx_runtime_gives_the_states_of_the_transformers_path(encoders, tmp_path, monkeypatch):
+    from avemotion.media import whisper_onnx
+
+    monkeypatch.setenv(whisper_onnx.CACHE_VARIABLE, str(tmp_path))
+    folder = str(encoders["whisper"].parent / "transformers")
+    in_torch = load_speech_encoder("transformers", folder)
+    in_onnx = load_speech_encoder("transformers", folder, whisper_onnx=True)
+    assert isinstance(in_onnx, whisper_onnx.WhisperOnnxEncoder) and in_onnx.identity == in_torch.identity
+    for seconds in (0.3, 2.5, 21.0):  # one frame pair to chunks of 20 s
+        speech = voice(seconds, seed=2)
+        assert np.allclose(in_onnx.embed_one(speech), in_torch.embed_one(speech), atol=1e-4)
+    assert len(list((tmp_path / "whisper-onnx").glob("*.onnx"))) == 1
+    monkeypatch.setattr(whisper_onnx, "export_whisper_encoder", lambda *args: pytest.fail("exported twice"))
+    load_speech_encoder("transformers", folder, whisper_onnx=True)  # from the cache
+
+
 @pytest.mark.slow
 def test_a_voice_longer_than_whisper_s_window_is_encoded_in_chunks(encoders):
     encoder = load_speech_encoder("whisper", str(encoders["whisper"]))
@@ -201,7 +218,8 @@ def test_a_shared_encoder_loads_once_and_embeds_from_several_threads_at_once(enc
 
     loads = []
     original = speech.load_speech_encoder
-    monkeypatch.setattr(speech, "load_speech_encoder", lambda *args: loads.append(args) or original(*args))
+    monkeypatch.setattr(speech, "load_speech_encoder",
+                        lambda *args, **options: loads.append(args) or original(*args, **options))
     shared = LazySpeechEncoder("whisper", str(encoders["whisper"]))
     voices = [voice(1.0 + index / 4, seed=index)[np.newaxis] for index in range(8)]
     with ThreadPoolExecutor(4) as pool:
@@ -588,3 +606,13 @@ def test_the_server_and_its_camera_mode_run_a_speech_model(trained):
     assert live.status_code == 200, live.text
     expected = classifier.predict_capture([], voice, 48_000).probabilities
     assert live.json()["probabilities"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_every_layer_of_whisper_base_is_read_side_by_side_by_either_head():
+    import torch
+
+    for name in ("whisper_base_layers_audio_only", "whisper_base_layers_linear_audio_only"):
+        model = create_model(name, num_classes=6, pretrained=False)  # its shape is known without weights
+        assert model.adapters["audio"](torch.zeros(2, 7, 1024)).shape == (2, 7 * 1024)
+    weighed = create_model("wavlm_base_plus_linear_audio_only", num_classes=6, pretrained=False)
+    assert weighed.adapters["audio"](torch.zeros(2, 13, 1536)).shape == (2, 1536)  # SUPERB's weighted sum

@@ -199,11 +199,36 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
-    from avemotion.runtime.predict import expand_inputs, load
+def _model_and_media(items: list[str]) -> tuple[str | None, list[str]]:
+    """`[MODEL] MEDIA…`: the first item is the model when it names one (a checkpoint, an ONNX file,
+    a ready model's name), else every item is media and the model is the ready model (None)."""
+    from avemotion.ready import is_ready_model
 
-    classifier = load(args.checkpoint, onnx=args.onnx, weights=args.weights)
-    paths = expand_inputs(args.clips, classifier.card.extensions)
+    first = items[0]
+    if Path(first).suffix.lower() in (".ckpt", ".onnx") or is_ready_model(first):
+        return first, items[1:]
+    return None, items
+
+
+def _loaded(model: str | None, onnx: Path | None, weights: Path | None, command: str):
+    """The classifier a command runs (the ready model without MODEL), saying on stderr what its
+    results lack, if anything (the ready model's voice where Whisper base cannot be had)."""
+    from avemotion.runtime.predict import load
+
+    classifier = load(model, onnx=onnx, weights=weights)
+    if getattr(classifier, "voice_missing", None):
+        print(f"avemotion {command}: faces alone are judged: {classifier.voice_missing}", file=sys.stderr)
+    return classifier
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from avemotion.runtime.predict import expand_inputs
+
+    model, clips = _model_and_media(args.items)
+    if not clips:
+        raise UsageError(f"{model} is a model: name the clips it should judge after it")
+    classifier = _loaded(model, args.onnx, args.weights, "predict")
+    paths = expand_inputs(clips, classifier.card.extensions)
     if not paths:
         print("avemotion predict: no media files found (" + ", ".join(classifier.card.extensions) + ")",
               file=sys.stderr)
@@ -219,30 +244,36 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _format_predictions(results, labels: list[str], style: str) -> str:
-    """Predictions as an aligned table, JSON lines' array, or CSV."""
+    """Predictions as an aligned table, JSON lines' array, or CSV. A model of several parts (the
+    ready model) says which judged each clip: face, voice, or face+voice."""
     import json
 
     import pandas as pd
 
     if style == "json":
         return json.dumps([result.as_dict() for result in results], indent=2)
+    parts = any(r.by_modality for r in results)
     table = pd.DataFrame(
-        [{"path": r.path, "label": r.label, **{k: round(v, 4) for k, v in r.probabilities.items()}}
-         for r in results], columns=["path", "label", *labels])
+        [{"path": r.path, "label": r.label, **({"judged by": "+".join(r.by_modality)} if parts else {}),
+          **{k: round(v, 4) for k, v in r.probabilities.items()}}
+         for r in results], columns=["path", "label", *(["judged by"] if parts else []), *labels])
     if style == "csv":
         return to_csv_text(table).rstrip()
     return table.to_string(index=False) if len(table) else "(no predictions)"
 
 
 def _timeline(args: argparse.Namespace) -> int:
-    from avemotion.runtime.predict import load
-    from avemotion.runtime.timeline import emotion_timeline, share_of_time, write_timeline
+    from avemotion.runtime.timeline import share_of_time, write_timeline
 
-    classifier = load(args.model, weights=args.weights)
+    model, media = _model_and_media(args.items)
+    if len(media) != 1:
+        raise UsageError("timeline judges one video (or audio file): avemotion timeline [MODEL] VIDEO")
+    video = Path(media[0])
+    classifier = _loaded(model, None, args.weights, "timeline")
     settings = _settings_from(args, TimelineSettings)
-    table = emotion_timeline(classifier, args.video, settings, progress=sys.stderr.isatty())
+    table = classifier.timeline(video, settings.window, settings.hop, settings.smooth, progress=sys.stderr.isatty())
     window = float(table["end_s"].iloc[0] - table["start_s"].iloc[0])
-    details = {"video": str(args.video), "model": classifier.card.model_name, "window_s": window,
+    details = {"video": str(video), "model": classifier.card.model_name, "window_s": window,
                "hop_s": settings.hop, "smooth": settings.smooth}
     outputs = write_timeline(table, args.output, details)
     print(f"{len(table)} windows of {window:g} s every {settings.hop:g} s over {table['end_s'].iloc[-1]:g} s")
@@ -261,7 +292,7 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from avemotion.runtime.serve import serve
 
-    serve(args.checkpoint, _settings_from(args, ServeSettings), onnx=args.onnx, weights=args.weights)
+    serve(args.model, _settings_from(args, ServeSettings), onnx=args.onnx, weights=args.weights)
     return 0
 
 
@@ -275,8 +306,14 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from avemotion.training.models import describe_models
+    from avemotion.ready import describe_ready_models
 
+    print(describe_ready_models() + "\n")
+    try:
+        from avemotion.training.models import describe_models
+    except ImportError as error:  # the base install judges with the ready model; training needs more
+        print(f"(the models `train` builds need the training install: {_import_advice(error)})")
+        return 0
     print(describe_models(FeatureSettings(frame_size=args.frame_size)))
     return 0
 
@@ -512,16 +549,17 @@ def _add_compare_parser(commands) -> None:
 
 def _add_predict_parser(commands) -> None:
     predict = commands.add_parser(
-        "predict", help="the emotion of any clip (mp4, flv, webm, mov, mkv; audio files for an "
-        "audio-only model) from a checkpoint",
-        description="Print each clip's top label and every label's probability, using the feature "
-        "settings stored with MODEL. A folder predicts every clip in it (a speaker-normalised model "
-        "takes them as one speaker's). Bad files get one line each on stderr and make the exit "
-        "status 1; the others are still printed.",
+        "predict", help="the emotion of any clip, face image or voice, by the ready model or a trained one",
+        usage="avemotion predict [-h] [MODEL] CLIP [CLIP ...] [options]",
+        description="Print each clip's top label and every label's probability. Without MODEL the "
+        "ready model judges (avemotion-base-1: a video by its face and voice, an image by its face, an "
+        "audio file by its voice); with one, its feature settings are used. A folder predicts every "
+        "clip in it (a speaker-normalised model takes them as one speaker's). Bad files get one line "
+        "each on stderr and make the exit status 1; the others are still printed.",
     )
-    predict.add_argument("checkpoint", type=Path, metavar="MODEL",
-                         help="model.ckpt of a run, or an exported model.onnx (needs no PyTorch)")
-    predict.add_argument("clips", nargs="+", metavar="CLIP", help="media files or folders")
+    predict.add_argument("items", nargs="+", metavar="[MODEL] CLIP",
+                         help="MODEL (optional): model.ckpt of a run, an exported model.onnx (needs no "
+                         "PyTorch) or a ready model's name; then media files or folders")
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table",
                          help="output format (table)")
     predict.add_argument("--onnx", type=Path, help="with a checkpoint: run its ONNX export instead")
@@ -532,19 +570,21 @@ def _add_predict_parser(commands) -> None:
 def _add_weights_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, metavar="PATH",
                         help="a model with a pretrained speech encoder: the local folder of the "
-                        "encoder it was trained with (default: the hub or its cache)")
+                        "encoder it was trained with (the ready model: Whisper base; default: "
+                        "AVEMOTION_WHISPER, else the hub or its cache)")
 
 
 def _add_timeline_parser(commands) -> None:
     timeline = commands.add_parser(
-        "timeline", help="the emotion over time of a long video (or audio file, for an audio model)",
+        "timeline", help="the emotion over time of a long video (or audio file), by the ready model or a trained one",
+        usage="avemotion timeline [-h] [MODEL] VIDEO [options]",
         description="Slide a window over VIDEO and give every label's probability in each window, as "
         "predict would for that stretch cut out as a clip, in one streaming decoding pass. Writes "
         "OUT/timeline.csv, timeline.json and timeline.png, and prints the share of time per label.",
     )
-    timeline.add_argument("model", type=Path, metavar="MODEL",
-                          help="model.ckpt of a run, or an exported model.onnx (needs no PyTorch)")
-    timeline.add_argument("video", type=Path, metavar="VIDEO", help="video (or audio) file")
+    timeline.add_argument("items", nargs="+", metavar="[MODEL] VIDEO",
+                          help="MODEL (optional; the ready model without it): model.ckpt of a run, an "
+                          "exported model.onnx or a ready model's name; then the video (or audio) file")
     timeline.add_argument("-o", "--output", type=Path, default=Path("timeline"),
                           help="output folder (default: timeline)")
     for name in ("window", "hop", "smooth"):
@@ -578,8 +618,9 @@ def _add_serve_parser(commands) -> None:
         description="Serve a page where a person uploads a clip and sees the predicted emotion, "
         "every label's probability and the frames the model saw; POST /predict answers in JSON.",
     )
-    serve.add_argument("checkpoint", type=Path, metavar="MODEL",
-                       help="model.ckpt of a run, or an exported model.onnx (needs no PyTorch)")
+    serve.add_argument("model", nargs="?", metavar="MODEL",
+                       help="model.ckpt of a run, an exported model.onnx (needs no PyTorch) or a ready "
+                       "model's name (default: the ready model)")
     for name in ("host", "port", "max_upload_mb", "concurrency", "queue", "time_limit"):
         add_setting(serve, ServeSettings, name)
     serve.add_argument("--onnx", type=Path, help="with a checkpoint: run its ONNX export instead")
@@ -607,9 +648,10 @@ def _add_synth_parser(commands) -> None:
 
 def _add_models_parser(commands) -> None:
     models = commands.add_parser(
-        "models", help="list the registered models with parameter counts and input shapes",
-        description="List every registered model (the --model choices of train) with its "
-        "backbones, parameter counts and input shapes. Builds each with random weights.",
+        "models", help="list the ready models, and the registered models with parameter counts and input shapes",
+        description="List the ready models that ship with avemotion (what `predict` uses without "
+        "MODEL), then every registered model (the --model choices of train) with its backbones, "
+        "parameter counts and input shapes, built with random weights.",
     )
     add_setting(models, FeatureSettings, "frame_size", "--frame-size", "--image-size")
     models.set_defaults(run=_models)
@@ -643,7 +685,12 @@ def main(argv: list[str] | None = None) -> int:
     Only avemotion's own errors (and a missing training install) become one line with exit status
     2; anything else is a bug and keeps its traceback. `--traceback` (or AVEMOTION_TRACEBACK=1)
     shows the traceback of a handled error as well."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # media after an option (`predict MODEL --onnx X CLIP`): argparse leaves them over
+        if not hasattr(args, "items") or any(extra.startswith("-") for extra in extras):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        args.items += extras
     show_traceback = args.traceback or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0")
     try:
         return args.run(args)

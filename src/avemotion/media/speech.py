@@ -219,21 +219,25 @@ class LazySpeechEncoder:
     refusing weights other than `expected`'s when given."""
 
     def __init__(self, family: str, name: str, weights: str | Path | None = None,
-                 expected: EncoderIdentity | None = None) -> None:
+                 expected: EncoderIdentity | None = None, exact: bool = True, whisper_onnx: bool = False) -> None:
         self.family, self.name, self.weights, self.expected = family, name, weights, expected
+        self.exact, self.whisper_onnx = exact, whisper_onnx
         self._encoder: SpeechEncoder | None = None
         self._loading = threading.Lock()
 
     @classmethod
-    def of(cls, identity: EncoderIdentity, weights: str | Path | None = None) -> LazySpeechEncoder:
-        """The encoder a model recorded, from `weights` or the hub."""
-        return cls(identity.family, identity.name, weights, identity)
+    def of(cls, identity: EncoderIdentity, weights: str | Path | None = None, exact: bool = True,
+           whisper_onnx: bool = False) -> LazySpeechEncoder:
+        """The encoder a model recorded, from `weights` or the hub (`exact`, `whisper_onnx`: see
+        load_speech_encoder)."""
+        return cls(identity.family, identity.name, weights, identity, exact, whisper_onnx)
 
     @property
     def encoder(self) -> SpeechEncoder:
         with self._loading:
             if self._encoder is None:
-                self._encoder = load_speech_encoder(self.family, self.name, self.weights, self.expected)
+                self._encoder = load_speech_encoder(self.family, self.name, self.weights, self.expected,
+                                                    exact=self.exact, whisper_onnx=self.whisper_onnx)
         return self._encoder
 
     @property
@@ -248,26 +252,41 @@ class LazySpeechEncoder:
 
 
 def load_speech_encoder(family: str, name: str, weights: str | Path | None = None,
-                        expected: EncoderIdentity | None = None, threads: int = 0) -> SpeechEncoder:
+                        expected: EncoderIdentity | None = None, threads: int = 0,
+                        exact: bool = True, whisper_onnx: bool = False) -> SpeechEncoder:
     """A pretrained encoder by family and name, from `weights` (a local folder) when given, else
-    from the hub or its cache. With `expected`, weights of another digest are refused."""
+    from the hub or its cache. With `expected`, weights of another digest are refused; or, not
+    `exact`, weights of another shape (layers and width): the same model stored another way (the
+    hub's float32 file of weights a model was trained on in a float16 conversion). With
+    `whisper_onnx`, a transformers Whisper runs in ONNX Runtime (avemotion.media.whisper_onnx: no
+    PyTorch once exported)."""
     if family not in FAMILIES:
         raise UsageError(f"unknown speech-encoder family {family!r}; choose one of {', '.join(FAMILIES)}")
+    from avemotion.media.whisper_onnx import WhisperOnnxEncoder, is_whisper_folder  # imports this module
+
     folder = weights_folder(family, name, weights)
     digest = weights_digest(folder)
-    if expected is not None and digest != expected.digest:
+    if expected is not None and exact and digest != expected.digest:
         raise WeightsMismatch(
             f"{folder}: these {family} weights (digest {digest}) are not the ones the model "
             f"was trained with ({expected.describe()}); pass those with --weights PATH")
     try:
         if family == "whisper":
-            return WhisperEncoder(folder, name, digest, threads=threads)
-        return TransformersEncoder(str(folder), name, digest)
-    except ImportError:
+            encoder = WhisperEncoder(folder, name, digest, threads=threads)
+        elif whisper_onnx and is_whisper_folder(folder):
+            encoder = WhisperOnnxEncoder(folder, name, digest)
+        else:
+            encoder = TransformersEncoder(str(folder), name, digest)
+    except (ImportError, UsageError):
         raise
     except Exception as error:  # the libraries raise their own kinds for a bad folder
         raise WeightsUnavailable(f"{folder}: not a usable {family} model ({type(error).__name__}: "
                                  f"{str(error).splitlines()[0][:200] if str(error) else ''})") from error
+    shape = (encoder.identity.layers, encoder.identity.width)
+    if expected is not None and shape != (expected.layers, expected.width):
+        raise WeightsMismatch(f"{folder}: this {family} model has {shape[0]} layers of {shape[1]} features, "
+                              f"not the {expected.layers} of {expected.width} of {expected.describe()}")
+    return encoder
 
 
 def weights_folder(family: str, name: str, weights: str | Path | None) -> Path:

@@ -68,6 +68,10 @@ class Prediction:
     probabilities: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     features: ClipFeatures | None = field(default=None, repr=False)  # the inputs the network saw
+    # a model of several parts judged together (the ready model): each modality that spoke, and its
+    # own distribution ({"face": {...}, "voice": {...}}); empty for a single network
+    by_modality: dict[str, dict[str, float]] = field(default_factory=dict)
+    note: str | None = None  # what the result should be read with (a modality that could not speak)
 
     @property
     def ok(self) -> bool:
@@ -80,8 +84,13 @@ class Prediction:
 
     def as_dict(self) -> dict:
         """JSON-ready form."""
-        return {"path": self.path, "label": self.label, "emotion": self.emotion,
-                "probabilities": self.probabilities, "error": self.error}
+        values = {"path": self.path, "label": self.label, "emotion": self.emotion,
+                  "probabilities": self.probabilities, "error": self.error}
+        if self.by_modality:
+            values["modalities"] = self.by_modality
+        if self.note:
+            values["note"] = self.note
+        return values
 
 
 class EmotionClassifier:
@@ -92,6 +101,9 @@ class EmotionClassifier:
         self.card = card
         self.labels = card.labels
         self.parts = parts  # None: a timeline runs the whole network on each window
+        # the logits are divided by it before the softmax: above 1 where the network was found too
+        # sure of itself on held-out clips (calibration; the ready model's parts), 1 as trained
+        self.temperature = 1.0
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, onnx: str | Path | None = None,
@@ -108,9 +120,12 @@ class EmotionClassifier:
         return _classifier(_torch_network(model, features), card, _torch_parts(model, features), normalisation)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, weights: str | Path | None = None) -> EmotionClassifier:
+    def from_onnx(cls, path: str | Path, weights: str | Path | None = None, exact_weights: bool = True,
+                  whisper_onnx: bool = False) -> EmotionClassifier:
         """An exported model alone, in ONNX Runtime, with the labels and settings of its metadata
-        (and beside it the pretrained speech encoder its card names, from `weights` or the hub)."""
+        (and beside it the pretrained speech encoder its card names, from `weights` or the hub:
+        those very weights, or with `exact_weights` False any of the same shape; a transformers
+        Whisper in ONNX Runtime too with `whisper_onnx`)."""
         session = _onnx_session(path)
         metadata = session.get_modelmeta().custom_metadata_map
         if ONNX_METADATA_KEY not in metadata:
@@ -127,7 +142,8 @@ class EmotionClassifier:
         except (KeyError, TypeError, ValueError) as error:
             raise CardError(f"{path}: its avemotion metadata cannot be read by this version "
                             f"({type(error).__name__}: {error})") from error
-        return _classifier(_onnx_network(session, card, weights), card, None, normalisation)
+        network = _onnx_network(session, card, weights, exact_weights, whisper_onnx)
+        return _classifier(network, card, None, normalisation)
 
     def timeline(self, path: str | Path, window: float = 0.0, hop: float = 0.5, smooth: int = 1,
                  progress: bool = False):
@@ -190,7 +206,7 @@ class EmotionClassifier:
 
     def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """The probabilities of clips judged together from the network's outputs for them (N, ...)."""
-        return softmax(outputs)
+        return softmax(outputs / self.temperature)
 
     def check_recording(self, path: str | Path, seconds: float, window: float) -> None:
         """Refuse a recording this model cannot judge window by window (every one it can)."""
@@ -311,10 +327,15 @@ def nothing_to_judge(features: ClipFeatures, modalities: tuple[str, ...]) -> str
     return " and ".join(empty.values()) if set(modalities) <= set(empty) else None
 
 
-def load(model: str | Path, onnx: str | Path | None = None,
+def load(model: str | Path | None = None, onnx: str | Path | None = None,
          weights: str | Path | None = None) -> EmotionClassifier:
-    """Load a trained classifier: `avemotion.load("model.ckpt")` or `avemotion.load("model.onnx")`;
-    `weights`: a local folder of the pretrained speech encoder the model was trained with."""
+    """Load a classifier: `avemotion.load()` the ready model (avemotion.ready; or one by name),
+    `avemotion.load("model.ckpt")` or `avemotion.load("model.onnx")` a trained one; `weights`: a
+    local folder of the pretrained speech encoder the model was trained with."""
+    from avemotion.ready import DEFAULT_READY_MODEL, is_ready_model, load_ready
+
+    if model is None or is_ready_model(model):
+        return load_ready(str(model or DEFAULT_READY_MODEL), weights)
     if Path(model).suffix.lower() == ".onnx":
         return EmotionClassifier.from_onnx(model, weights)
     return EmotionClassifier.from_checkpoint(model, onnx, weights)
@@ -356,14 +377,15 @@ def _torch_parts(model, features: bool = False) -> NetworkParts | None:
     return NetworkParts(embed_frames, from_frame_features)
 
 
-def _onnx_network(session, card: ModelCard, weights: str | Path | None = None) -> Network:
+def _onnx_network(session, card: ModelCard, weights: str | Path | None = None, exact_weights: bool = True,
+                  whisper_onnx: bool = False) -> Network:
     """An ONNX Runtime session as a function of NumPy arrays (feeding the inputs it has by name):
     its one output, `logits` or a speaker-normalised model's `features`. The encoders the card
     names as running outside the network (speech encoders, on the waveform) embed first, loaded
     on the first call."""
     names = [model_input.name for model_input in session.get_inputs()]
     output = session.get_outputs()[0].name
-    external = {embedding_input(branch): LazySpeechEncoder.of(identity, weights)
+    external = {embedding_input(branch): LazySpeechEncoder.of(identity, weights, exact_weights, whisper_onnx)
                 for branch, identity in card.encoders.items()}
 
     def outputs(inputs: dict[str, np.ndarray]) -> np.ndarray:

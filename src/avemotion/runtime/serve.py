@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from avemotion.config import ServeSettings, TimelineSettings
-from avemotion.datasets.listing import IMAGE_EXTENSIONS
+from avemotion.datasets.listing import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from avemotion.media.inputs import FRAMES
 from avemotion.runtime.predict import EmotionClassifier, load
 from avemotion.runtime.speakers import SpeakerNormError
@@ -146,7 +146,9 @@ def create_app(classifier: EmotionClassifier, settings: ServeSettings = ServeSet
         takes_images = any(extension in IMAGE_EXTENSIONS for extension in card.extensions)
         accept = (",".join(card.extensions) + ("" if "video" in card.modalities else ",audio/*")
                   + (",image/*" if takes_images else "") + ",video/*")
-        wanted = ("a video with a face and a voice" if set(card.modalities) == {"video", "audio"}
+        takes_voices = any(extension in AUDIO_EXTENSIONS for extension in card.extensions)
+        wanted = ("a video, a face image or a voice recording" if takes_images and takes_voices
+                  else "a video with a face and a voice" if set(card.modalities) == {"video", "audio"}
                   else "a face image or a video with a face" if takes_images
                   else "a voice recording or a video")
         formats = ", ".join(extension.lstrip(".") for extension in card.extensions)
@@ -221,7 +223,8 @@ def _predict_upload(classifier: EmotionClassifier, file: UploadFile, suffix: str
     return {"file": file.filename, "label": result.label, "emotion": result.emotion,
             "probabilities": result.probabilities,
             "names": classifier.card.label_names(),
-            "frames": [_png_data_url(frame) for frame in result.features.inputs.get(FRAMES, [])]}
+            "frames": [_png_data_url(frame) for frame in result.features.inputs.get(FRAMES, [])],
+            **_parts(result)}
 
 
 def _predict_capture(classifier: EmotionClassifier, frames: list[UploadFile], audio: UploadFile | None,
@@ -240,8 +243,14 @@ def _predict_capture(classifier: EmotionClassifier, frames: list[UploadFile], au
     if not result.ok:
         raise HTTPException(422, result.error)
     return {"label": result.label, "emotion": result.emotion, "probabilities": result.probabilities,
-            "names": classifier.card.label_names(),
+            "names": classifier.card.label_names(), **_parts(result),
             "server_ms": round(1000 * (time.perf_counter() - started), 1)}
+
+
+def _parts(result) -> dict:
+    """A model of several parts (the ready model): each modality's distribution, and a note."""
+    parts = {"modalities": result.by_modality} if result.by_modality else {}
+    return parts | ({"note": result.note} if result.note else {})
 
 
 def _live_images(frames: list[UploadFile], count: int, limit: int) -> list[np.ndarray]:
@@ -343,11 +352,14 @@ def _png_data_url(frame: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode()
 
 
-def serve(model: str | Path, settings: ServeSettings = ServeSettings(),
+def serve(model: str | Path | None = None, settings: ServeSettings = ServeSettings(),
           onnx: str | Path | None = None, weights: str | Path | None = None) -> None:
-    """Load the classifier (a checkpoint, or an exported ONNX model alone; `weights`: its speech
-    encoder's local folder) and serve the application with uvicorn (localhost by default)."""
+    """Load the classifier (the ready model without `model`, a checkpoint, or an exported ONNX
+    model alone; `weights`: its speech encoder's local folder) and serve the application with uvicorn (localhost by default)."""
     import uvicorn
 
-    app = create_app(load(model, onnx, weights), settings)
+    classifier = load(model, onnx, weights)
+    if getattr(classifier, "voice_missing", None):  # the ready model without Whisper base
+        print(f"avemotion serve: faces alone are judged: {classifier.voice_missing}")
+    app = create_app(classifier, settings)
     uvicorn.run(app, host=settings.host, port=settings.port)

@@ -316,11 +316,7 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
         window, starts = engine.duration, np.zeros(1)
         whole = _Plan.of(window, settings.hop, features, frame_period)
         probabilities = _whole_file(classifier, path, whole)[None]
-    if settings.smooth > 1:
-        kernel = np.ones(settings.smooth) / settings.smooth
-        padded = np.pad(probabilities, ((settings.smooth // 2, (settings.smooth - 1) // 2), (0, 0)), mode="edge")
-        probabilities = np.stack([np.convolve(padded[:, j], kernel, mode="valid")
-                                  for j in range(probabilities.shape[1])], axis=1)
+    probabilities = smoothed(probabilities, settings.smooth)
     labels = [classifier.labels[i] for i in probabilities.argmax(axis=1)]
     if rows:
         labels = [empty or label for label, empty in zip(labels, engine.empty)]
@@ -328,6 +324,26 @@ def emotion_timeline(classifier, path: str | Path, settings: TimelineSettings = 
     for index, label in enumerate(classifier.labels):
         table[label] = probabilities[:, index].round(6)
     return table
+
+
+def smoothed(probabilities: np.ndarray, smooth: int) -> np.ndarray:
+    """Each label's probability averaged over `smooth` windows centred on each (the ends repeated)."""
+    if smooth <= 1:
+        return probabilities
+    kernel = np.ones(smooth) / smooth
+    padded = np.pad(probabilities, ((smooth // 2, (smooth - 1) // 2), (0, 0)), mode="edge")
+    return np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(probabilities.shape[1])],
+                    axis=1)
+
+
+def streams_of(path: str | Path) -> set[str]:
+    """Which of 'video' and 'audio' a file has (an unreadable file has neither: judging it says why)."""
+    try:
+        with av.open(str(path)) as container:
+            return {kind for kind, streams in (("video", container.streams.video), ("audio", container.streams.audio))
+                    if streams}
+    except (av.FFmpegError, OSError):
+        return set()
 
 
 def _whole_file(classifier, path: Path, plan: _Plan) -> np.ndarray:

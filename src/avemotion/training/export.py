@@ -4,6 +4,7 @@ file alone predicts in ONNX Runtime without PyTorch (:func:`avemotion.runtime.pr
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,54 @@ def _example(name: str, model, features) -> torch.Tensor:
         return torch.zeros((EXAMPLE_BATCH, *external[name].embedding_shape))
     dtype = np.uint8 if INPUT_DTYPES[name] == np.uint8 else np.float32
     return torch.from_numpy(np.zeros((EXAMPLE_BATCH, *input_shape(name, features)), dtype))
+
+
+class AveragedFaces(torch.nn.Module):
+    """Still-face models judging the same faces together: each reads the frames at its own size
+    (resized bilinearly from the largest), and the output is the log of their mean distribution:
+    logits whose softmax is that mean."""
+
+    def __init__(self, models: list, sizes: list[int]) -> None:
+        super().__init__()
+        self.models = torch.nn.ModuleList(models)
+        self.sizes = sizes
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        batch, steps = frames.shape[:2]
+        largest = frames.flatten(0, 1).float()
+        distributions = []
+        for model, size in zip(self.models, self.sizes):
+            images = largest if size == max(self.sizes) else torch.nn.functional.interpolate(
+                largest, size=(size, size), mode="bilinear", align_corners=False)
+            distributions.append(model({FRAMES: images.view(batch, steps, 3, size, size)}).softmax(dim=1))
+        return torch.stack(distributions).mean(dim=0).log()
+
+
+def export_face_ensemble(checkpoints: list[str | Path], output: str | Path, opset: int = 17,
+                         precision: str = "float32") -> Path:
+    """Several still-face models trained alike (the same labels, frames alone, at sizes of their
+    own) as one ONNX file read at the largest size, whose output is the log of their averaged
+    probabilities; its card is the largest one's, named for the ensemble. An ensemble of the same
+    recipe at two frame sizes is what FER2013's PublicTest chose (benchmarks/faces.py)."""
+    loaded = [load_checkpoint(checkpoint) for checkpoint in checkpoints]
+    for (model, info), checkpoint in zip(loaded, checkpoints):
+        if network_inputs_of(model) != (FRAMES,) or info.labels != loaded[0][1].labels:
+            raise UsageError(f"{checkpoint}: an ensemble is of face models reading frames alone, with the "
+                             f"labels {', '.join(loaded[0][1].labels)}")
+    sizes = [info.feature_settings.frame_size for _, info in loaded]
+    _, largest = loaded[sizes.index(max(sizes))]
+    card = largest.card()
+    name = f"{card.model_name}_ensemble_" + "_".join(f"{size}px" for size in sizes)
+    card.model_settings = replace(card.model_settings, name=name)
+    network = AveragedFaces([model.eval() for model, _ in loaded], sizes)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's, as in export_onnx
+        torch.onnx.export(network, (_example(FRAMES, loaded[0][0], card.feature_settings),), str(output),
+                          input_names=[FRAMES], output_names=["logits"], opset_version=opset, dynamo=False,
+                          dynamic_axes={FRAMES: {0: "batch", 1: "frames"}, "logits": {0: "batch"}})
+    exported = _stored_as(onnx.load(str(output)), precision, output)
+    onnx.helper.set_model_props(exported, {ONNX_METADATA_KEY: card.to_json()})
+    onnx.save(exported, str(output))
+    return output

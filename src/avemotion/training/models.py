@@ -234,10 +234,11 @@ class PretrainedSpeechEncoder(Encoder):
         else:  # its size is known from its weights only
             loaded = self.speech.encoder.identity
             self.layers, self.width = loaded.layers, loaded.width
-        # An SVM reads the layers side by side and weighs them itself; a trained head learns a
-        # softmax weight per layer, whose equal start a closed-form probe would keep (the layers'
-        # average: Whisper base's seven on CREMA-D's voices gave 0.729 averaged, 0.745 side by side).
-        self.side_by_side = settings.fusion == "svm" and self.layers > 1
+        # An SVM reads the layers side by side and weighs them itself, and so does any head of a
+        # model whose settings say so; else a trained head learns a softmax weight per layer, whose
+        # equal start a closed-form probe would keep (the layers' average: Whisper base's seven on
+        # CREMA-D's voices gave 0.729 averaged, 0.745 side by side).
+        self.side_by_side = (settings.fusion == "svm" or settings.speech_layers == "side_by_side") and self.layers > 1
 
     @property
     def identity(self) -> EncoderIdentity | None:

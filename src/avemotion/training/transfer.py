@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from avemotion.errors import UsageError
+from avemotion.ready import ReadyModel, is_ready_model
 from avemotion.training.checkpoint import load_checkpoint
 from avemotion.training.models import EmotionNet
 
@@ -18,8 +22,11 @@ BRANCH = "video"  # the branch whose encoder transfers: the frame encoder
 
 
 def init_frame_encoder(model: EmotionNet, checkpoint: str | Path, frame_size: int) -> str:
-    """Copy the frame encoder of the model in `checkpoint` into `model`'s video branch; returns
-    where it came from, in words, for the new checkpoint. `frame_size` is the new model's frames'."""
+    """Copy the frame encoder of the model in `checkpoint` (or of a ready model, by name) into
+    `model`'s video branch; returns where it came from, in words, for the new checkpoint.
+    `frame_size` is the new model's frames'."""
+    if is_ready_model(checkpoint):
+        return init_from_ready_model(model, str(checkpoint))
     checkpoint = Path(checkpoint)
     source, info = load_checkpoint(checkpoint)
     target_backbone = model.settings.video_backbone
@@ -39,3 +46,22 @@ def init_frame_encoder(model: EmotionNet, checkpoint: str | Path, frame_size: in
                          f"--frame-size {info.feature_settings.frame_size}") from error
     return (f"{checkpoint.resolve()} ({info.model_name}, {len(info.labels)} labels: {', '.join(info.labels)}; "
             f"{info.feature_settings.frame_size} px frames)")
+
+
+def init_from_ready_model(model: EmotionNet, name: str) -> str:
+    """Copy a ready model's face encoder (its frame encoder's weights, shipped beside its ONNX file
+    in float16) into `model`'s video branch."""
+    from safetensors.numpy import load_file
+
+    ready = ReadyModel.named(name)
+    face = ready.manifest["parts"]["face"]
+    if BRANCH not in model.encoders:
+        raise UsageError(f"--init-from starts a frame encoder, and {model.settings.name} has no video branch")
+    if (model.settings.video_backbone, model.settings.video_encoder) != (face["backbone"], face["video_encoder"]):
+        raise UsageError(f"{name}: its face encoder is {face['backbone']}, {model.settings.name}'s is "
+                         f"{model.settings.video_backbone}; start from a model with the same one "
+                         "(mobilenetv2_lstm_whisper_base_layers: its face and its voice's features)")
+    weights = {key: torch.from_numpy(value.astype(np.float32))
+               for key, value in load_file(ready.folder / face["encoder_file"]).items()}
+    model.encoders[BRANCH].load_state_dict(weights)
+    return f"{name}'s face encoder ({face['backbone']}, {', '.join(face['labels'])}; {face['frame_size']} px faces)"

@@ -2,7 +2,7 @@
 weights where the hub (`openai/whisper-base`) is out of reach and faster-whisper's conversion is not.
 
     pip install -e '.[speech]'
-    python benchmarks/whisper_to_transformers.py WHISPER_CT2_DIR OUT_DIR
+    python tools/whisper_to_transformers.py WHISPER_CT2_DIR OUT_DIR
 
 WHISPER_CT2_DIR holds a CTranslate2 Whisper (`model.bin`, faster-whisper's `base` for one); OUT_DIR
 gets the same weights in transformers' layout (`WhisperForConditionalGeneration`, float32) and
