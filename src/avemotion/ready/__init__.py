@@ -18,6 +18,7 @@ alone and each result says why its voice was not.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -115,6 +116,8 @@ def _voice(model: ReadyModel, weights: str | Path | None):
     from avemotion.media.whisper_onnx import exported_encoder
     from avemotion.runtime.predict import EmotionClassifier
 
+    if importlib.util.find_spec("faster_whisper") is None:  # its log-Mel features
+        raise UsageError("the voice's features need faster-whisper: pip install 'avemotion[speech]'")
     encoder = model.manifest["parts"]["voice"]["encoder"]
     folder = weights_folder(encoder["family"], encoder["name"], weights)
     exported_encoder(folder, weights_digest(folder))
