@@ -167,7 +167,8 @@ def test_the_shipped_ready_model_judges_the_bundled_clips_faces_without_whisper(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub: the voice cannot be had, the faces are judged
     monkeypatch.delenv(WHISPER_VARIABLE, raising=False)
     classifier = load_ready()
-    assert classifier.voice is None and "Whisper base" in classifier.voice_missing
+    assert classifier.voice is None and "openai/whisper-base" in classifier.voice_missing
+    assert "AVEMOTION_WHISPER=DIR" in classifier.voice_missing
     results = classifier.predict_batch(sample_videos())
     assert all(result.ok and set(result.by_modality) == {"face"} for result in results)
     assert len({result.label for result in results}) >= 2, "six emotions are not all one label"

@@ -31,10 +31,8 @@ DEFAULT_READY_MODEL = "avemotion-base-1"
 MANIFEST = "model.json"
 WHISPER_VARIABLE = "AVEMOTION_WHISPER"  # a local folder holding Whisper base (as --weights DIR)
 PARTS = ("face", "voice")
-WHISPER_HELP = (
-    "the voice is judged on the hidden states of Whisper base, which downloads once from the Hugging "
-    "Face hub (openai/whisper-base) into its cache; offline, copy that folder (or one made by "
-    f"tools/whisper_to_transformers.py) here and pass it with --weights DIR or {WHISPER_VARIABLE}=DIR")
+WHISPER_HELP = (f"or {WHISPER_VARIABLE}=DIR; faster-whisper's `base` converts to that folder with "
+                "tools/whisper_to_transformers.py")
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ def load_ready(name: str = DEFAULT_READY_MODEL, weights: str | Path | None = Non
     try:
         voice = _voice(model, weights or os.environ.get(WHISPER_VARIABLE) or None)
     except WeightsUnavailable as error:
-        missing = f"{error} ({WHISPER_HELP})"
+        missing = f"{error.args[0].rstrip('.')}, {WHISPER_HELP}."
     except UsageError as error:  # Whisper's encoder not yet exported, and no PyTorch to export it
         missing = str(error)
     return FusedClassifier(name, face, voice, missing)
