@@ -37,6 +37,7 @@ import numpy as np
 
 from avemotion.datasets import canonical
 from avemotion.datasets.synth import write_media
+from avemotion.media.features import load_audio
 from avemotion.ready import DEFAULT_READY_MODEL, WHISPER_VARIABLE, ReadyModel, load_ready
 from avemotion.runtime.predict import EmotionClassifier
 from avemotion.samples import sample_audio, sample_videos
@@ -79,8 +80,7 @@ def bundled_clips(classifier) -> list[dict]:
     """Each bundled talking face: its true emotion, and the face's, the voice's and the fused top labels."""
     rows = []
     for path, result in zip(sample_videos(), classifier.predict_batch(sample_videos())):
-        truth = canonical({"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happiness", "NEU": "neutral",
-                           "SAD": "sadness"}[path.stem.split("_")[2]])
+        truth = canonical(path.stem.split("_")[2])  # CREMA-D's emotion code
         tops = {part: max(values, key=values.get) for part, values in result.by_modality.items()}
         rows.append({"clip": path.name, "true": truth, **tops, "fused": result.label})
     return rows
@@ -111,10 +111,7 @@ def long_video(path: Path, seconds: float) -> Path:
     for clip in sample_videos():
         with av.open(str(clip)) as container:
             images += [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-        with av.open(str(clip)) as container:
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            sounds += [np.concatenate([out.to_ndarray()[0] for out in resampler.resample(frame)] or [np.zeros(0)])
-                       for frame in container.decode(audio=0)]
+        sounds.append(load_audio(clip, rate))
     repeats = int(np.ceil(seconds / (len(images) / fps)))
     sound = np.tile(np.concatenate(sounds), repeats)
     return write_media(path, images * repeats, fps=fps, audio=sound[None].astype(np.float32), audio_rate=rate,

@@ -177,9 +177,7 @@ class TransformersEncoder(SpeechEncoder):
         self.lock = threading.Lock()  # one forward pass at a time: the model is shared
 
     def hidden_states(self, voice: np.ndarray) -> np.ndarray:
-        chunk = round(TRANSFORMERS_CHUNK_SECONDS * SPEECH_RATE)
-        return np.concatenate([self._hidden(voice[start : start + chunk])
-                               for start in range(0, len(voice), chunk)], axis=1)
+        return in_chunks(voice, self._hidden)
 
     def _hidden(self, voice: np.ndarray) -> np.ndarray:
         """A chunk of voice -> (layers, time, width)."""
@@ -199,16 +197,34 @@ class TransformersEncoder(SpeechEncoder):
         mel = self.features(voice, sampling_rate=SPEECH_RATE, return_tensors="pt", padding="longest",
                             truncation=False)["input_features"]
         mel = even_frames(mel)
-        encoder, gelu = self.model, self.torch.nn.functional.gelu
         with self.lock, self.torch.no_grad():
-            frames = gelu(encoder.conv2(gelu(encoder.conv1(mel.to(self.device))))).transpose(1, 2)
-            hidden = frames + encoder.embed_positions.weight[: frames.shape[1]]
-            states = [hidden]
-            for layer in encoder.layers:
-                hidden = layer(hidden, None)
-                states.append(hidden)
-            states[-1] = encoder.layer_norm(hidden)
-        return self.torch.stack(states)[:, 0].float().cpu().numpy()
+            states = whisper_encoder_states(self.model, mel.to(self.device))
+        return states[:, 0].float().cpu().numpy()
+
+
+def whisper_encoder_states(encoder, mel):
+    """A transformers Whisper encoder on log-Mel frames (B, mels, frames), torch tensors: the input
+    embedding and each layer's output, the last through the final layer norm (the encoder's
+    output), stacked (layers, B, frames / 2, width). Its positions are sliced to the frames' count,
+    which its own forward does not allow (it insists on 30 s)."""
+    import torch
+
+    gelu = torch.nn.functional.gelu
+    frames = gelu(encoder.conv2(gelu(encoder.conv1(mel)))).transpose(1, 2)
+    hidden = frames + encoder.embed_positions.weight[: frames.shape[1]]
+    states = [hidden]
+    for layer in encoder.layers:
+        hidden = layer(hidden, None)
+        states.append(hidden)
+    states[-1] = encoder.layer_norm(hidden)
+    return torch.stack(states)
+
+
+def in_chunks(voice: np.ndarray, hidden) -> np.ndarray:
+    """A voice's hidden states (layers, time, width), `hidden` of each TRANSFORMERS_CHUNK_SECONDS of
+    it in turn, joined over time."""
+    chunk = round(TRANSFORMERS_CHUNK_SECONDS * SPEECH_RATE)
+    return np.concatenate([hidden(voice[start : start + chunk]) for start in range(0, len(voice), chunk)], axis=1)
 
 
 FAMILIES = ("whisper", "transformers")
@@ -342,9 +358,14 @@ def weights_digest(folder: Path) -> str:
     files = sorted(path for pattern in WEIGHT_FILES for path in folder.glob(pattern))
     hasher = hashlib.sha256()
     for path in files:
-        stat = path.stat()
-        hasher.update(_file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns).encode())
+        hasher.update(file_sha256(path).encode())
     return hasher.hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, hashed again only when its size or modification time changes."""
+    stat = path.stat()
+    return _file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=64)

@@ -24,11 +24,11 @@ import numpy as np
 
 from avemotion.errors import UsageError
 from avemotion.media.speech import (
-    SPEECH_RATE,
-    TRANSFORMERS_CHUNK_SECONDS,
     EncoderIdentity,
     SpeechEncoder,
     even_frames,
+    in_chunks,
+    whisper_encoder_states,
 )
 
 CACHE_VARIABLE = "AVEMOTION_CACHE"
@@ -63,9 +63,7 @@ class WhisperOnnxEncoder(SpeechEncoder):
         self.lock = threading.Lock()  # one run at a time: ONNX Runtime's own threads share the cores
 
     def hidden_states(self, voice: np.ndarray) -> np.ndarray:
-        chunk = round(TRANSFORMERS_CHUNK_SECONDS * SPEECH_RATE)
-        return np.concatenate([self._hidden(voice[start : start + chunk])
-                               for start in range(0, len(voice), chunk)], axis=1)
+        return in_chunks(voice, self._hidden)
 
     def _hidden(self, voice: np.ndarray) -> np.ndarray:
         """A chunk of voice -> (layers, time, width)."""
@@ -96,22 +94,14 @@ def export_whisper_encoder(folder: Path, path: Path) -> Path:
     from transformers import WhisperModel
 
     class EveryHiddenState(torch.nn.Module):
-        """The steps of TransformersEncoder._whisper_hidden, each layer's output stacked."""
+        """What the transformers family runs (whisper_encoder_states), as a module to trace."""
 
         def __init__(self, encoder) -> None:
             super().__init__()
             self.encoder = encoder
 
         def forward(self, mel: torch.Tensor) -> torch.Tensor:
-            encoder, gelu = self.encoder, torch.nn.functional.gelu
-            frames = gelu(encoder.conv2(gelu(encoder.conv1(mel)))).transpose(1, 2)
-            hidden = frames + encoder.embed_positions.weight[: frames.shape[1]]
-            states = [hidden]
-            for layer in encoder.layers:
-                hidden = layer(hidden, None)
-                states.append(hidden)
-            states[-1] = encoder.layer_norm(hidden)
-            return torch.stack(states)
+            return whisper_encoder_states(self.encoder, mel)
 
     encoder = WhisperModel.from_pretrained(str(folder)).get_encoder().eval()
     path.parent.mkdir(parents=True, exist_ok=True)

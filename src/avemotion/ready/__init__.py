@@ -17,7 +17,6 @@ alone and each result says why its voice was not.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avemotion.errors import UsageError, WeightsUnavailable
+from avemotion.media.speech import file_sha256
 
 READY_DIR = Path(__file__).resolve().parent
 DEFAULT_READY_MODEL = "avemotion-base-1"
@@ -76,14 +76,6 @@ def ready_model_names() -> list[str]:
 
 def is_ready_model(name: str | Path) -> bool:
     return str(name) in ready_model_names()
-
-
-def file_sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()
 
 
 def load_ready(name: str = DEFAULT_READY_MODEL, weights: str | Path | None = None):

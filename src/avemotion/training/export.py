@@ -40,22 +40,28 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17, pre
     names = network_inputs_of(model)
     network = ByName(model, names, features=info.speaker_norm)
     examples = tuple(_example(name, model, info.feature_settings) for name in names)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     dynamic = {name: {0: "batch"} for name in (*names, output_name)}
     if FRAMES in names:  # a still image is one frame, a video's are n_frames
         dynamic[FRAMES] = {0: "batch", 1: "frames"}
-    with warnings.catch_warnings():
-        # The tracer warns that the LSTM's shape checks become constants and that the batch size
-        # may be fixed; the batch axis is declared dynamic, and the tests run other batch sizes.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(network, examples, str(output), input_names=list(names),
-                          output_names=[output_name], opset_version=opset, dynamo=False,
-                          dynamic_axes=dynamic)
-    exported = _stored_as(onnx.load(str(output)), precision, output)
     properties = {ONNX_METADATA_KEY: info.card().to_json()}
     if info.speaker_norm:
         properties[ONNX_SPEAKER_HEAD_KEY] = info.speaker_normalisation.head.to_json()
+    return _written(network, examples, Path(output), names, output_name, dynamic, opset, precision, properties)
+
+
+def _written(network: torch.nn.Module, examples: tuple, output: Path, input_names: tuple[str, ...],
+             output_name: str, dynamic: dict, opset: int, precision: str, properties: dict[str, str]) -> Path:
+    """The network traced to ONNX at `output`, its weights stored at `precision`, `properties` in
+    its metadata."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        # The tracer warns that the LSTM's shape checks become constants and that the batch size
+        # may be fixed; the batch axis is declared dynamic, and the tests run other batch sizes.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, examples, str(output), input_names=list(input_names),
+                          output_names=[output_name], opset_version=opset, dynamo=False,
+                          dynamic_axes=dynamic)
+    exported = _stored_as(onnx.load(str(output)), precision, output)
     onnx.helper.set_model_props(exported, properties)
     onnx.save(exported, str(output))
     return output
@@ -124,14 +130,7 @@ def export_face_ensemble(checkpoints: list[str | Path], output: str | Path, opse
     name = f"{card.model_name}_ensemble_" + "_".join(f"{size}px" for size in sizes)
     card.model_settings = replace(card.model_settings, name=name)
     network = AveragedFaces([model.eval() for model, _ in loaded], sizes)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the tracer's, as in export_onnx
-        torch.onnx.export(network, (_example(FRAMES, loaded[0][0], card.feature_settings),), str(output),
-                          input_names=[FRAMES], output_names=["logits"], opset_version=opset, dynamo=False,
-                          dynamic_axes={FRAMES: {0: "batch", 1: "frames"}, "logits": {0: "batch"}})
-    exported = _stored_as(onnx.load(str(output)), precision, output)
-    onnx.helper.set_model_props(exported, {ONNX_METADATA_KEY: card.to_json()})
-    onnx.save(exported, str(output))
-    return output
+    examples = (_example(FRAMES, loaded[0][0], card.feature_settings),)
+    dynamic = {FRAMES: {0: "batch", 1: "frames"}, "logits": {0: "batch"}}
+    return _written(network, examples, Path(output), (FRAMES,), "logits", dynamic, opset, precision,
+                    {ONNX_METADATA_KEY: card.to_json()})

@@ -25,13 +25,13 @@ def init_frame_encoder(model: EmotionNet, checkpoint: str | Path, frame_size: in
     """Copy the frame encoder of the model in `checkpoint` (or of a ready model, by name) into
     `model`'s video branch; returns where it came from, in words, for the new checkpoint.
     `frame_size` is the new model's frames'."""
+    if BRANCH not in model.encoders:
+        raise UsageError(f"--init-from starts a frame encoder, and {model.settings.name} has no video branch")
     if is_ready_model(checkpoint):
         return init_from_ready_model(model, str(checkpoint))
     checkpoint = Path(checkpoint)
     source, info = load_checkpoint(checkpoint)
     target_backbone = model.settings.video_backbone
-    if BRANCH not in model.encoders:
-        raise UsageError(f"--init-from starts a frame encoder, and {model.settings.name} has no video branch")
     if BRANCH not in source.encoders:
         raise UsageError(f"{checkpoint}: {info.model_name} has no frame encoder to start from")
     same_encoder = source.settings.video_encoder == model.settings.video_encoder
@@ -50,13 +50,11 @@ def init_frame_encoder(model: EmotionNet, checkpoint: str | Path, frame_size: in
 
 def init_from_ready_model(model: EmotionNet, name: str) -> str:
     """Copy a ready model's face encoder (its frame encoder's weights, shipped beside its ONNX file
-    in float16) into `model`'s video branch."""
+    in float16) into `model`'s video branch, which init_frame_encoder found there."""
     from safetensors.numpy import load_file
 
     ready = ReadyModel.named(name)
     face = ready.manifest["parts"]["face"]
-    if BRANCH not in model.encoders:
-        raise UsageError(f"--init-from starts a frame encoder, and {model.settings.name} has no video branch")
     if (model.settings.video_backbone, model.settings.video_encoder) != (face["backbone"], face["video_encoder"]):
         raise UsageError(f"{name}: its face encoder is {face['backbone']}, {model.settings.name}'s is "
                          f"{model.settings.video_backbone}; start from a model with the same one "
