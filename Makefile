@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/avemotion: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train,speech,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,speech,dev,docs]'
 	touch $@
 
 demo: $(BIN)/avemotion

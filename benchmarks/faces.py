@@ -16,9 +16,9 @@ also weighed against the face alone) and scored once on PrivateTest as `avemotio
 scores it: accuracy, macro F1, each emotion's F1, seconds per epoch. Each model is then exported to
 ONNX in float32, float16 and int8 and each file scored on the same PrivateTest faces: its size, its
 accuracy, and its CPU seconds per face (one thread, one face at a time, the mirror image included).
-A model trained at several --frame-size values is also judged as their ensemble (one ONNX file
-reading the largest size, the mean of their probabilities: `export_face_ensemble`), a candidate
-chosen on PublicTest like the others.
+A model trained at several --frame-size values is also judged as ensembles: every set of two or more
+of its sizes as one ONNX file reading the largest size and averaging their probabilities
+(`export_face_ensemble`), each a candidate chosen on PublicTest like the others.
 
 `fer` (PyPI, MIT), the face tool people install, runs in its own environment (--fer-python: the
 Python of a venv where `pip install fer` was run; it needs TensorFlow) on the same PrivateTest faces,
@@ -37,6 +37,7 @@ interrupted one resumes from its last epoch; printed and written to WORK/faces.j
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import time
@@ -338,9 +339,10 @@ def main() -> None:
             results.append(row)
             print(report(results, peers, costs, None), flush=True)
         sizes = [row for row in results if row["model"] == name]
-        if len(sizes) > 1:  # the model at every size judging together: a candidate like the others
-            results.append(ensemble_row(sizes, table, args.work))
-            print(report(results, peers, costs, None), flush=True)
+        for count in range(2, len(sizes) + 1):  # the model at several sizes judging together
+            for together in itertools.combinations(sizes, count):
+                results.append(ensemble_row(list(together), table, args.work))
+                print(report(results, peers, costs, None), flush=True)
     best = max(results, key=lambda row: row["val_accuracy"])
     sanity = {"model": best["model"], **talking_faces(best["checkpoint"])}
     text = report(results, peers, costs, sanity)

@@ -9,6 +9,12 @@ the naive reference; model speed, training speed, prediction latency, the full-s
 check on the synthetic corpus, the web server under load, timelines against the naive way, and the paper's temporal model and fusion against their alternatives
 (attention pooling, gated fusion) on the demo's synthetic corpus over three seeds.
 Takes about 45 minutes on 2 cores.
+
+Which is which: the scripts beside this one are the product's benchmarks. This run takes those that
+need no corpus; those on real corpora (real_speech.py, cremad_voices.py, cross_corpus.py, faces.py,
+ready_model.py) take the corpus folders as arguments and write their own figures (docs/results/).
+benchmarks/studies/ holds one-off studies of choices already made (docs/studies/), never run here;
+tools/ holds what makes files (the ready model, Whisper's transformers folder).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ def machine() -> str:
 
 
 def table_rows(figures: dict) -> list[tuple[str, str]]:
-    """(what, figure) pairs for the README's table."""
+    """(what, figure) pairs for benchmarks/README.md's table."""
     rows = [*preprocess_rows(figures["preprocess_real"], "real clips (the bundled samples under new names)"),
             *preprocess_rows(figures["preprocess"], "SYNTHETIC clips")]
     train = figures["train"]
@@ -128,11 +134,10 @@ def write_readme(figures: dict, path: Path) -> None:
         "of frames per clip to the cache, handing clips to workers) more than decoding; the naive",
         "reference stores nothing. Training and the learning check use the synthetic corpus.",
         "",
-        "Results on real speech come from `python benchmarks/real_speech.py RAVDESS_DIR` (RAVDESS",
-        "speech, speaker-independent 6-fold, both audio-only models from random weights beside",
-        "eGeMAPS + SVM), which is not part of this run: RAVDESS never ships with avemotion, and one",
-        "model takes about 5 minutes a fold and protocol on 2 cores. Its table is in the main README,",
-        "*Results on real speech*.",
+        "The benchmarks on real corpora (`real_speech.py`, `cremad_voices.py`, `cross_corpus.py`,",
+        "`faces.py`, `ready_model.py`) are not part of this run: the corpora never ship with avemotion.",
+        "Their figures, each beside its command, are the documentation's results pages",
+        "(`docs/results/`); the one-off studies under `benchmarks/studies/` have theirs in `docs/studies/`.",
         "",
         "| benchmark | figure |",
         "|---|---|",

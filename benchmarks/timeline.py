@@ -1,4 +1,4 @@
-"""Timeline speed on a long real video, side by side with the naive way, and the README's picture.
+"""Timeline speed on a long real video, side by side with the naive way, and the timeline page's picture.
 
 The video is the six bundled real clips one after another, looped to about a minute (the true
 emotion changes every ~2.3 s). `effnet_lstm` at 224x224 with random weights (speed does not depend

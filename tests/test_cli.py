@@ -3,7 +3,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,7 +11,6 @@ from avemotion.cli import build_parser, main
 from avemotion.config import DemoSettings, ServeSettings, TimelineSettings, TrainSettings
 from avemotion.datasets.synth import SynthSettings
 from avemotion.media.features import FeatureSettings
-from avemotion.reference import CORPORA, ReferenceResult
 from avemotion.registry import ModelSettings
 from avemotion.settings import default_of, help_of
 
@@ -177,26 +175,3 @@ def test_only_the_training_package_imports_a_deep_learning_library():
                                check=True)
     count, heavy = completed.stdout.strip().split(" ", 1)
     assert int(count) > 20 and heavy == "[]"  # the runtime, the media, the datasets, the CLI
-
-
-def quotes(row: str, result: ReferenceResult) -> bool:
-    """Whether a README table row is this result's: its system, its figure, and its protocol where
-    the table has a protocol column."""
-    system = result.system.split()[0]  # the model's name, or "eGeMAPS"
-    protocols = [cell for cell in ("clip", "speaker") if f"| {cell} |" in row]
-    return (system in row and f"{result.accuracy:.3f}" in row
-            and protocols in ([], [result.protocol]))
-
-
-def test_the_reference_results_quote_the_readme():
-    """The demo's reference figures are the README's, corpus by corpus, each on its own system's
-    row: neither changes alone."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    rows = [line for line in readme.splitlines() if line.startswith("| ")]
-    for corpus in CORPORA:
-        assert corpus.command.split()[1] in readme, corpus.command  # the benchmark's script
-        for result in corpus.results:
-            if result.system.startswith("CREMA-D's own crowd"):  # published, quoted in a sentence
-                assert f"crowd recognised {result.accuracy:.3f}" in readme
-                continue
-            assert any(quotes(row, result) for row in rows), (corpus.name, result)

@@ -344,3 +344,47 @@ def test_a_pretrained_face_model_starts_the_mobilenet_video_branch(pretrained_fa
     assert all(torch.equal(started[key], face[key]) for key in face)
     assert "mobilenetv2_face" in info.encoder_origins["video"]
     assert not info.grayscale_frames  # trained on colour clips: it reads them in colour
+
+
+def calibrated_face_checkpoint(path, size: int, seed: int):
+    """A still-face model of random weights whose BatchNorm statistics come from random frames (so
+    that its answers differ from face to face), saved as training saves one."""
+    from avemotion.datasets.cremad import EMOTIONS
+    from avemotion.training.checkpoint import Checkpoint, save_checkpoint
+    from avemotion.training.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model("mobilenetv2_face", pretrained=False, image_size=size)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = None  # running statistics become the calibration batch's
+    with torch.no_grad():
+        model.train()({FRAMES: torch.randint(0, 256, (8, 1, 3, size, size), dtype=torch.uint8)})
+    save_checkpoint(path, model.eval(), Checkpoint.of(model, FeatureSettings(frame_size=size), EMOTIONS))
+    return path
+
+
+@pytest.mark.slow
+def test_an_exported_still_model_and_a_pair_judge_each_timeline_frame_once_as_the_whole_network_would(tmp_path):
+    """A still model's ONNX file (and an ensemble's) also gives each frame's logits, so a timeline
+    judges every grid frame once instead of once per window that reads it: the same probabilities
+    as the whole network run window by window."""
+    import copy
+
+    from avemotion.runtime.predict import load
+    from avemotion.training.export import export_face_ensemble, export_onnx
+
+    small = calibrated_face_checkpoint(tmp_path / "small.ckpt", 32, seed=0)
+    large = calibrated_face_checkpoint(tmp_path / "large.ckpt", 48, seed=1)
+    for exported in (export_onnx(small, tmp_path / "face.onnx"),
+                     export_face_ensemble([small, large], tmp_path / "pair.onnx")):
+        shared = load(exported)
+        assert shared.parts is not None
+        whole = copy.copy(shared)
+        whole.parts = None  # each window through the whole file
+        labels = list(shared.labels)
+        by_frame = shared.timeline(sample_videos()[0], window=1.0, hop=0.5)
+        by_window = whole.timeline(sample_videos()[0], window=1.0, hop=0.5)
+        assert len(by_frame) >= 3 and list(by_frame["label"]) == list(by_window["label"])
+        assert np.abs(by_frame[labels].to_numpy() - by_window[labels].to_numpy()).max() < 1e-4
+        assert by_frame[labels].to_numpy().std(axis=0).max() > 1e-3  # the windows' answers differ

@@ -65,8 +65,8 @@ class TrainSettings:
                                  "then stay equal)")
     speed_perturbation: tuple[float, ...] = setting((), "the probe: also fit it on each training "
                                                     "voice played at these speeds (0.9 1.1: 10 % slower "
-                                                    "and faster; off unless given: README, \"Speed "
-                                                    "perturbation\")")
+                                                    "and faster; off unless given: docs/studies/"
+                                                    "speed-perturbation.md)")
     test_time_speeds: tuple[float, ...] = setting((), "judge each voice also played at these speeds "
                                                   "and average its probabilities (0.9 1.1; test-time "
                                                   "augmentation, in evaluation and prediction alike; "
@@ -136,7 +136,7 @@ SCHEDULES = ("constant", "onecycle")
 # (lr 5e-5, 10 epochs) barely moves a random network. A one-cycle schedule peaking at 1e-3 over 30
 # epochs, batches of 32, two time and two frequency masks per spectrogram and mixup (α 0.2) let
 # a ResNet-18 learn emotion from a corpus of about a thousand clips without memorising its speakers
-# (README: "Training from scratch", and benchmarks/real_speech.py). With the one-cycle schedule
+# (docs/guide/train.md, "Training from scratch", and benchmarks/real_speech.py). With the one-cycle schedule
 # there is no early stopping and the last epoch's weights are kept (see train.fit).
 FROM_SCRATCH = {"learning_rate": 1e-3, "batch_size": 32, "max_epochs": 30,
                 "schedule": "onecycle", "mixup": 0.2, "spec_masks": 2}
@@ -146,7 +146,7 @@ FROM_SCRATCH = {"learning_rate": 1e-3, "batch_size": 32, "max_epochs": 30,
 # recipe (0.396 against 0.543 on RAVDESS's six folds). Its stem downsampling by max pooling instead
 # of its convolution's stride, as a ResNet's stem does (ModelSettings.stem_max_pool), and a peak
 # learning rate of 3e-3 narrow the gap (0.488 on RAVDESS; on CREMA-D's first fold 0.550 against
-# 0.496, the ResNet-18 0.573; README: "Why the EfficientNet fell short").
+# 0.496, the ResNet-18 0.573; docs/studies/efficientnet.md).
 FROM_SCRATCH_EFFICIENTNET = {"learning_rate": 3e-3}
 
 
@@ -185,7 +185,7 @@ def frozen_speech(settings: TrainSettings, given: frozenset[str] = frozenset()) 
 # the one-cycle schedule peaking at 1e-3 over 30 epochs of 64 images, AdamW's weight decay 0.05,
 # every training face mirrored, shifted, scaled and rotated at random (augment.py) and label
 # smoothing 0.1 (FER2013's labels are single annotators' and often ambiguous). Chosen on FER2013's
-# validation part (PublicTest) (README: "Still faces").
+# validation part (PublicTest) (docs/results/faces.md).
 STILL_IMAGE = {"learning_rate": 1e-3, "weight_decay": 0.05, "batch_size": 64, "max_epochs": 30,
                "schedule": "onecycle", "jitter_frames": True, "label_smoothing": 0.1}
 
@@ -193,7 +193,7 @@ STILL_IMAGE = {"learning_rate": 1e-3, "weight_decay": 0.05, "batch_size": 64, "m
 # A still-face model that starts from ImageNet weights (mobilenetv2_face …) is fine-tuned with the same
 # augmentation and schedule (its first 30 % a warm-up from 1/25 of the peak), the freshly made head
 # at 2e-3 and the pretrained backbone at a quarter of it, so that the first steps' large gradients
-# from a random head do not wash out what ImageNet taught it; 15 epochs (README: "Pretrained faces").
+# from a random head do not wash out what ImageNet taught it; 15 epochs (docs/results/faces.md).
 PRETRAINED_STILL_IMAGE = {**STILL_IMAGE, "learning_rate": 2e-3, "backbone_lr_scale": 0.25, "max_epochs": 15}
 
 

@@ -45,6 +45,9 @@ __all__ = ["EmotionClassifier", "ModelCard", "Prediction", "SpeakerNormalisedCla
 PREDICT_BATCH = 8  # clips per network call
 ONNX_METADATA_KEY = "avemotion"  # the ONNX file's metadata entry holding the model's card
 ONNX_SPEAKER_HEAD_KEY = "avemotion_speaker_head"  # a speaker-normalised model's last layer
+# A still model's second ONNX output: each frame judged alone, (B, T, models, labels) logits, whose
+# mean over T is each model's clip logits (training.models.judges_frames_alone)
+FRAME_LOGITS = "frame_logits"
 # inputs by name (frames uint8, mel and waveform float32) -> logits, or a speaker-normalised
 # model's clip features
 Network = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -143,7 +146,7 @@ class EmotionClassifier:
             raise CardError(f"{path}: its avemotion metadata cannot be read by this version "
                             f"({type(error).__name__}: {error})") from error
         network = _onnx_network(session, card, weights, exact_weights, whisper_onnx)
-        return _classifier(network, card, None, normalisation)
+        return _classifier(network, card, _onnx_parts(session, card), normalisation)
 
     def timeline(self, path: str | Path, window: float = 0.0, hop: float = 0.5, smooth: int = 1,
                  progress: bool = False):
@@ -394,6 +397,26 @@ def _onnx_network(session, card: ModelCard, weights: str | Path | None = None, e
         return session.run([output], feeds)[0]
 
     return outputs
+
+
+def _onnx_parts(session, card: ModelCard) -> NetworkParts | None:
+    """A still-face file's frames judged one by one (its FRAME_LOGITS output), so that a timeline
+    judges each grid frame once: a window's logits are the mean of its frames', model by model, and
+    the models' distributions are averaged as the file averages them (None for other files)."""
+    if FRAME_LOGITS not in [output.name for output in session.get_outputs()]:
+        return None
+    labels = len(card.labels)
+
+    def embed_frames(images: np.ndarray) -> np.ndarray:  # (N, 3, H, W) -> (N, models × labels)
+        return session.run([FRAME_LOGITS], {FRAMES: images[:, None]})[0].reshape(len(images), -1)
+
+    def from_frame_features(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        frames = inputs[FRAMES]
+        logits = frames.reshape(*frames.shape[:2], -1, labels).mean(axis=1)  # (B, models, labels)
+        distributions = softmax(logits.reshape(-1, labels)).reshape(logits.shape)
+        return np.log(distributions.mean(axis=1))
+
+    return NetworkParts(embed_frames, from_frame_features)
 
 
 def _output_width(session) -> int | None:

@@ -10,8 +10,8 @@ features, applied to the network's own. It is honest only where several clips of
 hand: such a model judges a folder of one speaker's clips, or a long recording of one person, never
 a lone clip.
 
-Standardising the spectrograms per Mel bin instead helps a network less (the README's results on
-real speech give both).
+Standardising the spectrograms per Mel bin instead helps a network less (docs/results/speech.md
+gives both).
 """
 
 from __future__ import annotations

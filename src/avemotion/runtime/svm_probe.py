@@ -2,8 +2,8 @@
 
 A frozen encoder's pooled features separate emotions better along curved boundaries than along
 straight ones: on CREMA-D's Whisper-base features an RBF support-vector machine beats the linear
-probe (:mod:`avemotion.runtime.linear_probe`) by about 0.05 clip by clip (README: "CREMA-D
-voices"). Like the linear probe it is fitted in closed form on every labelled training clip, with
+probe (:mod:`avemotion.runtime.linear_probe`) by about 0.05 clip by clip (docs/results/
+cremad-voices.md). Like the linear probe it is fitted in closed form on every labelled training clip, with
 no learning rate and no epochs.
 
 The machine is one-vs-rest, one binary SVM per emotion (scikit-learn's, on a kernel computed

@@ -9,7 +9,7 @@
 - Speed perturbation of training voices (Ko et al., 2015): each voice played a little faster or
   slower, its pitch and formants moved with its tempo, as a speaker with a shorter or longer vocal
   tract who talks faster or slower would sound. `--speed-perturbation` fits the frozen speech
-  encoders' probe on the voices and these copies (README: "Speed perturbation"). The function
+  encoders' probe on the voices and these copies (docs/studies/speed-perturbation.md). The function
   that plays them, :func:`avemotion.media.speech.speed_perturbed`, needs no torch: a model trained
   with `--test-time-speeds` plays the voices it judges too.
 """

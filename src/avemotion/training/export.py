@@ -14,9 +14,9 @@ import torch
 from avemotion.config import EXPORT_PRECISIONS
 from avemotion.errors import UsageError
 from avemotion.media.inputs import FRAMES, INPUT_DTYPES, embedding_input, input_shape
-from avemotion.runtime.predict import ONNX_METADATA_KEY, ONNX_SPEAKER_HEAD_KEY
+from avemotion.runtime.predict import FRAME_LOGITS, ONNX_METADATA_KEY, ONNX_SPEAKER_HEAD_KEY
 from avemotion.training.checkpoint import load_checkpoint
-from avemotion.training.models import ByName, network_inputs_of
+from avemotion.training.models import ByName, FramesOneByOne, judges_frames_alone, network_inputs_of
 
 EXAMPLE_BATCH = 2  # the traced batch; the batch axis is declared dynamic
 
@@ -39,18 +39,50 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17, pre
     output_name = "features" if info.speaker_norm else "logits"
     names = network_inputs_of(model)
     network = ByName(model, names, features=info.speaker_norm)
+    outputs = (output_name,)
     examples = tuple(_example(name, model, info.feature_settings) for name in names)
     dynamic = {name: {0: "batch"} for name in (*names, output_name)}
     if FRAMES in names:  # a still image is one frame, a video's are n_frames
         dynamic[FRAMES] = {0: "batch", 1: "frames"}
+    if judges_frames_alone(model) and not info.speaker_norm:
+        network = WithFrameLogits([model], network, [info.feature_settings.frame_size])
+        outputs = (output_name, FRAME_LOGITS)
+        dynamic[FRAME_LOGITS] = {0: "batch", 1: "frames"}
     properties = {ONNX_METADATA_KEY: info.card().to_json()}
     if info.speaker_norm:
         properties[ONNX_SPEAKER_HEAD_KEY] = info.speaker_normalisation.head.to_json()
-    return _written(network, examples, Path(output), names, output_name, dynamic, opset, precision, properties)
+    return _written(network, examples, Path(output), names, outputs, dynamic, opset, precision, properties)
+
+
+class WithFrameLogits(torch.nn.Module):
+    """A still network's logits, and beside them each frame judged alone by each of its `models` at
+    its size (the output FRAME_LOGITS, (B, T, models, labels)): a window's logits are the mean of its
+    frames', model by model, so a timeline judges each frame once."""
+
+    def __init__(self, models: list, network: torch.nn.Module, sizes: list[int]) -> None:
+        super().__init__()
+        self.network = network
+        self.frames_alone = torch.nn.ModuleList(FramesOneByOne(model) for model in models)
+        self.sizes = sizes
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        each = [judge(resized(frames, size, max(self.sizes))) for judge, size in zip(self.frames_alone, self.sizes)]
+        return self.network(frames), torch.stack(each, dim=2)
+
+
+def resized(frames: torch.Tensor, size: int, largest: int) -> torch.Tensor:
+    """(B, T, 3, largest, largest) frames at `size` pixels, bilinearly (float; as they were if equal)."""
+    if size == largest:
+        return frames.float()
+    batch, steps = frames.shape[:2]
+    images = torch.nn.functional.interpolate(frames.flatten(0, 1).float(), size=(size, size), mode="bilinear",
+                                             align_corners=False)
+    return images.view(batch, steps, 3, size, size)
 
 
 def _written(network: torch.nn.Module, examples: tuple, output: Path, input_names: tuple[str, ...],
-             output_name: str, dynamic: dict, opset: int, precision: str, properties: dict[str, str]) -> Path:
+             output_names: tuple[str, ...], dynamic: dict, opset: int, precision: str,
+             properties: dict[str, str]) -> Path:
     """The network traced to ONNX at `output`, its weights stored at `precision`, `properties` in
     its metadata."""
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -59,12 +91,29 @@ def _written(network: torch.nn.Module, examples: tuple, output: Path, input_name
         # may be fixed; the batch axis is declared dynamic, and the tests run other batch sizes.
         warnings.simplefilter("ignore")
         torch.onnx.export(network, examples, str(output), input_names=list(input_names),
-                          output_names=[output_name], opset_version=opset, dynamo=False,
+                          output_names=list(output_names), opset_version=opset, dynamo=False,
                           dynamic_axes=dynamic)
+    onnx.save(_weights_read_directly(onnx.load(str(output))), str(output))
     exported = _stored_as(onnx.load(str(output)), precision, output)
     onnx.helper.set_model_props(exported, properties)
     onnx.save(exported, str(output))
     return output
+
+
+def _weights_read_directly(exported: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph with every weight read from its initializer: the tracer hands a weight used twice
+    (a still model judging clips and frames) to its second user through an Identity node, which
+    dynamic int8 quantisation cannot read."""
+    weights = {initializer.name for initializer in exported.graph.initializer}
+    renamed = {node.output[0]: node.input[0] for node in exported.graph.node
+               if node.op_type == "Identity" and node.input[0] in weights}
+    graph_outputs = {output.name for output in exported.graph.output}
+    kept = [node for node in exported.graph.node if not (node.output[0] in renamed and node.output[0] not in graph_outputs)]
+    for node in kept:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+    del exported.graph.node[:]
+    exported.graph.node.extend(kept)
+    return exported
 
 
 def _stored_as(exported: onnx.ModelProto, precision: str, path: Path) -> onnx.ModelProto:
@@ -103,13 +152,8 @@ class AveragedFaces(torch.nn.Module):
         self.sizes = sizes
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        batch, steps = frames.shape[:2]
-        largest = frames.flatten(0, 1).float()
-        distributions = []
-        for model, size in zip(self.models, self.sizes):
-            images = largest if size == max(self.sizes) else torch.nn.functional.interpolate(
-                largest, size=(size, size), mode="bilinear", align_corners=False)
-            distributions.append(model({FRAMES: images.view(batch, steps, 3, size, size)}).softmax(dim=1))
+        distributions = [model({FRAMES: resized(frames, size, max(self.sizes))}).softmax(dim=1)
+                         for model, size in zip(self.models, self.sizes)]
         return torch.stack(distributions).mean(dim=0).log()
 
 
@@ -129,8 +173,13 @@ def export_face_ensemble(checkpoints: list[str | Path], output: str | Path, opse
     card = largest.card()
     name = f"{card.model_name}_ensemble_" + "_".join(f"{size}px" for size in sizes)
     card.model_settings = replace(card.model_settings, name=name)
-    network = AveragedFaces([model.eval() for model, _ in loaded], sizes)
-    examples = (_example(FRAMES, loaded[0][0], card.feature_settings),)
+    models = [model.eval() for model, _ in loaded]
+    network = AveragedFaces(models, sizes)
+    outputs = ("logits",)
     dynamic = {FRAMES: {0: "batch", 1: "frames"}, "logits": {0: "batch"}}
-    return _written(network, examples, Path(output), (FRAMES,), "logits", dynamic, opset, precision,
+    if all(judges_frames_alone(model) for model in models):
+        network, outputs = WithFrameLogits(models, network, sizes), ("logits", FRAME_LOGITS)
+        dynamic[FRAME_LOGITS] = {0: "batch", 1: "frames"}
+    examples = (_example(FRAMES, loaded[0][0], card.feature_settings),)
+    return _written(network, examples, Path(output), (FRAMES,), outputs, dynamic, opset, precision,
                     {ONNX_METADATA_KEY: card.to_json()})

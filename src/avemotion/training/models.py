@@ -181,7 +181,7 @@ def max_pool_the_stem(backbone: nn.Module, name: str) -> nn.Module:
     """Move an EfficientNet's stem downsampling from its convolution's stride to a 3 x 3 max pooling
     after the stem, as a ResNet's stem downsamples: the same weights and the same resolutions after
     the stem, each position keeping the strongest response of its 3 x 3 neighbourhood (a little
-    invariance to small shifts in pitch and time; README: "Why the EfficientNet fell short")."""
+    invariance to small shifts in pitch and time; docs/studies/efficientnet.md)."""
     stem = getattr(backbone, "conv_stem", None)
     if stem is None or tuple(stem.stride) != (2, 2):
         raise UsageError(f"{name}: stem_max_pool is for backbones whose stem is a stride-2 convolution "
@@ -717,6 +717,28 @@ class ByName(nn.Module):
         return self.model.forward_embeddings(embeddings)
 
 
+def judges_frames_alone(model: EmotionNet) -> bool:
+    """Whether a model's logits for a clip are the mean of its frames' logits, each frame judged as a
+    clip of one: frames alone, averaged over time, then standardisation, dropout and one linear
+    layer (a still-face model), every step after the encoder linear in the frames' features. A
+    timeline then judges each frame once, however many windows share it."""
+    return (list(model.encoders) == ["video"] and isinstance(model.temporal, MeanPooling)
+            and isinstance(model.head, ConcatFusion) and not model.adapters)
+
+
+class FramesOneByOne(nn.Module):
+    """A still model's frames each judged as a clip of one: (B, T, 3, H, W) -> (B, T, labels), whose
+    mean over T is the clip's logits (:func:`judges_frames_alone`)."""
+
+    def __init__(self, model: EmotionNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        batch, steps = frames.shape[:2]
+        return self.model({FRAMES: frames.flatten(0, 1).unsqueeze(1)}).view(batch, steps, -1)
+
+
 def network_inputs_of(model: EmotionNet) -> tuple[str, ...]:
     """The names of an exported network's inputs: each encoder's input, or for an encoder that
     runs outside the network, its branch's embedding."""
@@ -788,10 +810,14 @@ def parameter_count(module: nn.Module | None, trainable_only: bool = False) -> i
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
-    """A table of every registered model: encoders, parameter counts (a pretrained speech
-    encoder's beside them, with where its weights come from), the inputs it reads."""
-    rows = [("model", "video backbone", "temporal", "audio encoder", "fusion", "params", "inputs")]
+MODEL_TABLE_COLUMNS = ("model", "video backbone", "temporal", "audio encoder", "fusion", "params", "inputs")
+
+
+def model_table(features: FeatureSettings = FeatureSettings()) -> list[tuple[str, ...]]:
+    """A row per registered model (MODEL_TABLE_COLUMNS): encoders, parameter count (a pretrained
+    speech encoder's beside them, with where its weights come from), the inputs it reads. `avemotion
+    models` prints it; the documentation's models page is made from it."""
+    rows = []
     for name in list_models():
         settings = model_settings(name)
         inputs = " + ".join(describe_input(name, features) for name in model_inputs(settings))
@@ -801,7 +827,8 @@ def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
                          f"~{size:g}M" if size else "?",
                          f"{inputs}  + fine-tuned, from --weights or the hub's {settings.audio_backbone!r}"))
             continue
-        model = create_model(name, image_size=features.frame_size, pretrained=False)
+        with torch.device("meta"):  # shapes without memory or initialisation: only counted
+            model = create_model(name, image_size=features.frame_size, pretrained=False)
         temporal = settings.temporal if model.temporal is not None else "-"
         fusion = settings.fusion if len(model.encoders) > 1 or settings.fusion != "concat" else "-"
         # not .get(): a ModuleDict has none
@@ -811,6 +838,12 @@ def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
             name, settings.video_backbone or "-", temporal, audio, fusion, _count(parameter_count(model)),
             inputs + (" (an image: 1 frame)" if settings.still_image else "")
             + "".join(f"  + {encoder.provenance()}" for encoder in model.encoders.values() if encoder.external)))
+    return rows
+
+
+def describe_models(features: FeatureSettings = FeatureSettings()) -> str:
+    """`avemotion models`' table of every registered model, in aligned columns."""
+    rows = [MODEL_TABLE_COLUMNS, *model_table(features)]
     name_width = max(len(row[0]) for row in rows) + 2  # a registered model's name may be any length
     return "\n".join(_row(name_width, *row) for row in rows)
 

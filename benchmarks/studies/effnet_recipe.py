@@ -1,9 +1,9 @@
 """Why EfficientNet-B0 from scratch trailed the ResNet-18 on voices: its variants side by side.
 
     pip install -e '.[train,bench]'
-    python benchmarks/effnet_recipe.py RAVDESS_DIR [--work DIR] [--variants recipe lr-3e-3 …]
+    python benchmarks/studies/effnet_recipe.py RAVDESS_DIR [--work DIR] [--variants recipe lr-3e-3 …]
         [--folds 1 2 …] [--jobs N]
-    python benchmarks/effnet_recipe.py CREMAD_DIR --corpus crema-d --documents DIR [--variants …] …
+    python benchmarks/studies/effnet_recipe.py CREMAD_DIR --corpus crema-d --documents DIR [--variants …] …
 
 The audio branch of the paper's Hybrid 2 (`effnet_lstm_audio_only`) trained from random weights on
 benchmarks/real_speech.py's RAVDESS folds (fold k holds out actors 4k-3 … 4k). `recipe` is what
@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
+import product_benchmarks  # noqa: F401  (benchmarks/ on the path)
 import torch
 from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table
 from real_speech import clip_run, model_fold, model_recipe, training_overrides
@@ -283,7 +284,7 @@ def trained_variants(table, splits: dict[int, pd.Series], cache: FeatureCache, w
                      channels_last: bool = False) -> Iterator[tuple[str, int, dict]]:
     """Each task's result as it finishes; with jobs > 1, that many trainings side by side, each in
     its own process with its share of the cores (on a GPU they share the device: a network this
-    small leaves it waiting on each step's work around the arithmetic, README: "On a GPU")."""
+    small leaves it waiting on each step's work around the arithmetic, docs/results/speech.md, "On a GPU")."""
     train = functools.partial(train_variant, table, splits, cache, work, channels_last)
     if jobs <= 1:
         yield from map(train, tasks)

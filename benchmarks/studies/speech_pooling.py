@@ -1,8 +1,8 @@
 """Whisper base's every layer pooled over the whole voice, or only where somebody speaks.
 
     pip install -e '.[train,speech,bench]'
-    python benchmarks/speech_pooling.py RAVDESS_DIR --weights DIR [--work DIR] [--margins 0 3 8]
-    python benchmarks/speech_pooling.py CREMAD_DIR --corpus crema-d --documents DIR --weights DIR …
+    python benchmarks/studies/speech_pooling.py RAVDESS_DIR --weights DIR [--work DIR] [--margins 0 3 8]
+    python benchmarks/studies/speech_pooling.py CREMAD_DIR --corpus crema-d --documents DIR --weights DIR …
 
 `whisper_base_layers_audio_only` pools each layer's hidden states over every frame of the voice,
 its pauses and the silence before and after it included (on RAVDESS 44 % of a clip's frames are
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import product_benchmarks  # noqa: F401  (benchmarks/ on the path)
 from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table, voice_features
 
 from avemotion.media.speech import load_speech_encoder, mean_and_std

@@ -2,8 +2,8 @@
 and slowed down.
 
     pip install -e '.[train,speech,bench]'
-    python benchmarks/speed_perturbation.py RAVDESS_DIR --weights DIR [--work DIR] [--speeds 0.9 1.1]
-    python benchmarks/speed_perturbation.py CREMAD_DIR --corpus crema-d --documents DIR --weights DIR …
+    python benchmarks/studies/speed_perturbation.py RAVDESS_DIR --weights DIR [--work DIR] [--speeds 0.9 1.1]
+    python benchmarks/studies/speed_perturbation.py CREMAD_DIR --corpus crema-d --documents DIR --weights DIR …
 
 Speed perturbation (Ko et al., 2015) plays each training voice a little faster or slower, its pitch
 and its formants moved with its tempo, as a speaker with a shorter or longer vocal tract who talks
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import product_benchmarks  # noqa: F401  (benchmarks/ on the path)
 import soxr
 from cremad_voices import CORPUS_FOLDS, add_corpus_arguments, corpus_folds, corpus_table, voice_features
 
