@@ -45,7 +45,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17, pre
     if FRAMES in names:  # a still image is one frame, a video's are n_frames
         dynamic[FRAMES] = {0: "batch", 1: "frames"}
     if judges_frames_alone(model) and not info.speaker_norm:
-        network = WithFrameLogits([model], network, [info.feature_settings.frame_size])
+        network = JudgedFrameByFrame([model], [info.feature_settings.frame_size])
         outputs = (output_name, FRAME_LOGITS)
         dynamic[FRAME_LOGITS] = {0: "batch", 1: "frames"}
     properties = {ONNX_METADATA_KEY: info.card().to_json()}
@@ -54,20 +54,26 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17, pre
     return _written(network, examples, Path(output), names, outputs, dynamic, opset, precision, properties)
 
 
-class WithFrameLogits(torch.nn.Module):
-    """A still network's logits, and beside them each frame judged alone by each of its `models` at
-    its size (the output FRAME_LOGITS, (B, T, models, labels)): a window's logits are the mean of its
-    frames', model by model, so a timeline judges each frame once."""
+class JudgedFrameByFrame(torch.nn.Module):
+    """Still-face models (one, or several at sizes of their own, read from the largest) judging each
+    frame alone: the outputs FRAME_LOGITS, (B, T, models, labels), and the clip's `logits` made from
+    them, as each model's own are (the mean over its frames: its head is linear in them) and, for
+    several, the log of their averaged probabilities (AveragedFaces' answer). One pass of each
+    frame serves both, so a timeline judges each frame once; and each weight feeds one node (a
+    weight shared by two paths ran three times slower in ONNX Runtime, and int8 quantisation
+    cannot read one)."""
 
-    def __init__(self, models: list, network: torch.nn.Module, sizes: list[int]) -> None:
+    def __init__(self, models: list, sizes: list[int]) -> None:
         super().__init__()
-        self.network = network
         self.frames_alone = torch.nn.ModuleList(FramesOneByOne(model) for model in models)
         self.sizes = sizes
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        each = [judge(resized(frames, size, max(self.sizes))) for judge, size in zip(self.frames_alone, self.sizes)]
-        return self.network(frames), torch.stack(each, dim=2)
+        each = torch.stack([judge(resized(frames, size, max(self.sizes)))
+                            for judge, size in zip(self.frames_alone, self.sizes)], dim=2)
+        clips = each.mean(dim=1)  # (B, models, labels): each model's logits
+        logits = clips[:, 0] if len(self.sizes) == 1 else clips.softmax(dim=-1).mean(dim=1).log()
+        return logits, each
 
 
 def resized(frames: torch.Tensor, size: int, largest: int) -> torch.Tensor:
@@ -93,27 +99,10 @@ def _written(network: torch.nn.Module, examples: tuple, output: Path, input_name
         torch.onnx.export(network, examples, str(output), input_names=list(input_names),
                           output_names=list(output_names), opset_version=opset, dynamo=False,
                           dynamic_axes=dynamic)
-    onnx.save(_weights_read_directly(onnx.load(str(output))), str(output))
     exported = _stored_as(onnx.load(str(output)), precision, output)
     onnx.helper.set_model_props(exported, properties)
     onnx.save(exported, str(output))
     return output
-
-
-def _weights_read_directly(exported: onnx.ModelProto) -> onnx.ModelProto:
-    """The graph with every weight read from its initializer: the tracer hands a weight used twice
-    (a still model judging clips and frames) to its second user through an Identity node, which
-    dynamic int8 quantisation cannot read."""
-    weights = {initializer.name for initializer in exported.graph.initializer}
-    renamed = {node.output[0]: node.input[0] for node in exported.graph.node
-               if node.op_type == "Identity" and node.input[0] in weights}
-    graph_outputs = {output.name for output in exported.graph.output}
-    kept = [node for node in exported.graph.node if not (node.output[0] in renamed and node.output[0] not in graph_outputs)]
-    for node in kept:
-        node.input[:] = [renamed.get(name, name) for name in node.input]
-    del exported.graph.node[:]
-    exported.graph.node.extend(kept)
-    return exported
 
 
 def _stored_as(exported: onnx.ModelProto, precision: str, path: Path) -> onnx.ModelProto:
@@ -178,7 +167,7 @@ def export_face_ensemble(checkpoints: list[str | Path], output: str | Path, opse
     outputs = ("logits",)
     dynamic = {FRAMES: {0: "batch", 1: "frames"}, "logits": {0: "batch"}}
     if all(judges_frames_alone(model) for model in models):
-        network, outputs = WithFrameLogits(models, network, sizes), ("logits", FRAME_LOGITS)
+        network, outputs = JudgedFrameByFrame(models, sizes), ("logits", FRAME_LOGITS)
         dynamic[FRAME_LOGITS] = {0: "batch", 1: "frames"}
     examples = (_example(FRAMES, loaded[0][0], card.feature_settings),)
     return _written(network, examples, Path(output), (FRAMES,), outputs, dynamic, opset, precision,
