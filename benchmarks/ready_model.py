@@ -127,6 +127,7 @@ def long_video(path: Path, seconds: float) -> Path:
 
 
 def clip_seconds(clip: Path) -> float:
+    """A clip's length in seconds, as its container states it."""
     with av.open(str(clip)) as container:
         return float(container.duration / av.time_base)
 
