@@ -2,7 +2,7 @@
 without PyTorch when predicting.
 
 The first time a Whisper folder is read this way, its encoder is exported to ONNX once with
-PyTorch and transformers, as :meth:`TransformersEncoder._whisper_hidden` runs it (the input
+PyTorch and transformers, as the transformers family runs it (:func:`whisper_encoder_states`: the input
 embedding, each layer's output, the last through the final layer norm, on the voice's own log-Mel
 frames), into avemotion's cache: ``$AVEMOTION_CACHE`` or ``~/.cache/avemotion``, under
 ``whisper-onnx/<weights digest>.onnx``. From then on a voice needs ONNX Runtime and faster-whisper's

@@ -194,13 +194,12 @@ def fused_timeline(classifier: FusedClassifier, path: str | Path, settings, prog
         return emotion_timeline(classifier.face, path, settings, progress)
     empty = {FACE: NO_FACE, VOICE: NO_VOICE}
     starts = sorted(set().union(*(set(table["start_s"]) for table in tables.values())))
+    by_start = {modality: table.set_index("start_s") for modality, table in tables.items()}
     rows, labels = [], []
     for start in starts:
-        spoke = []
-        for modality, table in tables.items():
-            row = table[table["start_s"] == start]
-            if len(row) and row["label"].iloc[0] != empty[modality]:
-                spoke.append(_window_distribution(row.iloc[0], classifier, modality))
+        spoke = [_window_distribution(windows.loc[start], classifier, modality)
+                 for modality, windows in by_start.items()
+                 if start in windows.index and windows.at[start, "label"] != empty[modality]]
         rows.append(fused_distribution(spoke) if spoke else {})
         labels.append(None if spoke else NOTHING)
     probabilities = pd.DataFrame(rows, columns=classifier.labels, dtype=float).to_numpy()

@@ -38,16 +38,15 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17, pre
     model, info = load_checkpoint(checkpoint)
     output_name = "features" if info.speaker_norm else "logits"
     names = network_inputs_of(model)
-    network = ByName(model, names, features=info.speaker_norm)
-    outputs = (output_name,)
     examples = tuple(_example(name, model, info.feature_settings) for name in names)
     dynamic = {name: {0: "batch"} for name in (*names, output_name)}
     if FRAMES in names:  # a still image is one frame, a video's are n_frames
         dynamic[FRAMES] = {0: "batch", 1: "frames"}
     if judges_frames_alone(model) and not info.speaker_norm:
-        network = JudgedFrameByFrame([model], [info.feature_settings.frame_size])
-        outputs = (output_name, FRAME_LOGITS)
+        network, outputs = JudgedFrameByFrame([model], [info.feature_settings.frame_size]), (output_name, FRAME_LOGITS)
         dynamic[FRAME_LOGITS] = {0: "batch", 1: "frames"}
+    else:
+        network, outputs = ByName(model, names, features=info.speaker_norm), (output_name,)
     properties = {ONNX_METADATA_KEY: info.card().to_json()}
     if info.speaker_norm:
         properties[ONNX_SPEAKER_HEAD_KEY] = info.speaker_normalisation.head.to_json()
@@ -163,12 +162,12 @@ def export_face_ensemble(checkpoints: list[str | Path], output: str | Path, opse
     name = f"{card.model_name}_ensemble_" + "_".join(f"{size}px" for size in sizes)
     card.model_settings = replace(card.model_settings, name=name)
     models = [model.eval() for model, _ in loaded]
-    network = AveragedFaces(models, sizes)
-    outputs = ("logits",)
     dynamic = {FRAMES: {0: "batch", 1: "frames"}, "logits": {0: "batch"}}
     if all(judges_frames_alone(model) for model in models):
         network, outputs = JudgedFrameByFrame(models, sizes), ("logits", FRAME_LOGITS)
         dynamic[FRAME_LOGITS] = {0: "batch", 1: "frames"}
+    else:  # video branches with a temporal model of their own: each model on the whole clip
+        network, outputs = AveragedFaces(models, sizes), ("logits",)
     examples = (_example(FRAMES, loaded[0][0], card.feature_settings),)
     return _written(network, examples, Path(output), (FRAMES,), outputs, dynamic, opset, precision,
                     {ONNX_METADATA_KEY: card.to_json()})
