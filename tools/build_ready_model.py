@@ -101,7 +101,9 @@ def face_encoder(checkpoint: Path, path: Path) -> dict:
     from avemotion.training.checkpoint import load_checkpoint
 
     model, info = load_checkpoint(checkpoint)
-    weights = {key: value.detach().numpy().astype(np.float16) for key, value in model.encoders["video"].state_dict().items()}
+    # the weights in float16; BatchNorm's batch counters stay integers (they overflow float16)
+    weights = {key: value.numpy().astype(np.float16) if value.is_floating_point() else value.numpy()
+               for key, value in model.encoders["video"].state_dict().items()}
     save_file(weights, str(path))
     return {"encoder_file": path.name, "encoder_sha256": file_sha256(path), "encoder_bytes": path.stat().st_size,
             "backbone": info.model_settings.video_backbone, "video_encoder": info.model_settings.video_encoder,

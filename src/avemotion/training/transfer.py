@@ -59,7 +59,7 @@ def init_from_ready_model(model: EmotionNet, name: str) -> str:
         raise UsageError(f"{name}: its face encoder is {face['backbone']}, {model.settings.name}'s is "
                          f"{model.settings.video_backbone}; start from a model with the same one "
                          "(mobilenetv2_lstm_whisper_base_layers: its face and its voice's features)")
-    weights = {key: torch.from_numpy(value.astype(np.float32))
+    weights = {key: torch.from_numpy(value.astype(np.float32) if value.dtype == np.float16 else value)
                for key, value in load_file(ready.folder / face["encoder_file"]).items()}
     model.encoders[BRANCH].load_state_dict(weights)
     return f"{name}'s face encoder ({face['backbone']}, {', '.join(face['labels'])}; {face['frame_size']} px faces)"
