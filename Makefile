@@ -6,10 +6,12 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test clean
 
+# --no-compile: Python compiles the modules that are imported, when they are, instead of every module
+# of every package (tens of thousands in torch, transformers and their kin) up front.
 $(BIN)/avemotion: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train,speech,dev,docs]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[train,speech,dev,docs]'
 	touch $@
 
 demo: $(BIN)/avemotion

@@ -5,7 +5,7 @@ label-free normalisations, and the in-corpus CREMA-D figure of the same recipes.
     pip install -e '.[train,speech,bench]'
     python benchmarks/cross_corpus.py --corpus crema-d=CREMAD_WAVS ravdess=RAVDESS_DIR tess=TESS_DIR \\
         urdu=URDU_DIR ased=ASED_DIR turevdb=TUREV_SOUND_SOURCE --documents CREMAD_METADATA_DIR \\
-        --weights WHISPER_BASE_DIR [--work DIR] [--features whisper egemaps] [--heads logistic svm]
+        --weights WHISPER_BASE_DIR [--work DIR] [--features whisper egemaps] [--heads logistic svm mlp]
         [--norms none corpus speaker] [--limit N]
 
 Each corpus is indexed by its own module (CREMA-D's and RAVDESS's voices, RAVDESS's speech alone;
@@ -15,8 +15,9 @@ clip is encoded once: Whisper base's seven hidden states, mean- and std-pooled, 
 numbers, `whisper_base_layers_audio_only`'s features, cached in WORK/cache as `train` caches them;
 WHISPER_BASE_DIR as `train --weights` takes it), and openSMILE's eGeMAPS functionals (88).
 
-A recipe is the features, the head fitted on them in closed form (`logistic`: the product's linear
-probe, `svm`: its RBF SVM probe, each as `train --linear-probe` fits it) and a normalisation that
+A recipe is the features, the head fitted on them as `train --linear-probe` fits it (in closed form
+`logistic`, the product's linear probe, and `svm`, its RBF SVM probe; `mlp`, its hidden-layer probe,
+by that probe's fixed recipe) and a normalisation that
 needs no labels: `none` (the head's own standardisation over its training clips), `corpus` (each
 corpus standardised with its own clips' statistics, the held-out one with its own) or `speaker`
 (each speaker with its own, as `--speaker-norm` does). Each recipe is scored
@@ -65,6 +66,7 @@ from avemotion.runtime.linear_probe import PROBE_C, fit_logistic_layer
 from avemotion.runtime.speakers import standardised, standardised_by_speaker
 from avemotion.runtime.svm_probe import fit_svm_layer
 from avemotion.training.embeddings import EmbeddingCache
+from avemotion.training.hidden_probe import fit_hidden_layer
 from avemotion.training.models import create_model, model_inputs
 
 CORPORA = ("crema-d", "ravdess", "tess", "urdu", "ased", "turevdb")
@@ -74,7 +76,7 @@ OTHERS = CORPORA[1:]  # the corpora a model trained on CREMA-D alone is judged o
 # derivatives", URDU "research use", ASED nothing
 SHAREABLE = ("crema-d", "ravdess")
 FEATURES = ("whisper", "egemaps")
-HEADS = ("logistic", "svm")
+HEADS = ("logistic", "svm", "mlp")
 NORMS = ("none", "corpus", "speaker")
 WHISPER_MODEL = "whisper_base_layers_audio_only"
 CREMAD_FOLDS = 5
@@ -142,6 +144,8 @@ def fitted(values: np.ndarray, table: pd.DataFrame, train: np.ndarray, head: str
     started = time.perf_counter()
     if head == "svm":
         layer = fit_svm_layer(values[train], targets, len(labels), speakers=table["actor_id"][train])
+    elif head == "mlp":
+        layer = fit_hidden_layer(values[train], targets, len(labels))
     else:
         layer = fit_logistic_layer(values[train], targets, len(labels), PROBE_C)
     return layer, labels, time.perf_counter() - started

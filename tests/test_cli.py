@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
 from avemotion.cli import build_parser, main
@@ -99,42 +97,6 @@ def test_speed_perturbation_and_test_time_speeds_are_off_unless_given_and_take_t
     assert _train_settings(build_parser().parse_args(arguments)).test_time_speeds == ()
     judged = _train_settings(build_parser().parse_args([*arguments, "--test-time-speeds", "0.9", "1.1"]))
     assert judged.test_time_speeds == (0.9, 1.1) and judged.speed_perturbation == ()
-
-
-@pytest.mark.slow
-@pytest.mark.heavy
-def test_demo_end_to_end_on_bundled_clips_and_a_small_synthetic_corpus(tmp_path):
-    out = tmp_path / "demo"
-    completed = subprocess.run(
-        [sys.executable, "-m", "avemotion", "demo", "-o", str(out), "--actors", "6", "--sentences", "1",
-         "--frame-size", "32"],
-        check=False, capture_output=True, text=True, timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert "6 audio-video clips, 1 actors" in completed.stdout
-    assert "not ImageNet-pretrained" in completed.stdout
-    assert "SYNTHETIC corpus of 96 clips (6 actors)" in completed.stdout
-    assert len(pd.read_csv(out / "metadata.csv")) == 6
-    assert (pd.read_csv(out / "index_problems.csv")["kind"] == "audio_only").sum() == 6
-    page = (out / "index.html").read_text()
-    assert "What this shows" in page and "does not show" in page
-    assert "Reference results on real data" in page
-    assert "the audio branch alone, not the paper&#x27;s audio-visual system" in page
-    linked = re.findall(r'(?:href|src)="([^"]+)"', page)
-    assert "eda/report.html" in linked and "comparison/training_loss.png" in linked
-    for target in linked:
-        assert (out / target).is_file(), target
-    models = ["resnet18_vit_lstm", "resnet18_vit_lstm_audio_only", "resnet18_vit_lstm_video_only"]
-    for model in models:
-        assert f"runs/{model}/model.ckpt" in linked
-        assert f"runs/{model}/evaluation/metrics.json" in linked
-    table1 = pd.read_csv(out / "comparison" / "table1.csv")
-    assert list(table1["model"]) == models and set(table1["split"]) == {"actor"}
-    split = pd.read_csv(out / "runs" / models[0] / "split.csv")
-    assert split.groupby("actor_id")["split"].nunique().max() == 1  # no actor in two splits
-    # the real clips predicted, each shown with the frames the model saw
-    assert sorted(path.name for path in (out / "predictions").glob("*.png")) == [
-        f"1001_DFA_{emotion}_XX.png" for emotion in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")]
 
 
 def test_eda_on_a_missing_table_is_one_clear_line(tmp_path, capsys):

@@ -156,3 +156,18 @@ def test_two_corpora_with_same_named_files_never_share_entries(tmp_path):
     write_clip(Path(rows[0]["video_path"]), frames=12, level=200, tone_hz=880.0)
     again = preprocess(table, tmp_path / "cache", SMALL, workers=1, progress=False)
     assert (again.done, again.cached) == (1, 1)
+
+
+def test_a_model_reads_its_inputs_from_a_cache_that_holds_more_unless_its_own_exists(tmp_path, sample_table):
+    from avemotion.media.preprocess import FeatureCache, ensure_cached
+
+    both = preprocess(sample_table, tmp_path, SMALL, workers=1, progress=False).cache
+    assert both.inputs == ("frames", "mel")
+    voice = both.with_inputs(("mel",))
+    assert voice == both  # an audio-only ablation after its hybrid: nothing decoded again
+    assert ensure_cached(sample_table, voice, progress=False) is sample_table
+    assert voice.read(entry_keys(sample_table)[0], ("mel",)).inputs.keys() == {"mel"}
+    frames_alone = FeatureCache.open(tmp_path, SMALL, ("frames",))  # made earlier by a video model
+    assert both.with_inputs(("frames",)) == frames_alone
+    assert both.with_inputs(("waveform",)).inputs == ("waveform",)  # not held: its own cache
+    assert len(list(tmp_path.glob("features-*"))) == 3

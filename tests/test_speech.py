@@ -116,6 +116,9 @@ def models(encoders):
     settings["speaker_norm"] = settings["svm"]
     # an SVM on an encoder of several layers reads them side by side
     settings["layers_svm"] = replace(settings["transformers"], name="tiny_wavlm_svm_audio_only", fusion="svm")
+    # the ready voice's head: one hidden layer over every layer side by side, fitted by its probe's recipe
+    settings["hidden"] = replace(settings["transformers"], name="tiny_wavlm_mlp_audio_only", fusion="mlp",
+                                 temporal_hidden=16, speech_layers="side_by_side")
     with pytest.MonkeyPatch.context() as patch:
         for model in settings.values():
             patch.setitem(MODELS, model.name, model)
@@ -277,7 +280,9 @@ def test_registered_speech_models_list_without_their_weights():
     assert model_settings("whisper_base_audio_only").frozen_speech
     assert recipe(TrainSettings(model=model_settings("whisper_base_audio_only"))).linear_probe
     hidden = recipe(TrainSettings(model=model_settings("whisper_base_mlp_audio_only")))
-    assert not hidden.linear_probe and hidden.learning_rate == 1e-3  # a hidden layer learns by gradient
+    assert hidden.linear_probe  # a hidden layer is fitted by its probe's recipe too
+    gated = recipe(TrainSettings(model=replace(model_settings("whisper_base_audio_only"), fusion="gated")))
+    assert not gated.linear_probe and gated.learning_rate == 1e-3  # a head no probe fits learns by gradient
     assert create_model("vit_lstm_whisper_base", pretrained=False).inputs == ("frames", "waveform")
 
 
@@ -403,7 +408,7 @@ def test_the_svm_probe_is_fitted_in_closed_form_and_refuses_gradient_descent(tra
         train(sample_table, FeatureCache.open(tmp_path, FEATURES), tmp_path / "run", plan)
 
 
-@pytest.mark.parametrize("key", ["whisper", "svm", "transformers", "layers_svm", "fused", "tuned"])
+@pytest.mark.parametrize("key", ["whisper", "svm", "transformers", "layers_svm", "hidden", "fused", "tuned"])
 @pytest.mark.slow
 def test_predict_timeline_and_export_of_a_speech_model(trained, key, tmp_path):
     classifier, exported = check_predict_export_and_timeline(trained[key] / "model.ckpt", tmp_path)
@@ -542,6 +547,17 @@ def test_judged_at_test_time_speeds_a_voice_gets_its_probabilities_averaged_over
 
 
 @pytest.mark.slow
+def test_the_hidden_layer_probe_reads_every_layer_side_by_side_and_is_fitted_by_its_recipe(trained):
+    import torch
+
+    config = json.loads((trained["hidden"] / "config.json").read_text())
+    assert config["train"]["linear_probe"] and config["train"]["freeze_backbones"]
+    model, _ = load_checkpoint(trained["hidden"] / "model.ckpt")
+    layers = model.encoders["audio"].layers
+    assert isinstance(model.adapters["audio"], torch.nn.Flatten)
+    assert model.head.hidden[1].in_features == layers * 2 * WIDTH and model.head.hidden[1].out_features == 16
+
+
 def test_an_svm_reads_every_layer_side_by_side_where_a_trained_head_weighs_them(trained):
     svm, _ = load_checkpoint(trained["layers_svm"] / "model.ckpt")
     weighed, _ = load_checkpoint(trained["transformers"] / "model.ckpt")

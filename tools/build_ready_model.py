@@ -11,11 +11,12 @@ with avemotion's own commands, so anyone can retrain it and check where the ship
   --frame-sizes (`avemotion train --split given`), the two judging together (their probabilities
   averaged, one file reading 112 px faces: what PublicTest chose in benchmarks/faces.py), stored in
   float16. Its temperature is fitted on PublicTest.
-- **voice.onnx**: `whisper_base_layers_linear_audio_only` (every hidden state of Whisper base,
-  frozen, mean- and std-pooled; a logistic layer in closed form) on CREMA-D's and RAVDESS's voices
-  (`avemotion train --metadata crema-d.csv ravdess.csv`): the actors of each corpus and gender split
-  80/10/10, the layer fitted on the first two parts and its temperature on the held-out tenth;
-  exported in float32 (the layer is 0.2 MB; its input's standardisation wants float32).
+- **voice.onnx**: `whisper_base_layers_mlp_audio_only` (every hidden state of Whisper base,
+  frozen, mean- and std-pooled, side by side; one hidden layer of 256 fitted by the hidden-layer
+  probe's fixed recipe) on CREMA-D's and RAVDESS's voices (`avemotion train --metadata crema-d.csv
+  ravdess.csv`): the actors of each corpus and gender split 80/10/10, the head fitted on the first
+  two parts and its temperature on the held-out tenth; exported in float32 (7 MB; its input's
+  standardisation is folded into the hidden layer, which wants float32).
   WHISPER_DIR holds the transformers `whisper-base/` (the hub's `openai/whisper-base`, or
   tools/whisper_to_transformers.py's conversion of faster-whisper's `base`).
 - **face_encoder.safetensors**: the face model's frame encoder in float16, which `train --init-from
@@ -44,12 +45,12 @@ from avemotion.runtime.predict import EmotionClassifier
 from avemotion.training.calibration import fitted_temperature
 from avemotion.training.export import export_face_ensemble
 
-FACE_MODEL, VOICE_MODEL = "mobilenetv2_face", "whisper_base_layers_linear_audio_only"
+FACE_MODEL, VOICE_MODEL = "mobilenetv2_face", "whisper_base_layers_mlp_audio_only"
 WHISPER = {"family": "transformers", "name": "openai/whisper-base"}
 LICENCE = ("CC BY-NC-SA 4.0 (non-commercial, share-alike): the voice learned from RAVDESS (CC BY-NC-SA) "
            "beside CREMA-D (ODbL / DbCL); the face from FER2013 (research use). The code is MIT.")
 SUMMARY = ("a face model (MobileNetV2 from ImageNet, fine-tuned on FER2013) and a voice model (every layer "
-           "of Whisper base, frozen, and a linear layer fitted on CREMA-D and RAVDESS), fused late")
+           "of Whisper base, frozen, and one hidden layer fitted on CREMA-D and RAVDESS), fused late")
 FUSION = ("the mean of the face's and the voice's calibrated distributions over the labels they share, "
           "each renormalised over them; one modality alone where the other has nothing to judge")
 
@@ -114,7 +115,7 @@ def voice_part(args, work: Path, out: Path) -> dict:
     tables = [built(work / "crema-d.csv", "index", args.cremad, "--dataset", "crema-d", "--documents",
                     args.documents, "-o", work / "crema-d.csv"),
               built(work / "ravdess.csv", "index", args.ravdess, "--dataset", "ravdess", "-o", work / "ravdess.csv")]
-    voice_run = work / "voice"
+    voice_run = work / VOICE_MODEL  # a run per voice model: another model never reuses it
     built(voice_run / "model.ckpt", "train", "--model", VOICE_MODEL, "--metadata", *tables, "--cache",
           work / "cache", "--out", voice_run, "--weights", args.whisper)
     onnx = built(out / "voice.onnx", "export", voice_run / "model.ckpt", "-o", out / "voice.onnx")

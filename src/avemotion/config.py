@@ -58,11 +58,11 @@ class TrainSettings:
     init_from: str | None = setting(None, "a trained model's checkpoint (RUN/model.ckpt) whose frame "
                                     "encoder starts this model's video branch, with a new head for "
                                     "the new labels; with --freeze-backbones it stays as trained")
-    linear_probe: bool = setting(False, "frozen encoders: fit the last layer in closed form (L2 "
-                                 "logistic regression, or the RBF SVM of a model whose last layer is "
-                                 "one) on the training and validation clips instead of by gradient "
-                                 "descent; the frozen speech encoders' recipe (their layer weights "
-                                 "then stay equal)")
+    linear_probe: bool = setting(False, "frozen encoders: fit the head on the training and validation "
+                                 "clips instead of by gradient descent: in closed form (L2 logistic "
+                                 "regression, or the RBF SVM of a model whose last layer is one), or by "
+                                 "a fixed recipe of 60 epochs for a head with a hidden layer (_mlp_); "
+                                 "the frozen speech encoders' recipe (their layer weights then stay equal)")
     speed_perturbation: tuple[float, ...] = setting((), "the probe: also fit it on each training "
                                                     "voice played at these speeds (0.9 1.1: 10 % slower "
                                                     "and faster; off unless given: docs/studies/"
@@ -165,19 +165,20 @@ def efficientnet_spectrogram(model: ModelSettings) -> bool:
 
 
 # Training on a frozen pretrained speech encoder's features (avemotion.media.speech), computed once: the
-# probe, the last layer fitted in closed form on every labelled training clip (validation speakers
-# included: there is no early stopping to choose with them), an RBF support-vector machine
-# (*_audio_only) or a logistic regression (*_linear_audio_only). Without it (--no-linear-probe, linear)
-# the layer weights and the last layer learn by gradient descent at a rate the paper's fine-tuning
-# recipe (5e-5, 10 epochs) would not give them, early-stopped on the validation speakers' loss.
+# probe, the head fitted on every labelled training clip (validation speakers included: there is no
+# early stopping to choose with them), in closed form an RBF support-vector machine (*_audio_only) or a
+# logistic regression (*_linear_audio_only), by a fixed recipe one hidden layer (*_mlp_audio_only;
+# training/hidden_probe.py). Without it (--no-linear-probe) the layer weights and the head learn by
+# gradient descent at a rate the paper's fine-tuning recipe (5e-5, 10 epochs) would not give them,
+# early-stopped on the validation speakers' loss.
 FROZEN_SPEECH = {"linear_probe": True, "learning_rate": 1e-3, "batch_size": 32, "max_epochs": 100,
                  "patience": 10}
 
 
 def frozen_speech(settings: TrainSettings, given: frozenset[str] = frozenset()) -> TrainSettings:
     """The frozen speech-encoder recipe, keeping the settings a user gave explicitly (`given`). A
-    head with a hidden layer learns by gradient descent: the probe fits a last layer alone."""
-    recipe = {**FROZEN_SPEECH, "linear_probe": settings.model.fusion in ("concat", "svm")}
+    head the probe cannot fit (a gated fusion's) learns by gradient descent."""
+    recipe = {**FROZEN_SPEECH, "linear_probe": settings.model.fusion in ("concat", "svm", "mlp")}
     return replace(settings, **{name: value for name, value in recipe.items() if name not in given})
 
 

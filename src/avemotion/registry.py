@@ -120,7 +120,8 @@ _FACE_VIDEO_BRANCHES = {"mobilenetv2_lstm_video_only": "mobilenetv2_100"}
 # beside the frames: Whisper base's last layer, WavLM's every layer, and Whisper base's every layer
 # (the ready model's voice features: mobilenetv2_lstm_whisper_base_layers --init-from avemotion-base-1)
 _SPEECH_HYBRID_ENCODERS = ("whisper_base", "wavlm_base_plus", "whisper_base_layers")
-_SPEECH_HIDDEN_LAYER_HEADS = ("whisper_base", "wavlm_base_plus")
+# Encoders also registered under a one-hidden-layer head (whisper_base_layers: the ready model's voice)
+_SPEECH_HIDDEN_LAYER_HEADS = ("whisper_base", "wavlm_base_plus", "whisper_base_layers")
 _TUNED_SPEECH_ENCODERS = ("wavlm_base_plus", "hubert_base", "wav2vec2_base")  # fine-tuned (a GPU's job)
 # Still-face models: the frame encoders of the paper's video branches on one image, with a head,
 # trained from scratch on a face corpus (FER2013) and a start for any video branch (--init-from).
@@ -160,7 +161,8 @@ def _registry() -> dict[str, ModelSettings]:
     for short in _SPEECH_HIDDEN_LAYER_HEADS:  # the same encoder under a one-hidden-layer head
         encoder, name = SPEECH_ENCODERS[short]
         models[f"{short}_mlp_audio_only"] = ModelSettings(f"{short}_mlp_audio_only", None, name, fusion="mlp",
-                                                          video_encoder=None, audio_encoder=encoder)
+                                                          video_encoder=None, audio_encoder=encoder,
+                                                          speech_layers=SPEECH_LAYERS.get(short, "weighted"))
     for short in _TUNED_SPEECH_ENCODERS:  # the encoder inside the network, fine-tuned with the head
         name = f"{short}_tuned_audio_only"
         models[name] = ModelSettings(name, None, SPEECH_ENCODERS[short][1], video_encoder=None,

@@ -58,7 +58,7 @@ class FeatureCache:
         """The cache of these settings and inputs under cache_dir, created (with its settings.json)
         if new."""
         inputs = tuple(sorted(set(inputs)))
-        root = Path(cache_dir) / f"features-{settings.digest()}-{'-'.join(inputs)}"
+        root = cls._root(cache_dir, settings, inputs)
         (root / CLIPS_FOLDER).mkdir(parents=True, exist_ok=True)
         settings_path = root / SETTINGS_FILE
         if not settings_path.exists():
@@ -70,9 +70,17 @@ class FeatureCache:
         """The folder that holds every cache of every setting (what `--cache` names)."""
         return self.root.parent
 
+    @staticmethod
+    def _root(cache_dir: str | Path, settings: FeatureSettings, inputs: tuple[str, ...]) -> Path:
+        return Path(cache_dir) / f"features-{settings.digest()}-{'-'.join(inputs)}"
+
     def with_inputs(self, inputs: tuple[str, ...]) -> FeatureCache:
-        """The cache beside this one whose entries hold `inputs` (a model's)."""
-        if tuple(sorted(set(inputs))) == self.inputs:
+        """The cache whose entries hold `inputs` (a model's): the one of exactly those where it
+        exists, else this one where its entries hold them and more (a model reads only its own:
+        an ablation trained after its hybrid decodes nothing again), else a new one beside it."""
+        inputs = tuple(sorted(set(inputs)))
+        exact = self._root(self.folder, self.settings, inputs)
+        if inputs == self.inputs or (set(inputs) < set(self.inputs) and not (exact / SETTINGS_FILE).exists()):
             return self
         return FeatureCache.open(self.folder, self.settings, inputs)
 

@@ -40,6 +40,7 @@ from avemotion.registry import (
 )
 from avemotion.runtime.svm_probe import KernelLayer
 from avemotion.training.backbone_weights import local_weights_overlay
+from avemotion.training.hidden_probe import HiddenLayer
 
 __all__ = ["ENCODERS", "FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings",
            "WeightsUnavailable", "create_model", "list_models", "model_settings"]
@@ -523,6 +524,15 @@ class HiddenLayerFusion(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.dropout(self.features(features)))
 
+    @torch.no_grad()
+    def load_layer(self, layer: HiddenLayer) -> None:
+        """Take the weights of a hidden-layer probe fitted on this head's inputs."""
+        weight, bias = layer.folded()
+        linear = self.hidden[1]
+        for parameter, value in ((linear.weight, weight), (linear.bias, bias),
+                                 (self.classifier.weight, layer.weight), (self.classifier.bias, layer.bias)):
+            parameter.copy_(torch.as_tensor(value))
+
 
 @register(FUSIONS, "svm")
 class SupportVectorFusion(nn.Module):
@@ -676,6 +686,10 @@ class EmotionNet(nn.Module):
     def clip_features_from_embeddings(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, D) from the encoders' features, as :meth:`clip_features`."""
         return self.head.features(self._branches(embeddings))
+
+    def head_inputs_from_embeddings(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, D): the branches' features side by side, what the head reads and a probe is fitted on."""
+        return torch.cat(self._branches(embeddings), dim=1)
 
     def _branches(self, embeddings: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Each branch's clip features, in the order the fusion takes them."""

@@ -67,9 +67,11 @@ from avemotion.training.evaluate import (
     summarise_folds,
     write_evaluation,
 )
+from avemotion.training.hidden_probe import fit_hidden_layer
 from avemotion.training.models import (
     EmotionNet,
     FrameEncoder,
+    HiddenLayerFusion,
     KernelClassifier,
     SpectrogramEncoder,
     model_inputs,
@@ -304,7 +306,7 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     if settings.linear_probe:
         if not is_first_process():
             return {}
-        fit_probe(model, *_probe_clips(model, datasets, parts, cache, labels, settings), len(labels))
+        fit_probe(model, *_probe_clips(model, datasets, parts, cache, labels, settings), len(labels), settings.seed)
         epoch, best_loss = 0, None
     else:
         best = fit(module, loaders["train"], loaders["val"], settings, run, resume)
@@ -325,7 +327,7 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
                                                     window_seconds=_typical_length(parts["train"]),
                                                     encoder_origins=origins,
                                                     test_time_speeds=settings.test_time_speeds,
-                                                    grayscale_frames=grayscale_frames(parts["train"], cache)))
+                                                    grayscale_frames=grayscale_frames(parts["train"], cache, model.inputs)))
     test = parts["test"]
     predictions = predictions_table(list(test["clip"]), list(test["emotion"]), probabilities, labels)
     extra = {"model": settings.model.name, "best_epoch": epoch, "best_val_loss": best_loss,
@@ -398,16 +400,22 @@ def _probe_clips(model: EmotionNet, datasets: dict[str, Embeddings], parts: dict
 
 @torch.no_grad()
 def fit_probe(model: EmotionNet, parts: list[Embeddings], tables: list[pd.DataFrame], copied: list[bool],
-              num_classes: int) -> None:
-    """Fit the model's last layer in closed form on the clip features of these parts' cached
-    embeddings (their clips are the tables' rows; `copied` says which parts are augmented copies of
-    others): an RBF support-vector machine where the model's classifier is one
+              num_classes: int, seed: int = 0) -> None:
+    """Fit the model's head on the features it reads, from these parts' cached embeddings (their
+    clips are the tables' rows; `copied` says which parts are augmented copies of others): an RBF
+    support-vector machine in closed form where the model's classifier is one
     (:mod:`avemotion.runtime.svm_probe`, its penalty chosen on held-out speakers, the clips as
-    recorded kept first where it must leave some out), a logistic regression otherwise
-    (:mod:`avemotion.runtime.linear_probe`)."""
+    recorded kept first where it must leave some out), the hidden-layer probe's fixed recipe where
+    the head has a hidden layer (:mod:`avemotion.training.hidden_probe`), a logistic regression in
+    closed form otherwise (:mod:`avemotion.runtime.linear_probe`)."""
     model.eval()
-    features = torch.cat([model.clip_features_from_embeddings(part.embeddings) for part in parts]).numpy()
     targets = torch.cat([part.targets for part in parts]).numpy()
+    if isinstance(model.head, HiddenLayerFusion):  # fitted on what the head reads, not the last layer
+        inputs = torch.cat([model.head_inputs_from_embeddings(part.embeddings) for part in parts]).numpy()
+        model.head.load_layer(fit_hidden_layer(inputs, targets, num_classes, model.settings.temporal_hidden,
+                                               model.settings.dropout, seed))
+        return
+    features = torch.cat([model.clip_features_from_embeddings(part.embeddings) for part in parts]).numpy()
     classifier = model.head.classifier
     if isinstance(classifier, KernelClassifier):
         copies = np.repeat(copied, [len(part) for part in parts])
@@ -452,11 +460,11 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
 GRAYSCALE_CHECKED = 64  # training clips, evenly spread, whose frames decide whether the corpus is grayscale
 
 
-def grayscale_frames(table: pd.DataFrame, cache: FeatureCache) -> bool:
+def grayscale_frames(table: pd.DataFrame, cache: FeatureCache, inputs: tuple[str, ...]) -> bool:
     """Whether the training clips' frames are grayscale (their three channels equal, in every one
     of GRAYSCALE_CHECKED clips spread over the table): a face corpus such as FER2013, whose model
-    then reads new frames in grayscale too (ModelCard.reading_settings)."""
-    if FRAMES not in cache.inputs or table.empty:
+    (reading `inputs`) then reads new frames in grayscale too (ModelCard.reading_settings)."""
+    if FRAMES not in inputs or table.empty:
         return False
     rows = np.unique(np.linspace(0, len(table) - 1, min(len(table), GRAYSCALE_CHECKED)).astype(int))
     for key in entry_keys(table.iloc[rows]):
