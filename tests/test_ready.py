@@ -163,6 +163,20 @@ def test_ready_model_files_are_as_shipped_and_within_their_limits():
     assert all(entry["temperature"] > 0 for entry in model.manifest["parts"].values())
 
 
+def test_every_session_leaves_the_cores_idle_between_runs():
+    from avemotion.onnx_sessions import cpu_session
+
+    voice = ReadyModel.named(DEFAULT_READY_MODEL).path("voice")
+    for threads in (None, 1):
+        options = cpu_session(voice, threads).get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 1
+    from avemotion.runtime.predict import _onnx_session  # what every exported model is judged in
+
+    assert _onnx_session(voice).get_session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning") == "0"
+
+
 def test_the_shipped_ready_model_judges_the_bundled_clips_faces_without_whisper(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub: the voice cannot be had, the faces are judged
     monkeypatch.delenv(WHISPER_VARIABLE, raising=False)

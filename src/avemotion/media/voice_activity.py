@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from avemotion.onnx_sessions import cpu_session
+
 RATE = 16_000  # Hz: what the detector reads
 FRAME = 512  # samples per detector frame (32 ms)
 CONTEXT = 64  # samples of the previous frame each frame is given
@@ -26,14 +28,10 @@ MIN_SPEECH_SECONDS = 0.1
 def _session():
     """The detector's ONNX Runtime session, or None without the speech install (faster-whisper)."""
     try:
-        import onnxruntime
         from faster_whisper.utils import get_assets_path
     except ImportError:
         return None
-    options = onnxruntime.SessionOptions()
-    options.inter_op_num_threads = options.intra_op_num_threads = 1
-    path = os.path.join(get_assets_path(), "silero_vad_v6.onnx")
-    return onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"], sess_options=options)
+    return cpu_session(os.path.join(get_assets_path(), "silero_vad_v6.onnx"), threads=1)
 
 
 def available() -> bool:

@@ -30,6 +30,7 @@ from avemotion.media.speech import (
     in_chunks,
     whisper_encoder_states,
 )
+from avemotion.onnx_sessions import cpu_session
 
 CACHE_VARIABLE = "AVEMOTION_CACHE"
 OPSET = 17
@@ -51,11 +52,10 @@ class WhisperOnnxEncoder(SpeechEncoder):
     voice's own log-Mel frames in chunks as the transformers family reads it."""
 
     def __init__(self, folder: Path, name: str, digest: str) -> None:
-        import onnxruntime
         from faster_whisper.feature_extractor import FeatureExtractor
 
         path = exported_encoder(folder, digest)
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path)
         config = json.loads((Path(folder) / "config.json").read_text())
         self.features = FeatureExtractor(feature_size=config["num_mel_bins"])
         self.identity = EncoderIdentity("transformers", name, digest, config["encoder_layers"] + 1,

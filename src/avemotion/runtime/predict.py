@@ -29,6 +29,7 @@ from avemotion.errors import MissingFileError, UsageError
 from avemotion.media.features import ClipFeatures, MediaError, extract_features, features_from_capture
 from avemotion.media.inputs import FRAMES, embedding_input, network_inputs, voice_is_silent
 from avemotion.media.speech import SPEECH_INPUT, LazySpeechEncoder, speed_perturbed
+from avemotion.onnx_sessions import cpu_session
 from avemotion.runtime.card import CardError, ModelCard
 from avemotion.runtime.probabilities import softmax
 from avemotion.runtime.speakers import (
@@ -427,13 +428,11 @@ def _output_width(session) -> int | None:
 
 def _onnx_session(path: str | Path):
     """An ONNX Runtime session on the CPU, with a clear error for a missing or bad file."""
-    import onnxruntime
-
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: no such ONNX model (make one with `avemotion export`)")
     try:
-        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return cpu_session(path)
     except Exception as error:  # onnxruntime raises its own untyped errors
         raise UsageError(f"{path}: not a readable ONNX model ({error})") from error
 
