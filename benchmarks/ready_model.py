@@ -7,8 +7,9 @@ bundled clips, and what judging costs.
 
 1. **Voice** (with --cross-corpus): benchmarks/cross_corpus.py's tables for the shipped head's recipe
    (every layer of Whisper base, the hidden-layer head, no normalisation) beside the every-layer SVM:
-   leave one corpus out over six corpora, the two shareable corpora on the four others, and CREMA-D's
-   five actor-independent folds. Results already in WORK are read, not fitted again.
+   leave one corpus out over six corpora, and the two shareable corpora on the four others. Results
+   already in WORK are read, not fitted again. (The head beside the SVM on CREMA-D's five folds:
+   benchmarks/studies/compact_voice_head.py.)
 2. **Face** (with --fer2013): the shipped face.onnx (float16) on FER2013's 3,589 PrivateTest faces,
    which neither its training nor its choices saw, beside the `fer` package's models as
    benchmarks/faces.py measured them (--faces-json: that benchmark's faces.json).

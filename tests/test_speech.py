@@ -558,6 +558,7 @@ def test_the_hidden_layer_probe_reads_every_layer_side_by_side_and_is_fitted_by_
     assert model.head.hidden[1].in_features == layers * 2 * WIDTH and model.head.hidden[1].out_features == 16
 
 
+@pytest.mark.slow
 def test_an_svm_reads_every_layer_side_by_side_where_a_trained_head_weighs_them(trained):
     svm, _ = load_checkpoint(trained["layers_svm"] / "model.ckpt")
     weighed, _ = load_checkpoint(trained["transformers"] / "model.ckpt")
