@@ -24,11 +24,10 @@ import numpy as np
 from avemotion.errors import AvemotionError
 from avemotion.runtime.linear_probe import LinearLayer, fit_logistic_layer
 from avemotion.runtime.probabilities import softmax
-from avemotion.runtime.svm_probe import KernelLayer, fit_svm_layer
+from avemotion.runtime.svm_probe import KernelLayer, feature_statistics, fit_svm_layer
 
 MIN_SPEAKER_CLIPS = 2  # fewer clips than this give no statistics of the person to standardise with
 MIN_SPEAKER_WINDOWS = 4  # a long recording judged window by window needs this many windows' length
-MIN_STD = 1e-6  # a feature (nearly) constant over a speaker's clips is centred, not scaled
 
 
 class SpeakerNormError(AvemotionError, ValueError):
@@ -38,9 +37,8 @@ class SpeakerNormError(AvemotionError, ValueError):
 def standardised(features: np.ndarray) -> np.ndarray:
     """One speaker's clip features (N, D) standardised with their own mean and spread: float32."""
     features = np.asarray(features, np.float64)
-    std = features.std(axis=0)
-    std[std < MIN_STD] = 1.0
-    return ((features - features.mean(axis=0)) / std).astype(np.float32)
+    mean, scale = feature_statistics(features)
+    return ((features - mean) / scale).astype(np.float32)
 
 
 def standardised_by_speaker(features: np.ndarray, speakers, source: str) -> np.ndarray:

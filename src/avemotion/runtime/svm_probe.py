@@ -102,8 +102,7 @@ def fit_svm_layer(features: np.ndarray, targets: np.ndarray, num_classes: int, s
     rows = _bounded(targets, copies, seed)
     features, targets = features[rows], targets[rows]
     groups = np.arange(len(targets)) if speakers is None else np.asarray([str(s) for s in speakers])[rows]
-    mean, scale = features.mean(axis=0), features.std(axis=0)
-    scale[scale < MIN_STD] = 1.0
+    mean, scale = feature_statistics(features)
     standardised = (features - mean) / scale
     gamma = 1.0 / features.shape[1]  # scikit-learn's 'scale' for standardised features
     kernel = _rbf_kernel(standardised, gamma)
@@ -111,6 +110,14 @@ def fit_svm_layer(features: np.ndarray, targets: np.ndarray, num_classes: int, s
     support, coefficients, bias = _folded(_one_vs_rest(kernel, targets, num_classes, C))
     as_float32 = (array.astype(np.float32) for array in (mean, scale, standardised[support], coefficients, bias))
     return KernelLayer(*as_float32, gamma=gamma, temperature=temperature, C=C)
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's mean and spread over these clips (N, D), what a probe standardises with; a
+    feature (nearly) constant over them gets a spread of 1: centred, not scaled."""
+    mean, scale = features.mean(axis=0), features.std(axis=0)
+    scale[scale < MIN_STD] = 1.0
+    return mean, scale
 
 
 @dataclass(frozen=True)

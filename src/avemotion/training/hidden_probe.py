@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from avemotion.runtime.linear_probe import ABSENT_CLASS_BIAS
+from avemotion.runtime.svm_probe import feature_statistics
 
 EPOCHS = 60
 LEARNING_RATE = 1e-3  # the one-cycle schedule's peak
 WEIGHT_DECAY = 0.05
 BATCH_SIZE = 64
 LABEL_SMOOTHING = 0.1
-MIN_STD = 1e-6  # a feature (nearly) constant over the training clips is centred, not scaled
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,7 @@ def fit_hidden_layer(features: np.ndarray, targets: np.ndarray, num_classes: int
     """One hidden layer (`width` wide, GELU) from features (N, D) to class indices, trained by the
     fixed recipe on standardised features. The caller's random state is left as it was."""
     features = np.asarray(features, np.float32)
-    mean, scale = features.mean(axis=0), features.std(axis=0)
-    scale[scale < MIN_STD] = 1.0
+    mean, scale = feature_statistics(features)
     inputs = torch.from_numpy((features - mean) / scale)
     labels = torch.as_tensor(np.asarray(targets), dtype=torch.long)
     with torch.random.fork_rng():
