@@ -191,30 +191,43 @@ def speaker_fold(table, split, cache, runs: Path, name: str, fold: int, override
 
 
 def egemaps_features(table: pd.DataFrame, work: Path) -> pd.DataFrame:
-    """eGeMAPS v02 functionals of every clip, computed once and kept in WORK. They are always read
-    back from that file, so a first run and a later one score the very same values (openSMILE's
-    float32 and the file's decimal text differ in the last digits)."""
+    """eGeMAPS v02 functionals of every clip, kept in WORK as they are computed, so that an
+    interrupted extraction resumes with the clips it had not reached. They are always read back from
+    that file, so a first run and a later one score the very same values (openSMILE's float32 and
+    the file's decimal text differ in the last digits)."""
     path = work / "egemaps.csv"
-    features = pd.read_csv(path, index_col="clip") if path.is_file() else None
-    if features is None or not set(table["clip"]) <= set(features.index):
-        write_egemaps(table, path)
-        features = pd.read_csv(path, index_col="clip")
-    return features.loc[table["clip"]]
+    done = pd.read_csv(path, index_col="clip") if path.is_file() else None
+    missing = table if done is None else table[~table["clip"].isin(done.index)]
+    if len(missing):
+        write_egemaps(missing, done, path)
+        done = pd.read_csv(path, index_col="clip")
+    return done.loc[table["clip"]]
 
 
-def write_egemaps(table: pd.DataFrame, path: Path) -> None:
-    """Compute the functionals of every clip of the table into PATH (whole or absent, for a run
-    started beside this one)."""
+EGEMAPS_CHUNK = 500  # clips computed between two saves: what an interruption can cost
+
+
+def write_egemaps(table: pd.DataFrame, done: pd.DataFrame | None, path: Path) -> None:
+    """Compute the functionals of the table's clips into PATH beside those already `done`, saving
+    every EGEMAPS_CHUNK clips (each save whole or absent, for a run started beside this one)."""
     try:
         import opensmile
     except ImportError:
         raise SystemExit("the eGeMAPS baseline needs openSMILE: pip install -e '.[bench]'") from None
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                             feature_level=opensmile.FeatureLevel.Functionals)
-    rows = [smile.process_file(audio).iloc[0] for audio in tqdm(table["audio_path"], desc="eGeMAPS", unit="clip")]
     partial = path.with_name(f"{path.name}.partial")
-    pd.DataFrame(rows, index=pd.Index(table["clip"], name="clip")).to_csv(partial)
-    partial.replace(path)
+    with tqdm(total=len(table), desc="eGeMAPS", unit="clip") as progress:
+        for start in range(0, len(table), EGEMAPS_CHUNK):
+            chunk = table.iloc[start:start + EGEMAPS_CHUNK]
+            rows = []
+            for audio in chunk["audio_path"]:
+                rows.append(smile.process_file(audio).iloc[0])
+                progress.update()
+            computed = pd.DataFrame(rows, index=pd.Index(chunk["clip"], name="clip"))
+            done = computed if done is None else pd.concat([done, computed])
+            done.to_csv(partial)
+            partial.replace(path)
 
 
 def baseline_fold(table, split, features: pd.DataFrame, protocol: str, with_val: bool) -> dict:
