@@ -36,8 +36,10 @@ corpus standardised with its own clips' statistics, the held-out one with its ow
 
 Accuracy and unweighted accuracy (macro recall) per held-out corpus, and their mean over the five
 corpora other than CREMA-D (the figure a model trained on CREMA-D alone is compared with) and over
-all six (the figure the recipe is chosen by: never one corpus's test folds). Each result is kept in
-WORK/results as it is made, so an interrupted run resumes; printed and written to WORK/cross_corpus.md
+all six (the figure the recipe is chosen by: never one corpus's test folds), among all recipes
+and among those that judge a clip alone (normalisation `none`: a lone clip has no corpus or speaker
+statistics). Each result is kept in WORK/results as it is made, so an interrupted run resumes; every
+kept result of a recipe, this run's and earlier ones', is printed and written to WORK/cross_corpus.md
 and .json with the seconds each fit took. --limit N keeps N clips a corpus (spread over its
 speakers) for a quick look.
 """
@@ -78,6 +80,8 @@ SHAREABLE = ("crema-d", "ravdess")
 FEATURES = ("whisper", "egemaps")
 HEADS = ("logistic", "svm", "mlp")
 NORMS = ("none", "corpus", "speaker")
+# a clip judged alone has no corpus or speaker statistics: the ready model and `predict` on one clip
+LONE_CLIP_NORMS = ("none",)
 WHISPER_MODEL = "whisper_base_layers_audio_only"
 CREMAD_FOLDS = 5
 # leave one corpus out, the shareable corpora on the others, each corpus alone on each other, CREMA-D's folds
@@ -192,10 +196,17 @@ def experiments(table: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]
     return pairs
 
 
+def kind_of(experiment: str) -> str:
+    """An experiment's kind (EXPERIMENTS) from its name ("loco/tess", "same/tess", "alone/tess/urdu" …)."""
+    kind = experiment.split("/")[0]
+    return KIND_OF.get(kind, kind)
+
+
 def run_recipe(table: pd.DataFrame, values: np.ndarray, recipe: str, work: Path,
                kinds: tuple[str, ...] = EXPERIMENTS) -> dict[str, dict]:
-    """The experiments of one recipe ("features/head/norm") of the given kinds (EXPERIMENTS), each
-    kept in WORK/results when made."""
+    """The experiments of one recipe ("features/head/norm") of the given kinds (EXPERIMENTS) that are
+    not kept yet, each kept in WORK/results when made; the results of all its kept experiments, of
+    this run and earlier ones, so that its table and heat map show everything measured."""
     _, head, norm = recipe.split("/")
     folder = work / "results" / recipe.replace("/", "-")
     folder.mkdir(parents=True, exist_ok=True)
@@ -203,17 +214,16 @@ def run_recipe(table: pd.DataFrame, values: np.ndarray, recipe: str, work: Path,
     results = {}
     fitted_on, fit = None, None  # the last fit: experiments on one training set come in a row
     for name, (train, test) in experiments(table).items():
-        if KIND_OF.get(name.split("/")[0], name.split("/")[0]) not in kinds:
-            continue
         kept = folder / f"{name.replace('/', '-')}.json"
-        if not kept.is_file():
+        if not kept.is_file() and kind_of(name) in kinds:
             if fitted_on is None or not np.array_equal(train, fitted_on):
                 fitted_on, fit = train, fitted(values, table, train, head)
             outcome = judged(values, table, fit, test)
             kept.write_text(json.dumps(outcome))
             print(f"{recipe} {name}: accuracy {outcome.get('accuracy', float('nan')):.3f} on {outcome['clips']} "
                   f"clips ({outcome['fit_seconds']:.0f} s)", flush=True)
-        results[name] = json.loads(kept.read_text())
+        if kept.is_file():
+            results[name] = json.loads(kept.read_text())
     return {name: result for name, result in results.items() if result["clips"]}  # labels shared
 
 
@@ -245,13 +255,16 @@ def summary(results: dict[str, dict]) -> dict:
 
 def heatmap(summary_of: dict, recipe: str, path: Path) -> None:
     """Train corpus (each alone, then all the others) x test corpus accuracy."""
-    present = [name for name in CORPORA if name in summary_of["loco"]]
+    measured = set(summary_of["loco"]) | {name for pair in summary_of["alone"] for name in pair.split("/")}
+    present = [name for name in CORPORA if name in measured]
     grid = np.full((len(present) + 1, len(present)), np.nan)
     for row, source in enumerate(present):
         for column, target in enumerate(present):
             if f"{source}/{target}" in summary_of["alone"]:
                 grid[row, column] = summary_of["alone"][f"{source}/{target}"]["accuracy"]
-    grid[-1] = [summary_of["loco"][target]["accuracy"] for target in present]
+    for column, target in enumerate(present):
+        if target in summary_of["loco"]:
+            grid[-1, column] = summary_of["loco"][target]["accuracy"]
     figure, axes = plt.subplots(figsize=(7, 6))
     image = axes.imshow(grid, vmin=0, vmax=1, cmap="viridis")
     axes.set_xticks(range(len(present)), present, rotation=45)
@@ -283,6 +296,12 @@ def markdown(summaries: dict[str, dict]) -> str:
                      f"{_figure(row['shareable_mean'])} ({_figure(row['loco_mean_unshareable'])}) | "
                      f"{_spread(row['cremad_folds']['alone'])} | {_spread(row['cremad_folds']['beside'])} |")
     return "\n".join(lines)
+
+
+def chosen_recipe(summaries: dict[str, dict], norms: tuple[str, ...]) -> str | None:
+    """The recipe under one of these normalisations with the best mean over the six held-out corpora."""
+    candidates = [recipe for recipe in summaries if recipe.split("/")[2] in norms]
+    return max(candidates, key=lambda recipe: summaries[recipe]["loco_mean_all"] or 0, default=None)
 
 
 def _figure(value: float | None) -> str:
@@ -326,8 +345,9 @@ def main() -> None:
                                                        tuple(args.experiments)))
                 heatmap(summaries[recipe], recipe, work / f"heatmap-{recipe.replace('/', '-')}.png")
     text = markdown(summaries)
-    chosen = max(summaries, key=lambda recipe: summaries[recipe]["loco_mean_all"] or 0)
-    text += f"\n\nChosen by the mean over the six held-out corpora: {chosen}."
+    chosen = {"any": chosen_recipe(summaries, NORMS), "lone clips": chosen_recipe(summaries, LONE_CLIP_NORMS)}
+    text += ("\n\nChosen by the mean over the six held-out corpora: "
+             f"{chosen['any']}; among the recipes that judge a clip alone: {chosen['lone clips']}.")
     print(text)
     (work / "cross_corpus.md").write_text(text + "\n")
     (work / "cross_corpus.json").write_text(json.dumps({"summaries": summaries, "chosen": chosen}, indent=2))
