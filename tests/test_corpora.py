@@ -20,6 +20,7 @@ from avemotion.datasets.synth import write_media
 from avemotion.media.features import SAMPLE_RATE, load_audio
 from avemotion.runtime.predict import load
 from avemotion.runtime.serve import create_app
+from avemotion.runtime.speakers import SpeakerNormError, clip_groups
 from avemotion.samples import sample_audio, sample_videos
 from avemotion.training.checkpoint import load_checkpoint
 from avemotion.training.evaluate import evaluate_run
@@ -231,6 +232,57 @@ def test_a_speaker_normalised_model_takes_a_long_recording_of_one_person(speaker
     short = write_media(tmp_path / "short.wav", None, audio=voice[: 4 * SAMPLE_RATE], audio_rate=SAMPLE_RATE)
     with pytest.raises(ValueError, match="at least 4 windows long"):
         classifier.timeline(short, window=2.5, hop=1.0)
+
+
+@pytest.mark.slow  # trains
+def test_a_corpus_normalised_model_standardises_each_corpus_on_its_own(ravdess_corpus, tmp_path, capsys):
+    out = tmp_path / "corpus-run"
+    assert main(train_args(ravdess_corpus, out, ravdess_corpus.parent / "cache", "--epochs", "1",
+                           "--freeze-backbones", "--corpus-norm")) == 0
+    checkpoint = out / "model.ckpt"
+    _, info = load_checkpoint(checkpoint)
+    assert info.speaker_norm and info.normalised_by == "corpus"
+    assert json.loads((out / "metrics.json").read_text())["corpus_norm"] is True
+    # the corpus's test clips were standardised on their own, as `evaluate` standardises them
+    written = pd.read_csv(out / "predictions.csv").set_index("clip")
+    _, folder = evaluate_run(out, progress=False)
+    evaluated = pd.read_csv(folder / "predictions.csv").set_index("clip").loc[written.index]
+    columns = [f"p_{label}" for label in ravdess.LABELS]
+    assert np.allclose(evaluated[columns], written[columns], atol=1e-5)
+
+    # another corpus needs no speaker names: its clips are one corpus's
+    for index, voice in enumerate(sample_audio()):
+        shutil.copy(voice, tmp_path / f"v{index}.mp3")
+    rows = [f"v{i}.mp3,{label}" for i, label in enumerate(["anger", "happiness", "sadness"] * 2)]
+    (tmp_path / "m.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    assert main(["index", str(tmp_path / "m.csv"), "-o", str(tmp_path / "other.csv")]) == 0
+    assert main(["evaluate", str(out), "--metadata", str(tmp_path / "other.csv"), "-o", str(tmp_path / "e")]) == 0
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["normalised_by"] == "corpus"
+
+    capsys.readouterr()
+    assert main(["predict", str(checkpoint), str(tmp_path / "v0.mp3")]) == 2
+    assert "corpus normalisation" in capsys.readouterr().err
+    voices = tmp_path / "voices"
+    voices.mkdir()
+    for index in range(3):
+        shutil.copy(tmp_path / f"v{index}.mp3", voices)
+    assert main(["predict", str(checkpoint), str(voices)]) == 0
+    assert "the 3 clips are taken as one corpus's" in capsys.readouterr().err
+
+
+def test_speaker_and_corpus_normalisation_are_one_choice(ravdess_corpus, tmp_path, capsys):
+    assert main(train_args(ravdess_corpus, tmp_path / "r", tmp_path / "c", "--speaker-norm", "--corpus-norm")) == 2
+    assert "choose one" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "history.csv").exists()
+
+
+def test_clips_are_grouped_by_speaker_or_by_corpus():
+    table = pd.DataFrame({"actor_id": ["1", "2", "1"], "dataset": ["tess", "tess", "urdu"]})
+    assert clip_groups(table, "speaker").tolist() == ["1", "2", "1"]
+    assert clip_groups(table, "corpus").tolist() == ["tess", "tess", "urdu"]
+    assert clip_groups(table[["actor_id"]], "corpus").tolist() == ["corpus"] * 3  # one table: one corpus
+    with pytest.raises(SpeakerNormError, match="no speaker column"):
+        clip_groups(table[["dataset"]], "speaker")
 
 
 def test_speaker_norm_needs_speakers(tmp_path, capsys):

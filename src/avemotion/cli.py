@@ -234,7 +234,8 @@ def _predict(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     if classifier.card.speaker_norm:
-        print(f"speaker-normalised model: the {len(paths)} clips are taken as one speaker's", file=sys.stderr)
+        group = classifier.card.normalised_by
+        print(f"{group}-normalised model: the {len(paths)} clips are taken as one {group}'s", file=sys.stderr)
     results = classifier.predict_batch(paths, progress=len(paths) > 1 and sys.stderr.isatty())
     for result in results:
         if not result.ok:
@@ -511,6 +512,7 @@ def _add_train_parser(commands) -> None:
     add_setting(modes, TrainSettings, "weights")
     add_setting(modes, TrainSettings, "init_from")
     add_setting(modes, TrainSettings, "speaker_norm")
+    add_setting(modes, TrainSettings, "corpus_norm")
     modes.add_argument("--resume", action="store_true", help="continue from OUT's last epoch")
     hardware = train.add_argument_group("hardware (Lightning)")
     for name in ("accelerator", "devices", "strategy", "num_nodes", "precision", "num_workers", "channels_last"):

@@ -76,6 +76,10 @@ class TrainSettings:
     speaker_norm: bool = setting(False, "after training, standardise each clip's features with the "
                                  "statistics of all its speaker's clips and refit the last layer on "
                                  "them (needs several clips per speaker, also to predict)")
+    corpus_norm: bool = setting(False, "the same with each corpus in a speaker's place: standardise "
+                                "each clip's features with the statistics of all its corpus's clips "
+                                "(needs many clips of one source, also to predict: a folder of them, "
+                                "a table to evaluate)")
     backbone_lr_scale: float = setting(1.0, "pretrained image backbones learn at this fraction of the "
                                        "learning rate, the freshly made layers after them at the whole "
                                        "of it (1: all alike, the paper's recipe)")
@@ -83,6 +87,11 @@ class TrainSettings:
                                   "--precision bf16-mixed, faster convolutions on a CPU that has bf16 "
                                   "instructions (1.7x a MobileNetV2 training step here)")
     progress: bool = True  # progress bars
+
+    @property
+    def normalised_by(self) -> str | None:
+        """What a normalised model standardises together ("speaker", "corpus"), or None."""
+        return "corpus" if self.corpus_norm else "speaker" if self.speaker_norm else None
 
     @property
     def keeps_last_epoch(self) -> bool:

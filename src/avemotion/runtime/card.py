@@ -20,6 +20,7 @@ from avemotion.errors import AvemotionError
 from avemotion.media.inputs import DEFAULT_INPUTS, INPUT_MODALITY, WAVEFORM, FeatureSettings, modalities_of
 from avemotion.media.speech import EncoderIdentity
 from avemotion.registry import MODELS, ModelSettings
+from avemotion.runtime.speakers import NORM_GROUPS
 
 CARD_VERSION = 5
 # Version 1 (ONNX exports before encoders had names) held the model's name and modalities only;
@@ -41,6 +42,7 @@ class ModelCard:
     inputs: tuple[str, ...] = DEFAULT_INPUTS  # the names of the inputs the network reads, in order
     window_seconds: float | None = None  # typical clip length of the training corpus, when known
     speaker_norm: bool = False  # judges one speaker's clips together (avemotion.runtime.speakers)
+    normalised_by: str = "speaker"  # with speaker_norm, what is standardised together: "speaker" or "corpus"
     # the pretrained encoders that run outside the network (speech encoders), by branch
     encoders: dict[str, EncoderIdentity] = field(default_factory=dict)
     # test-time augmentation: each voice is also judged played at these speeds, and its
@@ -153,6 +155,9 @@ class ModelCard:
                 raise CardError(f"model card feature setting {name} = {value!r} is outside {low}-{high}")
         if self.window_seconds is not None and not 0 < float(self.window_seconds) <= 600:
             raise CardError(f"model card window {self.window_seconds!r} s is outside 0-600 s")
+        if self.normalised_by not in NORM_GROUPS:
+            raise CardError(f"model card normalisation by {self.normalised_by!r:.40} is not one of "
+                            f"{', '.join(NORM_GROUPS)}")
         self.check_test_time_speeds()
 
     def check_test_time_speeds(self) -> None:

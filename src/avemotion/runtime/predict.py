@@ -9,10 +9,10 @@ Features come from :func:`avemotion.media.features.extract_features` with the fe
 the checkpoint, so a clip is prepared exactly as the training clips were. The network runs in
 PyTorch from a checkpoint, or in ONNX Runtime from an exported model, whose metadata carries the
 labels and feature settings: an ONNX model alone predicts, and never imports torch. A model trained
-with speaker normalisation is a :class:`SpeakerNormalisedClassifier`, with the same interface: it
-judges several clips of one speaker together (a folder, a long recording), never one clip; its
-network gives each clip's features, and its :class:`~avemotion.runtime.speakers.SpeakerNormalisation`
-turns them into probabilities.
+with speaker normalisation (or corpus normalisation) is a :class:`SpeakerNormalisedClassifier`, with
+the same interface: it judges several clips of one speaker (or one corpus) together (a folder, a long
+recording), never one clip; its network gives each clip's features, and its
+:class:`~avemotion.runtime.speakers.SpeakerNormalisation` turns them into probabilities.
 """
 
 from __future__ import annotations
@@ -244,9 +244,10 @@ class EmotionClassifier:
 
 
 class SpeakerNormalisedClassifier(EmotionClassifier):
-    """A model trained with speaker normalisation: its network gives each clip's features, and
-    `normalisation` judges one speaker's clips together. It judges a folder of clips or a long
-    recording of one person, and refuses a lone clip or a camera window."""
+    """A model trained with speaker normalisation (or corpus normalisation, `card.normalised_by`):
+    its network gives each clip's features, and `normalisation` judges one speaker's (or corpus's)
+    clips together. It judges a folder of clips or a long recording, and refuses a lone clip or a
+    camera window."""
 
     def __init__(self, network: Network, card: ModelCard, normalisation: SpeakerNormalisation,
                  parts: NetworkParts | None = None) -> None:
@@ -278,18 +279,18 @@ class SpeakerNormalisedClassifier(EmotionClassifier):
         return self.normalisation.probabilities(outputs)
 
     def check_recording(self, path: str | Path, seconds: float, window: float) -> None:
-        """Refuse a recording too short to give the statistics of its speaker."""
+        """Refuse a recording too short to give the statistics of its speaker (or source)."""
         if seconds < MIN_SPEAKER_WINDOWS * window:
             raise SpeakerNormError(
-                f"{path}: {self.card.model_name} was trained with speaker normalisation and needs "
-                f"a recording of one person at least {MIN_SPEAKER_WINDOWS} windows long "
+                f"{path}: {self.card.model_name} was trained with {self.card.normalised_by} normalisation "
+                f"and needs a recording at least {MIN_SPEAKER_WINDOWS} windows long "
                 f"({MIN_SPEAKER_WINDOWS * window:g} s); this one lasts {seconds:.1f} s")
 
     def _advice(self) -> str:
-        return (f"{self.card.model_name} was trained with speaker normalisation and cannot judge a "
+        group = self.card.normalised_by
+        return (f"{self.card.model_name} was trained with {group} normalisation and cannot judge a "
                 f"clip on its own; give it a folder of at least {MIN_SPEAKER_CLIPS} clips of the same "
-                "speaker (`avemotion predict FOLDER`), or a long recording of one person "
-                "(`avemotion timeline`)")
+                f"{group} (`avemotion predict FOLDER`), or a long recording (`avemotion timeline`)")
 
 
 def _classifier(network: Network, card: ModelCard, parts: NetworkParts | None,

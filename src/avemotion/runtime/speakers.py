@@ -1,4 +1,5 @@
-"""Speaker normalisation: each speaker's clip features standardised with that speaker's own statistics.
+"""Speaker normalisation: each speaker's clip features standardised with that speaker's own statistics
+(or corpus normalisation: each corpus's with its own).
 
 Voices differ more from person to person than one person's voice differs from emotion to emotion.
 A network trained as usual turns each clip into the vector its last layer reads; with speaker
@@ -9,6 +10,13 @@ speakers' standardised vectors. This is what speaker-independent studies do with
 features, applied to the network's own. It is honest only where several clips of the person are at
 hand: such a model judges a folder of one speaker's clips, or a long recording of one person, never
 a lone clip.
+
+Corpus normalisation is the same with each corpus in a speaker's place: every corpus of the
+training table standardised with its own clips' statistics, and a new corpus (a folder of its clips,
+`evaluate --metadata`'s table) with its own. It removes much of what a recording setup, a language
+and a set of actors add, and it needs no speaker names, only many clips of one source; across
+corpora it gains more than speaker normalisation where a corpus's speakers do not each show
+several emotions (docs/results/cross-corpus.md).
 
 Standardising the spectrograms per Mel bin instead helps a network less (docs/results/speech.md
 gives both).
@@ -28,6 +36,8 @@ from avemotion.runtime.svm_probe import KernelLayer, feature_statistics, fit_svm
 
 MIN_SPEAKER_CLIPS = 2  # fewer clips than this give no statistics of the person to standardise with
 MIN_SPEAKER_WINDOWS = 4  # a long recording judged window by window needs this many windows' length
+# what a normalised model standardises together, and the metadata column that names it for each clip
+NORM_GROUPS = {"speaker": "actor_id", "corpus": "dataset"}
 
 
 class SpeakerNormError(AvemotionError, ValueError):
@@ -41,11 +51,12 @@ def standardised(features: np.ndarray) -> np.ndarray:
     return ((features - mean) / scale).astype(np.float32)
 
 
-def standardised_by_speaker(features: np.ndarray, speakers, source: str) -> np.ndarray:
-    """Every clip's features (N, D) standardised with its speaker's statistics, computed from all
-    that speaker's rows; a speaker with too few clips is refused with a message naming `source`."""
+def standardised_by_speaker(features: np.ndarray, speakers, source: str, group: str = "speaker") -> np.ndarray:
+    """Every clip's features (N, D) standardised with its speaker's statistics (or its `group`'s,
+    NORM_GROUPS), computed from all that speaker's rows; a speaker with too few clips is refused
+    with a message naming `source`."""
     speakers = np.asarray([str(speaker) for speaker in speakers])
-    _require_enough_clips(speakers, source)
+    _require_enough_clips(speakers, source, group)
     result = np.empty(features.shape, np.float32)
     for name in np.unique(speakers):
         rows = speakers == name
@@ -53,13 +64,26 @@ def standardised_by_speaker(features: np.ndarray, speakers, source: str) -> np.n
     return result
 
 
-def _require_enough_clips(speakers: np.ndarray, source: str) -> None:
+def _require_enough_clips(speakers: np.ndarray, source: str, group: str = "speaker") -> None:
     names, counts = np.unique(speakers, return_counts=True)
     few = names[counts < MIN_SPEAKER_CLIPS]
     if len(few):
+        plural = "corpora" if group == "corpus" else f"{group}s"
         raise SpeakerNormError(
-            f"{source}: speaker normalisation needs at least {MIN_SPEAKER_CLIPS} clips of each "
-            f"speaker; {len(few)} speakers have fewer (first: {few[0]})")
+            f"{source}: {group} normalisation needs at least {MIN_SPEAKER_CLIPS} clips of each "
+            f"{group}; {len(few)} {plural} have fewer (first: {few[0]})")
+
+
+def clip_groups(table, group: str) -> np.ndarray:
+    """Each clip's name of what a `group`-normalised model (NORM_GROUPS) standardises it with: its
+    speaker, or its corpus (one corpus for a table that names none: it is one corpus's table)."""
+    column = NORM_GROUPS[group]
+    if column not in table:
+        if group == "speaker":
+            raise SpeakerNormError("speaker normalisation needs each clip's speaker: this table has no "
+                                   "speaker column (actor_id; `speaker` in a manifest)")
+        return np.full(len(table), "corpus")
+    return table[column].fillna("").astype(str).to_numpy()
 
 
 # The last layer of a speaker-normalised model, on the standardised features: a linear layer, or for a
@@ -102,23 +126,30 @@ class SpeakerNormalisation:
 
     @classmethod
     def fit(cls, features: np.ndarray, speakers, targets: np.ndarray, fitted_rows: np.ndarray,
-            num_classes: int, C: float = SPEAKER_HEAD_C, svm: bool = False) -> SpeakerNormalisation:
+            num_classes: int, C: float = SPEAKER_HEAD_C, svm: bool = False,
+            group: str = "speaker", held_out=None) -> SpeakerNormalisation:
         """Fitted on the rows `fitted_rows` picks (a boolean mask) of clip features (N, D) whose
-        speakers' statistics come from all their rows here: a logistic regression with inverse
-        strength C, or with `svm` an RBF support-vector machine (its C chosen on held-out speakers)."""
-        standardised = standardised_by_speaker(features, speakers, "the training table")
+        speakers' (or corpora's, `group`) statistics come from all their rows here: a logistic
+        regression with inverse strength C, or with `svm` an RBF support-vector machine, its C
+        chosen on held-out speakers: the groups themselves under speaker normalisation, those
+        `held_out` names under corpus normalisation (folds of clips where it is None)."""
+        standardised = standardised_by_speaker(features, speakers, "the training table", group)
         features, targets = standardised[fitted_rows], targets[fitted_rows]
         if svm:
-            return cls(fit_svm_layer(features, targets, num_classes, np.asarray(speakers)[fitted_rows]))
+            held_out = speakers if group == "speaker" else held_out
+            held_out = None if held_out is None else np.asarray(held_out)[fitted_rows]
+            return cls(fit_svm_layer(features, targets, num_classes, held_out))
         return cls(fit_speaker_head(features, targets, num_classes, C))
 
-    def probabilities(self, features: np.ndarray, speakers=None, source: str = "the clips") -> np.ndarray:
-        """Each clip's probabilities from its features (N, D): `speakers` name each row's speaker,
-        None takes every row as one speaker's (a folder of clips, a long recording)."""
+    def probabilities(self, features: np.ndarray, speakers=None, source: str = "the clips",
+                      group: str = "speaker") -> np.ndarray:
+        """Each clip's probabilities from its features (N, D): `speakers` name each row's speaker
+        (or corpus, `group`), None takes every row as one speaker's (a folder of clips, a long
+        recording)."""
         if speakers is None:
             standardised_features = standardised(features)
         else:
-            standardised_features = standardised_by_speaker(features, speakers, source)
+            standardised_features = standardised_by_speaker(features, speakers, source, group)
         return softmax(self.head.logits(standardised_features))
 
 

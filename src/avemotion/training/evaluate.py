@@ -212,7 +212,7 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     pretrained speech encoder's local folder (default: the one the run was trained with)."""
     from avemotion.datasets.index import read_metadata, read_metadata_tables
     from avemotion.media.preprocess import CachedClips, FeatureCache, clips_with_inputs, ensure_cached
-    from avemotion.runtime.speakers import require_speakers
+    from avemotion.runtime.speakers import clip_groups, require_speakers
     from avemotion.training.checkpoint import load_checkpoint
     from avemotion.training.embeddings import clip_features_of_frozen
 
@@ -238,12 +238,13 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     # a frozen speech encoder's embeddings never change: read from (or added to) the embedding
     # cache that training filled, instead of encoding every clip again
     frozen = info.model_settings.frozen_speech
-    if info.speaker_norm:
-        require_speakers(table)
+    if info.speaker_norm:  # each speaker's clips (or each corpus's) standardised together
+        if info.normalised_by == "speaker":
+            require_speakers(table)
         features = (clip_features_of_frozen(model, table, cache, progress) if frozen
                     else clip_features(model, DataLoader(clips, batch_size=batch_size)))
-        probabilities = info.speaker_normalisation.probabilities(features, table["actor_id"],
-                                                                 "the evaluated table")
+        probabilities = info.speaker_normalisation.probabilities(
+            features, clip_groups(table, info.normalised_by), "the evaluated table", info.normalised_by)
     elif frozen:
         probabilities = cached_probabilities(model, table, cache, info.test_time_speeds, progress)
     else:
@@ -252,7 +253,8 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     scored = [info.labels.index(label) for label in labels]
     predictions = predictions_table(list(table["clip"]), [info.labels[t] for t in clips.targets],
                                     _renormalised(probabilities[:, scored]), labels)
-    extra.update(model=info.model_settings.name, checkpoint=str(run.model), speaker_norm=info.speaker_norm)
+    extra.update(model=info.model_settings.name, checkpoint=str(run.model), speaker_norm=info.speaker_norm,
+                 normalised_by=info.normalised_by if info.speaker_norm else None)
     metrics = write_evaluation(results, predictions, labels, metadata=table, extra=extra)
     return metrics, results.root
 

@@ -49,7 +49,7 @@ from avemotion.media.preprocess import (
 from avemotion.media.speech import SPEECH_RATE
 from avemotion.runtime.card import MAX_TEST_TIME_SPEEDS, SPEED_RANGE
 from avemotion.runtime.linear_probe import PROBE_C, fit_logistic_layer
-from avemotion.runtime.speakers import SPEAKER_HEAD_C, SpeakerNormalisation, require_speakers
+from avemotion.runtime.speakers import SPEAKER_HEAD_C, SpeakerNormalisation, clip_groups, require_speakers
 from avemotion.runtime.svm_probe import fit_svm_layer
 from avemotion.training.augment import jitter_frames
 from avemotion.training.checkpoint import Checkpoint, save_checkpoint
@@ -217,6 +217,8 @@ def train(table: pd.DataFrame, cache: FeatureCache, out_dir: str | Path, setting
         raise UsageError(f"{settings.model.name}: its speech encoder reads voices at {SPEECH_RATE} Hz, "
                          f"not the {cache.settings.sample_rate} Hz these feature settings make")
     table = clips_with_inputs(table, settings.model)
+    if settings.speaker_norm and settings.corpus_norm:
+        raise UsageError("--speaker-norm and --corpus-norm standardise clips in different company: choose one")
     if settings.speaker_norm:
         require_speakers(table)
     cache = cache.with_inputs(model_inputs(settings.model))
@@ -316,13 +318,15 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
                                strict=module.strict_loading)
         epoch, best_loss = _kept_epoch(run, settings)
     normalisation = None
-    if settings.speaker_norm:
+    if settings.normalised_by:
         normalisation, probabilities = fit_speaker_normalisation(model, table, split, cache, labels,
-                                                                 settings.batch_size, settings.linear_probe)
+                                                                 settings.batch_size, settings.linear_probe,
+                                                                 settings.normalised_by)
     else:
         probabilities, as_recorded = _test_probabilities(module, loaders["test"], parts["test"], cache, labels,
                                                          settings)
-    save_checkpoint(run.model, model, Checkpoint.of(model, cache.settings, labels, normalisation, epoch=epoch,
+    save_checkpoint(run.model, model, Checkpoint.of(model, cache.settings, labels, normalisation,
+                                                    normalised_by=settings.normalised_by or "speaker", epoch=epoch,
                                                     best_metric=best_loss,
                                                     window_seconds=_typical_length(parts["train"]),
                                                     encoder_origins=origins,
@@ -332,7 +336,7 @@ def train_one(table, split, cache, run: RunFolder, settings: TrainSettings, resu
     predictions = predictions_table(list(test["clip"]), list(test["emotion"]), probabilities, labels)
     extra = {"model": settings.model.name, "best_epoch": epoch, "best_val_loss": best_loss,
              "pretrained": settings.model.pretrained, "split": settings.split,
-             "speaker_norm": settings.speaker_norm}
+             "speaker_norm": settings.speaker_norm, "corpus_norm": settings.corpus_norm}
     if settings.test_time_speeds:  # what hearing each voice at those speeds too gained
         targets = np.asarray(datasets["test"].targets)
         extra["accuracy_as_recorded"] = float((as_recorded.argmax(axis=1) == targets).mean())
@@ -362,9 +366,10 @@ def _check_speeds(settings: TrainSettings, model: EmotionNet) -> None:
     if settings.test_time_speeds and not settings.freeze_backbones:
         raise UsageError("--test-time-speeds judges the frozen encoders' embeddings of each voice at each "
                          "speed: add --freeze-backbones")
-    if settings.test_time_speeds and settings.speaker_norm:
-        raise UsageError("--test-time-speeds averages each voice's probabilities; speaker normalisation "
-                         "judges a speaker's clips together from their features: choose one")
+    if settings.test_time_speeds and settings.normalised_by:
+        raise UsageError(f"--test-time-speeds averages each voice's probabilities; {settings.normalised_by} "
+                         f"normalisation judges a {settings.normalised_by}'s clips together from their "
+                         "features: choose one")
 
 
 def _test_probabilities(module: EmotionModule, loader: DataLoader, test: pd.DataFrame, cache: FeatureCache,
@@ -436,13 +441,14 @@ def _speakers(table: pd.DataFrame) -> np.ndarray | None:
 
 def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.Series,
                               cache: FeatureCache, labels: list[str], batch_size: int,
-                              linear_probe: bool = False) -> tuple[SpeakerNormalisation, np.ndarray]:
-    """Speaker normalisation's second step on a trained network, fitted on the training clips'
-    features; returns it and the test clips' probabilities (in the table's order). With the linear
-    probe's recipe the speaker head is a probe too: fitted on the validation clips as well, with the
-    probe's penalty (on the validation speakers of RAVDESS and CREMA-D, C = 0.1 beat 1 on frozen
-    speech features). A model whose last layer is a support-vector machine gets one as its speaker
-    head too."""
+                              linear_probe: bool = False,
+                              group: str = "speaker") -> tuple[SpeakerNormalisation, np.ndarray]:
+    """Speaker normalisation's second step on a trained network (or corpus normalisation's, with
+    `group` "corpus"), fitted on the training clips' features; returns it and the test clips'
+    probabilities (in the table's order). With the linear probe's recipe the speaker head is a probe
+    too: fitted on the validation clips as well, with the probe's penalty (on the validation
+    speakers of RAVDESS and CREMA-D, C = 0.1 beat 1 on frozen speech features). A model whose last
+    layer is a support-vector machine gets one as its speaker head too."""
     if model.trains_encoders:
         clips = DataLoader(CachedClips(table, cache, labels, model.inputs), batch_size=batch_size)
         features = clip_features(model, clips)
@@ -451,10 +457,14 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
     fitted_on = ("train", "val") if linear_probe else ("train",)
     train, test = split.isin(fitted_on).to_numpy(), (split == "test").to_numpy()
     targets = np.array([labels.index(label) for label in table["emotion"]])
-    normalisation = SpeakerNormalisation.fit(features, table["actor_id"], targets, train, len(labels),
+    groups = clip_groups(table, group)
+    if group == "corpus":  # a corpus's test clips standardised on their own, as a new corpus's are
+        groups = np.asarray([f"{corpus}/{part}" for corpus, part in zip(groups, split)])
+    normalisation = SpeakerNormalisation.fit(features, groups, targets, train, len(labels),
                                              C=PROBE_C if linear_probe else SPEAKER_HEAD_C,
-                                             svm=isinstance(model.head.classifier, KernelClassifier))
-    return normalisation, normalisation.probabilities(features, table["actor_id"])[test]
+                                             svm=isinstance(model.head.classifier, KernelClassifier), group=group,
+                                             held_out=_speakers(table))
+    return normalisation, normalisation.probabilities(features, groups, group=group)[test]
 
 
 GRAYSCALE_CHECKED = 64  # training clips, evenly spread, whose frames decide whether the corpus is grayscale
