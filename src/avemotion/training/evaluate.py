@@ -232,7 +232,7 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     results = RunFolder(out_dir) if out_dir else run.evaluation(metadata)
     cache_dir = cache_dir or Path(config["feature_cache"]).parent
     cache = FeatureCache.open(cache_dir, settings, info.inputs)
-    table, labels, extra = _shared_label_clips(table, info.labels)
+    table, labels, extra = _shared_label_clips(table, info.labels, own_corpus=metadata is None)
     table = ensure_cached(clips_with_inputs(table, info.model_settings), cache, progress)
     clips = CachedClips(table, cache, info.labels, info.inputs)
     # a frozen speech encoder's embeddings never change: read from (or added to) the embedding
@@ -259,13 +259,16 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     return metrics, results.root
 
 
-def _shared_label_clips(table: pd.DataFrame, model_labels: list[str]) -> tuple[pd.DataFrame, list[str], dict]:
+def _shared_label_clips(table: pd.DataFrame, model_labels: list[str],
+                        own_corpus: bool = False) -> tuple[pd.DataFrame, list[str], dict]:
     """The clips whose label the model knows (through the canonical vocabulary), relabelled with the
-    model's labels; the model labels to score; and what was left out, for the metrics."""
+    model's labels; the model labels to score: every one on the model's own test clips, else those
+    the table has (a corpus of four emotions is judged choosing among those four); and what was left
+    out, for the metrics."""
     from avemotion.datasets import shared_labels
 
     data_labels = set(table["emotion"].astype(str))
-    if data_labels <= set(model_labels):  # the model's own corpus (or a part of it): every label scored
+    if own_corpus and data_labels <= set(model_labels):  # the run's own test clips: every label scored
         return table.assign(emotion=table["emotion"].astype(str)), list(model_labels), {}
     mapping, left_out = shared_labels(model_labels, sorted(data_labels))
     if not mapping:
