@@ -257,7 +257,13 @@ def test_a_corpus_normalised_model_standardises_each_corpus_on_its_own(ravdess_c
     (tmp_path / "m.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
     assert main(["index", str(tmp_path / "m.csv"), "-o", str(tmp_path / "other.csv")]) == 0
     assert main(["evaluate", str(out), "--metadata", str(tmp_path / "other.csv"), "-o", str(tmp_path / "e")]) == 0
-    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["normalised_by"] == "corpus"
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["normalised_by"] == "corpus"
+    # three of the model's eight labels: judged choosing among those three, as the other five are absent
+    assert metrics["cross_corpus"]["scored_labels"] == ["anger", "happiness", "sadness"]
+    predicted = pd.read_csv(tmp_path / "e" / "predictions.csv")
+    assert set(predicted["predicted"]) <= {"anger", "happiness", "sadness"}
+    assert list(predicted.filter(like="p_").columns) == ["p_anger", "p_happiness", "p_sadness"]
 
     capsys.readouterr()
     assert main(["predict", str(checkpoint), str(tmp_path / "v0.mp3")]) == 2
