@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from avemotion.registry import ModelSettings
+from avemotion.runtime.hidden_layer import HiddenLayer
 from avemotion.runtime.linear_probe import ABSENT_CLASS_BIAS, fit_logistic_layer
+from avemotion.runtime.speakers import speaker_head_from_json
 from avemotion.training.hidden_probe import fit_hidden_layer
 from avemotion.training.models import HiddenLayerFusion
 
@@ -65,3 +67,16 @@ def test_the_network_head_holds_the_fitted_layer_with_its_standardisation_folded
     with torch.no_grad():
         logits = head([torch.from_numpy(features)]).numpy()
     assert logits == pytest.approx(layer.logits(features), abs=1e-3)
+
+
+def test_the_layer_judges_in_numpy_as_torch_does_and_travels_as_arrays_and_json():
+    features, targets = exclusive_or(clips=100)
+    layer = fit_hidden_layer(features, targets, 2, width=8)
+    standardised = torch.from_numpy((features - layer.mean) / layer.scale)
+    with torch.no_grad():
+        hidden = torch.nn.functional.gelu(standardised @ torch.from_numpy(layer.hidden_weight).T
+                                          + torch.from_numpy(layer.hidden_bias))
+        expected = (hidden @ torch.from_numpy(layer.weight).T + torch.from_numpy(layer.bias)).numpy()
+    assert np.abs(layer.logits(features) - expected).max() < 1e-4
+    for again in (HiddenLayer.from_arrays(layer.arrays()), speaker_head_from_json(layer.to_json())):
+        assert isinstance(again, HiddenLayer) and np.array_equal(again.logits(features), layer.logits(features))

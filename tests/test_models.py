@@ -58,15 +58,17 @@ def test_temporal_models_and_fusions_are_looked_up_by_name():
         small_model("effnet_lstm", fusion="sum")
 
 
-def test_the_hidden_layer_head_gives_its_activations_to_the_last_layer(sample_batch):
+def test_the_hidden_layer_head_gives_a_normalisation_what_it_reads(sample_batch):
     inputs, _ = sample_batch
     model = small_model("effnet_lstm_audio_only", fusion="mlp", temporal_hidden=32)
     assert isinstance(model.head, FUSIONS["mlp"]) and model.head.classifier.in_features == 32
     model.eval()
     with torch.no_grad():
-        features = model.clip_features(inputs)
-        assert features.shape == (6, 32) and (features > -0.2).all()  # GELU activations
-        assert torch.allclose(model.head.classifier(features), model(inputs), atol=1e-5)
+        features = model.clip_features(inputs)  # what a speaker (or corpus) normalisation standardises
+        assert features.shape == (6, model.head.hidden[1].in_features)
+        activations = model.head.hidden(features)
+        assert activations.shape == (6, 32) and (activations > -0.2).all()  # GELU activations
+        assert torch.allclose(model.head.classifier(activations), model(inputs), atol=1e-5)
 
 
 def test_attention_pooling_weighs_frames_and_ignores_their_order(sample_batch):

@@ -398,6 +398,32 @@ def test_a_speaker_normalised_probe_judges_one_speaker_s_clips_together(trained,
 
 
 @pytest.mark.slow
+def test_a_corpus_normalised_hidden_layer_is_fitted_again_on_what_the_head_reads(models, four_actor_metadata,
+                                                                                 tmp_path):
+    from avemotion.datasets.index import read_metadata
+    from avemotion.runtime.hidden_layer import HiddenLayer
+
+    table = read_metadata(four_actor_metadata)
+    plan = replace(recipe(TrainSettings(model=models["hidden"], max_epochs=1, progress=False)), corpus_norm=True)
+    train(table, FeatureCache.open(tmp_path / "cache", FEATURES), tmp_path / "run", plan,
+          metadata_path=str(four_actor_metadata))
+    checkpoint = tmp_path / "run" / "model.ckpt"
+    model, info = load_checkpoint(checkpoint)
+    head = info.speaker_normalisation.head
+    assert info.normalised_by == "corpus" and isinstance(head, HiddenLayer)
+    assert head.hidden_weight.shape == (16, model.head.hidden[1].in_features)  # it reads the head's inputs
+    written = pd.read_csv(tmp_path / "run" / "predictions.csv").set_index("clip")
+    _, folder = evaluate_run(tmp_path / "run", progress=False)
+    evaluated = pd.read_csv(folder / "predictions.csv").set_index("clip").loc[written.index]
+    columns = [f"p_{label}" for label in EMOTIONS]
+    assert np.allclose(evaluated[columns], written[columns], atol=1e-5)
+    results = load(checkpoint).predict_batch(sample_videos())  # a folder: one corpus's clips
+    exported = load(export_onnx(checkpoint, tmp_path / "model.onnx"))  # the head in the file's metadata
+    for result, again in zip(results, exported.predict_batch(sample_videos())):
+        assert np.allclose(list(result.probabilities.values()), list(again.probabilities.values()), atol=1e-4)
+
+
+@pytest.mark.slow
 def test_the_svm_probe_is_fitted_in_closed_form_and_refuses_gradient_descent(trained, sample_table, tmp_path):
     from avemotion.training.models import KernelClassifier
 

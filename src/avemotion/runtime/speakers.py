@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avemotion.errors import AvemotionError
+from avemotion.runtime.hidden_layer import HiddenLayer
 from avemotion.runtime.linear_probe import LinearLayer, fit_logistic_layer
 from avemotion.runtime.probabilities import softmax
 from avemotion.runtime.svm_probe import KernelLayer, feature_statistics, fit_svm_layer
@@ -87,9 +88,10 @@ def clip_groups(table, group: str) -> np.ndarray:
 
 
 # The last layer of a speaker-normalised model, on the standardised features: a linear layer, or for a
-# model whose own last layer is a support-vector machine, one of those too.
-SpeakerHead = LinearLayer | KernelLayer
-SPEAKER_HEADS = {LinearLayer.KIND: LinearLayer, KernelLayer.KIND: KernelLayer}
+# model whose own last layer is a support-vector machine, one of those too, and for one whose head has
+# a hidden layer, a hidden layer.
+SpeakerHead = LinearLayer | KernelLayer | HiddenLayer
+SPEAKER_HEADS = {LinearLayer.KIND: LinearLayer, KernelLayer.KIND: KernelLayer, HiddenLayer.KIND: HiddenLayer}
 SPEAKER_HEAD_C = 1.0  # scikit-learn's default L2 strength for the speaker head's regression
 
 
@@ -110,7 +112,7 @@ def speaker_head_from_json(text: str) -> SpeakerHead:
     return _head_class(json.loads(text).get("kind", LinearLayer.KIND)).from_json(text)
 
 
-def _head_class(kind: str) -> type[LinearLayer | KernelLayer]:
+def _head_class(kind: str) -> type[SpeakerHead]:
     if kind not in SPEAKER_HEADS:
         raise ValueError(f"a speaker head of unknown kind {kind!r}")
     return SPEAKER_HEADS[kind]

@@ -12,12 +12,11 @@ CREMA-D's (docs/studies/compact-voice-head.md). The same features and seed give 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
+from avemotion.runtime.hidden_layer import HiddenLayer
 from avemotion.runtime.linear_probe import ABSENT_CLASS_BIAS
 from avemotion.runtime.svm_probe import feature_statistics
 
@@ -26,36 +25,6 @@ LEARNING_RATE = 1e-3  # the one-cycle schedule's peak
 WEIGHT_DECAY = 0.05
 BATCH_SIZE = 64
 LABEL_SMOOTHING = 0.1
-
-
-@dataclass(frozen=True)
-class HiddenLayer:
-    """logits = weight · gelu(hidden_weight · z + hidden_bias) + bias, for the features z
-    standardised with the training clips' mean and scale."""
-
-    mean: np.ndarray  # float32 (D,)
-    scale: np.ndarray  # float32 (D,)
-    hidden_weight: np.ndarray  # float32 (width, D)
-    hidden_bias: np.ndarray  # float32 (width,)
-    weight: np.ndarray  # float32 (classes, width)
-    bias: np.ndarray  # float32 (classes,)
-
-    @property
-    def num_classes(self) -> int:
-        return self.weight.shape[0]
-
-    def folded(self) -> tuple[np.ndarray, np.ndarray]:
-        """The hidden layer's weight and bias on the features as given (the standardisation folded
-        in): what a network that reads those features holds."""
-        weight = self.hidden_weight / self.scale
-        return weight, self.hidden_bias - weight @ self.mean
-
-    @torch.no_grad()
-    def logits(self, features: np.ndarray) -> np.ndarray:
-        standardised = torch.from_numpy((np.asarray(features, np.float32) - self.mean) / self.scale)
-        hidden = nn.functional.gelu(standardised @ torch.from_numpy(self.hidden_weight).T
-                                    + torch.from_numpy(self.hidden_bias))
-        return (hidden @ torch.from_numpy(self.weight).T + torch.from_numpy(self.bias)).numpy()
 
 
 def fit_hidden_layer(features: np.ndarray, targets: np.ndarray, num_classes: int, width: int = 256,

@@ -8,7 +8,8 @@ concatenation with dropout. Encoders, temporal models and fusions are each a cla
 ENCODERS, TEMPORAL_MODELS or FUSIONS; an encoder declares the input it reads (by name, see
 :mod:`avemotion.media.inputs`) and the width of its features, and takes its normalisation from its own
 configuration. Every fusion ends in a `classifier` over the vector its `features` make (a linear
-layer, or for the frozen speech encoders an RBF support-vector machine fitted in closed form). The
+layer, or for the frozen speech encoders an RBF support-vector machine fitted in closed form; the
+`mlp` fusion has one hidden layer between them). The
 models differ only in their :class:`ModelSettings`, registered by name in :mod:`avemotion.registry`.
 
 A pretrained speech encoder (Whisper, WavLM … : :mod:`avemotion.media.speech`) can be the audio branch:
@@ -38,9 +39,9 @@ from avemotion.registry import (
     list_models,
     model_settings,
 )
+from avemotion.runtime.hidden_layer import HiddenLayer
 from avemotion.runtime.svm_probe import KernelLayer
 from avemotion.training.backbone_weights import local_weights_overlay
-from avemotion.training.hidden_probe import HiddenLayer
 
 __all__ = ["ENCODERS", "FUSIONS", "MODELS", "TEMPORAL_MODELS", "EmotionNet", "ModelSettings",
            "WeightsUnavailable", "create_model", "list_models", "model_settings"]
@@ -518,11 +519,12 @@ class HiddenLayerFusion(nn.Module):
         self.classifier = nn.Linear(settings.temporal_hidden, settings.num_classes)
 
     def features(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """The vector the classifier reads: the hidden layer's activations."""
-        return self.hidden(torch.cat(features, dim=1))
+        """The vector a speaker (or corpus) normalisation standardises: what the head reads, the
+        modalities' features side by side, on which its hidden layer is fitted again."""
+        return torch.cat(features, dim=1)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(self.dropout(self.features(features)))
+        return self.classifier(self.dropout(self.hidden(self.features(features))))
 
     @torch.no_grad()
     def load_layer(self, layer: HiddenLayer) -> None:
@@ -680,7 +682,8 @@ class EmotionNet(nn.Module):
         return self.head(self._branches(embeddings))
 
     def clip_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, D): the vector the last layer reads, what speaker normalisation standardises."""
+        """(B, D): what speaker normalisation standardises: the vector the last layer reads (the
+        hidden layer's inputs, for a head that has one)."""
         return self.clip_features_from_embeddings(self.embed(inputs))
 
     def clip_features_from_embeddings(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -49,7 +49,13 @@ from avemotion.media.preprocess import (
 from avemotion.media.speech import SPEECH_RATE
 from avemotion.runtime.card import MAX_TEST_TIME_SPEEDS, SPEED_RANGE
 from avemotion.runtime.linear_probe import PROBE_C, fit_logistic_layer
-from avemotion.runtime.speakers import SPEAKER_HEAD_C, SpeakerNormalisation, clip_groups, require_speakers
+from avemotion.runtime.speakers import (
+    SPEAKER_HEAD_C,
+    SpeakerNormalisation,
+    clip_groups,
+    require_speakers,
+    standardised_by_speaker,
+)
 from avemotion.runtime.svm_probe import fit_svm_layer
 from avemotion.training.augment import jitter_frames
 from avemotion.training.checkpoint import Checkpoint, save_checkpoint
@@ -448,7 +454,8 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
     probabilities (in the table's order). With the linear probe's recipe the speaker head is a probe
     too: fitted on the validation clips as well, with the probe's penalty (on the validation
     speakers of RAVDESS and CREMA-D, C = 0.1 beat 1 on frozen speech features). A model whose last
-    layer is a support-vector machine gets one as its speaker head too."""
+    layer is a support-vector machine gets one as its speaker head too, and one whose head has a
+    hidden layer gets a hidden layer, fitted by the hidden-layer probe's recipe on what the head reads."""
     if model.trains_encoders:
         clips = DataLoader(CachedClips(table, cache, labels, model.inputs), batch_size=batch_size)
         features = clip_features(model, clips)
@@ -460,10 +467,15 @@ def fit_speaker_normalisation(model: EmotionNet, table: pd.DataFrame, split: pd.
     groups = clip_groups(table, group)
     if group == "corpus":  # a corpus's test clips standardised on their own, as a new corpus's are
         groups = np.asarray([f"{corpus}/{part}" for corpus, part in zip(groups, split)])
-    normalisation = SpeakerNormalisation.fit(features, groups, targets, train, len(labels),
-                                             C=PROBE_C if linear_probe else SPEAKER_HEAD_C,
-                                             svm=isinstance(model.head.classifier, KernelClassifier), group=group,
-                                             held_out=_speakers(table))
+    if isinstance(model.head, HiddenLayerFusion):  # its hidden layer fitted again, by the probe's recipe
+        standardised = standardised_by_speaker(features, groups, "the training table", group)
+        normalisation = SpeakerNormalisation(fit_hidden_layer(standardised[train], targets[train], len(labels),
+                                                              model.settings.temporal_hidden, model.settings.dropout))
+    else:
+        normalisation = SpeakerNormalisation.fit(features, groups, targets, train, len(labels),
+                                                 C=PROBE_C if linear_probe else SPEAKER_HEAD_C,
+                                                 svm=isinstance(model.head.classifier, KernelClassifier),
+                                                 group=group, held_out=_speakers(table))
     return normalisation, normalisation.probabilities(features, groups, group=group)[test]
 
 
