@@ -283,10 +283,11 @@ def test_speaker_and_corpus_normalisation_are_one_choice(ravdess_corpus, tmp_pat
 
 
 def test_clips_are_grouped_by_speaker_or_by_corpus():
-    table = pd.DataFrame({"actor_id": ["1", "2", "1"], "dataset": ["tess", "tess", "urdu"]})
-    assert clip_groups(table, "speaker").tolist() == ["1", "2", "1"]
-    assert clip_groups(table, "corpus").tolist() == ["tess", "tess", "urdu"]
-    assert clip_groups(table[["actor_id"]], "corpus").tolist() == ["corpus"] * 3  # one table: one corpus
+    table = pd.DataFrame({"actor_id": ["1", "2", "1", "2"], "dataset": ["tess", "tess", "urdu", "urdu"],
+                          "clip": ["a", "b", "c", "d"]})
+    assert clip_groups(table, "speaker").tolist() == ["1", "2", "1", "2"]
+    assert clip_groups(table, "corpus").tolist() == ["tess", "tess", "urdu", "urdu"]
+    assert clip_groups(table[["actor_id"]], "corpus").tolist() == ["corpus"] * 4  # one table: one corpus
     with pytest.raises(SpeakerNormError, match="no speaker column"):
         clip_groups(table[["dataset"]], "speaker")
 

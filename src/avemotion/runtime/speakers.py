@@ -77,12 +77,12 @@ def _require_enough_clips(speakers: np.ndarray, source: str, group: str = "speak
 
 def clip_groups(table, group: str) -> np.ndarray:
     """Each clip's name of what a `group`-normalised model (NORM_GROUPS) standardises it with: its
-    speaker, or its corpus (one corpus for a table that names none: it is one corpus's table)."""
+    speaker (a table without them refused, as `require_speakers` refuses it), or its corpus (one
+    corpus for a table that names none: it is one corpus's table)."""
+    if group == "speaker":
+        require_speakers(table)
     column = NORM_GROUPS[group]
     if column not in table:
-        if group == "speaker":
-            raise SpeakerNormError("speaker normalisation needs each clip's speaker: this table has no "
-                                   "speaker column (actor_id; `speaker` in a manifest)")
         return np.full(len(table), "corpus")
     return table[column].fillna("").astype(str).to_numpy()
 

@@ -212,7 +212,7 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     pretrained speech encoder's local folder (default: the one the run was trained with)."""
     from avemotion.datasets.index import read_metadata, read_metadata_tables
     from avemotion.media.preprocess import CachedClips, FeatureCache, clips_with_inputs, ensure_cached
-    from avemotion.runtime.speakers import clip_groups, require_speakers
+    from avemotion.runtime.speakers import clip_groups
     from avemotion.training.checkpoint import load_checkpoint
     from avemotion.training.embeddings import clip_features_of_frozen
 
@@ -239,12 +239,11 @@ def evaluate_run(run_dir: str | Path, metadata: str | Path | None = None,
     # cache that training filled, instead of encoding every clip again
     frozen = info.model_settings.frozen_speech
     if info.speaker_norm:  # each speaker's clips (or each corpus's) standardised together
-        if info.normalised_by == "speaker":
-            require_speakers(table)
+        groups = clip_groups(table, info.normalised_by)  # a table without speakers refused before encoding
         features = (clip_features_of_frozen(model, table, cache, progress) if frozen
                     else clip_features(model, DataLoader(clips, batch_size=batch_size)))
-        probabilities = info.speaker_normalisation.probabilities(
-            features, clip_groups(table, info.normalised_by), "the evaluated table", info.normalised_by)
+        probabilities = info.speaker_normalisation.probabilities(features, groups, "the evaluated table",
+                                                                 info.normalised_by)
     elif frozen:
         probabilities = cached_probabilities(model, table, cache, info.test_time_speeds, progress)
     else:
